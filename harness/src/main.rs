@@ -1,0 +1,37 @@
+//! `bulkmock`: serve the mock FHIR Bulk Data server.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// bulkmock: the test bench for FHIR Bulk Data clients.
+#[derive(Parser)]
+#[command(name = "bulkmock", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mock Data Provider until Ctrl-C.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BULKMOCK_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulkmock: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

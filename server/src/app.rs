@@ -1,0 +1,80 @@
+//! The router and the function that serves it on a caller-bound listener.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::config::ServerConfig;
+use crate::data::DataSource;
+use crate::data::synthetic::Synthetic;
+use crate::error::FhirError;
+use crate::export::job::JobStore;
+use crate::routes;
+
+/// Shared state of one server.
+pub struct AppState {
+    /// Settings.
+    pub config: ServerConfig,
+    /// Where resources come from.
+    pub source: Arc<dyn DataSource>,
+    /// Export jobs.
+    pub jobs: JobStore,
+    /// The FHIR base URL, e.g. `http://127.0.0.1:8080/fhir`.
+    pub fhir_base: String,
+}
+
+impl AppState {
+    /// State for a server whose public origin is `origin` (`http://host:port`).
+    pub fn new(config: ServerConfig, origin: &str) -> std::io::Result<Arc<AppState>> {
+        let origin = config.public_url.clone().unwrap_or_else(|| origin.to_string());
+        let fhir_base = format!("{}/fhir", origin.trim_end_matches('/'));
+        let source: Arc<dyn DataSource> = match &config.data_dir {
+            Some(dir) => Arc::new(crate::data::folder::Folder::load(dir, &fhir_base)?),
+            None => Arc::new(Synthetic::new(config.seed, config.patients, &fhir_base)),
+        };
+        Ok(Arc::new(AppState { jobs: JobStore::new(config.seed, config.job_ttl), config, source, fhir_base }))
+    }
+
+    /// The public origin (scheme, host, port) of the FHIR base.
+    pub fn origin(&self) -> &str {
+        self.fhir_base.trim_end_matches("/fhir")
+    }
+}
+
+/// Builds the router (usable without a socket, e.g. with `oneshot`).
+pub fn router(state: Arc<AppState>) -> Router {
+    let fhir = Router::new()
+        .route("/metadata", get(routes::metadata::capability_statement))
+        .route("/$export", get(routes::kickoff::system).post(routes::kickoff::system))
+        .route("/Patient/$export", get(routes::kickoff::patient).post(routes::kickoff::patient))
+        .route("/Group/{id}/$export", get(routes::kickoff::group).post(routes::kickoff::group))
+        .route("/Group", get(routes::groups::search))
+        .route("/Group/{id}", get(routes::groups::read))
+        .route("/bulkstatus/{job}", get(routes::status::poll).delete(routes::status::delete))
+        .route("/bulkstatus/{job}/page/{page}", get(routes::status::poll_page))
+        .route("/bulkfiles/{job}/{name}", get(routes::files::download))
+        .route("/attachments/{id}", get(routes::files::attachment));
+    Router::new()
+        .nest("/fhir", fhir)
+        .fallback(|| async { FhirError::not_found("no such endpoint; the FHIR base is /fhir") })
+        .method_not_allowed_fallback(|| async {
+            FhirError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                bulkmock_wire::IssueType::NotSupported,
+                "method not allowed on this endpoint",
+            )
+        })
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,43 @@
+//! Server settings, shared by the `serve` command and the test handle.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that shapes one mock server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Seed of all generated data and ids.
+    pub seed: u64,
+    /// Patients in the synthetic population.
+    pub patients: u64,
+    /// Resources per output file, at most (approximate for patient blocks).
+    pub resources_per_file: u64,
+    /// How long a job stays in progress at least.
+    pub job_duration: Duration,
+    /// How long files stay available after a job completes.
+    pub job_ttl: Duration,
+    /// Files per manifest page with `allowPartialManifests=true`.
+    pub manifest_page_size: usize,
+    /// Public origin for links (`http://host:port`), when behind a proxy.
+    pub public_url: Option<String>,
+    /// Serve NDJSON files from this folder instead of the synthetic population.
+    pub data_dir: Option<PathBuf>,
+    /// Open access: no authorization on any route.
+    pub open: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            seed: crate::data::synthetic::DEFAULT_SEED,
+            patients: crate::data::synthetic::DEFAULT_PATIENTS,
+            resources_per_file: 10_000,
+            job_duration: Duration::from_secs(2),
+            job_ttl: Duration::from_secs(3600),
+            manifest_page_size: 10,
+            public_url: None,
+            data_dir: None,
+            open: true,
+        }
+    }
+}

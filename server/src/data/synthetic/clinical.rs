@@ -1,0 +1,342 @@
+//! Encounters and the clinical resources hanging off them.
+//!
+//! Patient `p` has four encounters (`enc-(4p)..enc-(4p+3)`); each clinical
+//! resource references its patient and one of those encounters, and its dates
+//! follow the encounter's.
+
+use super::super::json::JsonWriter;
+use super::codes::*;
+use super::datatypes::{coding, concept, concepts, reference, reference_body, references, status_concept};
+use super::{Ctx, Synthetic, T};
+
+/// Encounter number `n` (0..4) of patient `p`.
+fn encounter_of(p: u64, n: u64) -> u64 {
+    p * 4 + n
+}
+
+fn subject_and_encounter(w: &mut JsonWriter<'_>, p: u64, n: u64) {
+    reference(w, "subject", T::Patient, p);
+    reference(w, "encounter", T::Encounter, encounter_of(p, n));
+}
+
+/// Encounter.
+pub fn encounter(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::Encounter);
+    let (practitioner, provider, _) = c.data.care_links(p);
+    let mut r = c.pick(T::Encounter, 1);
+    let (code, display, class, class_display) = *r.choose(ENCOUNTER_TYPES);
+    let minutes = r.range(15, 120);
+    w.str("status", "finished");
+    w.obj("class", |w| coding(w, &format!("{THO}v3-ActCode"), class, class_display));
+    concepts(w, "type", SNOMED, code, display);
+    reference(w, "subject", T::Patient, p);
+    w.arr("participant", |w| {
+        w.item_obj(|w| {
+            w.arr("type", |w| {
+                w.item_obj(|w| {
+                    w.arr("coding", |w| {
+                        w.item_obj(|w| coding(w, &format!("{THO}v3-ParticipationType"), "PPRF", "primary performer"))
+                    })
+                })
+            });
+            reference(w, "individual", T::Practitioner, practitioner);
+        })
+    });
+    w.obj("period", |w| {
+        w.instant("start", c.event);
+        w.instant("end", c.event + minutes * 60);
+    });
+    w.arr("location", |w| w.item_obj(|w| reference(w, "location", T::Location, provider)));
+    reference(w, "serviceProvider", T::Organization, Synthetic::provider_org(provider));
+}
+
+/// Which condition patient `p` has in slot `j`; the diabetes cohort's first is diabetes.
+pub fn condition_index(data: &Synthetic, p: u64, j: u64) -> usize {
+    if j == 0 && p % 7 == 3 {
+        return DIABETES;
+    }
+    let mut r = data.pick(T::Condition, p * 2 + j, 1);
+    1 + r.below(CONDITIONS.len() as u64 - 1) as usize
+}
+
+/// Condition.
+pub fn condition(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, j) = c.owner(T::Condition);
+    let (snomed, display, icd) = CONDITIONS[condition_index(c.data, p, j)];
+    let resolved = c.pick(T::Condition, 2).below(3) == 0 && j == 1;
+    status_concept(w, "clinicalStatus", "condition-clinical", if resolved { "resolved" } else { "active" });
+    status_concept(w, "verificationStatus", "condition-ver-status", "confirmed");
+    w.arr("category", |w| {
+        w.item_obj(|w| {
+            w.arr("coding", |w| {
+                w.item_obj(|w| {
+                    coding(w, &format!("{THO}condition-category"), "encounter-diagnosis", "Encounter Diagnosis")
+                })
+            })
+        })
+    });
+    w.obj("code", |w| {
+        w.arr("coding", |w| {
+            w.item_obj(|w| coding(w, SNOMED, snomed, display));
+            w.item_obj(|w| coding(w, ICD10, icd, ""));
+        });
+        w.str("text", display);
+    });
+    subject_and_encounter(w, p, j);
+    w.instant("onsetDateTime", c.event);
+    if resolved {
+        w.instant("abatementDateTime", c.event + 21 * 86_400);
+    }
+    w.instant("recordedDate", c.event);
+}
+
+/// Observation: vital signs and laboratory results with UCUM quantities.
+pub fn observation(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, j) = c.owner(T::Observation);
+    let mut r = c.pick(T::Observation, 1);
+    let m = &MEASURES[((j + p) % MEASURES.len() as u64) as usize];
+    let value = r.range(m.min_tenths, m.max_tenths);
+    w.str("status", "final");
+    w.arr("category", |w| {
+        w.item_obj(|w| {
+            w.arr("coding", |w| {
+                w.item_obj(|w| {
+                    let display = if m.category == "laboratory" { "Laboratory" } else { "Vital Signs" };
+                    coding(w, &format!("{THO}observation-category"), m.category, display)
+                })
+            })
+        })
+    });
+    concept(w, "code", LOINC, m.code, m.display);
+    subject_and_encounter(w, p, j % 4);
+    w.instant("effectiveDateTime", c.event);
+    w.instant("issued", c.event + 1800);
+    w.obj("valueQuantity", |w| {
+        w.tenths("value", value);
+        w.str("unit", m.unit);
+        w.str("system", UCUM);
+        w.str("code", m.unit);
+    });
+}
+
+/// Procedure.
+pub fn procedure(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::Procedure);
+    let (code, display) = *c.pick(T::Procedure, 1).choose(PROCEDURES);
+    w.str("status", "completed");
+    concept(w, "code", SNOMED, code, display);
+    subject_and_encounter(w, p, 2);
+    w.obj("performedPeriod", |w| {
+        w.instant("start", c.event);
+        w.instant("end", c.event + 1800);
+    });
+}
+
+/// MedicationRequest.
+pub fn medication_request(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, j) = c.owner(T::MedicationRequest);
+    let (practitioner, _, _) = c.data.care_links(p);
+    let mut r = c.pick(T::MedicationRequest, 1);
+    let (code, display) = *r.choose(MEDICATIONS);
+    let daily = r.range(1, 3);
+    w.str("status", if j == 0 { "active" } else { "completed" });
+    w.str("intent", "order");
+    concept(w, "medicationCodeableConcept", RXNORM, code, display);
+    subject_and_encounter(w, p, j);
+    w.instant("authoredOn", c.event);
+    reference(w, "requester", T::Practitioner, practitioner);
+    w.arr("dosageInstruction", |w| {
+        w.item_obj(|w| {
+            w.uint("sequence", 1);
+            w.str("text", &format!("Take 1 tablet by mouth {daily} times a day"));
+            w.obj("timing", |w| {
+                w.obj("repeat", |w| {
+                    w.uint("frequency", daily as u64);
+                    w.uint("period", 1);
+                    w.str("periodUnit", "d");
+                })
+            });
+        })
+    });
+}
+
+/// Immunization.
+pub fn immunization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, j) = c.owner(T::Immunization);
+    let mut r = c.pick(T::Immunization, 1);
+    let (code, display) = *r.choose(VACCINES);
+    w.str("status", "completed");
+    concept(w, "vaccineCode", CVX, code, display);
+    reference(w, "patient", T::Patient, p);
+    reference(w, "encounter", T::Encounter, encounter_of(p, (j * 3) % 4));
+    w.instant("occurrenceDateTime", c.event);
+    w.bool("primarySource", true);
+    w.str("lotNumber", &format!("LOT{:06}", r.below(1_000_000)));
+}
+
+/// AllergyIntolerance.
+pub fn allergy(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::AllergyIntolerance);
+    let (code, display, category) = *c.pick(T::AllergyIntolerance, 1).choose(ALLERGIES);
+    status_concept(w, "clinicalStatus", "allergyintolerance-clinical", "active");
+    status_concept(w, "verificationStatus", "allergyintolerance-verification", "confirmed");
+    w.str("type", "allergy");
+    w.arr("category", |w| w.item_str(category));
+    w.str("criticality", "low");
+    concept(w, "code", SNOMED, code, display);
+    reference(w, "patient", T::Patient, p);
+    reference(w, "encounter", T::Encounter, encounter_of(p, 1));
+    w.instant("recordedDate", c.event);
+}
+
+/// DiagnosticReport: results are the two observations of the first encounter.
+pub fn diagnostic_report(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::DiagnosticReport);
+    let (_, provider, _) = c.data.care_links(p);
+    let (code, display) = *c.pick(T::DiagnosticReport, 1).choose(PANELS);
+    w.str("status", "final");
+    w.arr("category", |w| {
+        w.item_obj(|w| w.arr("coding", |w| w.item_obj(|w| coding(w, &format!("{THO}v2-0074"), "LAB", "Laboratory"))))
+    });
+    concept(w, "code", LOINC, code, display);
+    subject_and_encounter(w, p, 0);
+    w.instant("effectiveDateTime", c.event);
+    w.instant("issued", c.event + 3600);
+    references(w, "performer", T::Organization, Synthetic::provider_org(provider));
+    let k = T::Observation.per_patient();
+    w.arr("result", |w| {
+        w.item_obj(|w| reference_body(w, T::Observation, p * k));
+        w.item_obj(|w| reference_body(w, T::Observation, p * k + 4));
+    });
+}
+
+/// The text of DocumentReference `idx`'s attachment.
+pub fn note_text(data: &Synthetic, idx: u64) -> String {
+    let p = idx / T::DocumentReference.per_patient();
+    let person = data.person(p);
+    let (_, display) = *data.pick(T::DocumentReference, idx, 1).choose(NOTE_TYPES);
+    let (condition, _, _) = CONDITIONS[condition_index(data, p, 0)];
+    let condition_name = CONDITIONS[condition_index(data, p, 0)].1;
+    format!(
+        "{display}\n\nPatient: {} {} (pat-{p})\n\nAssessment: follow-up of {condition_name} \
+         (SNOMED CT {condition}). Vital signs reviewed and stable. Medications reconciled.\n\n\
+         Plan: continue current treatment; return in three months or sooner if symptoms change.\n",
+        person.given, person.family
+    )
+}
+
+/// DocumentReference with an attachment served by the mock (SRV-029, SRV-196..199).
+pub fn document_reference(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::DocumentReference);
+    let (practitioner, _, _) = c.data.care_links(p);
+    let (code, display) = *c.pick(T::DocumentReference, 1).choose(NOTE_TYPES);
+    let size = note_text(c.data, c.idx).len() as u64;
+    w.str("status", "current");
+    concept(w, "type", LOINC, code, display);
+    w.arr("category", |w| {
+        w.item_obj(|w| {
+            w.arr("coding", |w| {
+                w.item_obj(|w| {
+                    coding(
+                        w,
+                        "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category",
+                        "clinical-note",
+                        "Clinical Note",
+                    )
+                })
+            })
+        })
+    });
+    reference(w, "subject", T::Patient, p);
+    w.instant("date", c.event);
+    references(w, "author", T::Practitioner, practitioner);
+    w.arr("content", |w| {
+        w.item_obj(|w| {
+            w.obj("attachment", |w| {
+                w.str("contentType", "text/plain; charset=utf-8");
+                w.str_num(
+                    "url",
+                    &format!("{}/attachments/{}", c.data.fhir_base(), T::DocumentReference.prefix()),
+                    c.idx,
+                );
+                w.uint("size", size);
+                w.str("title", display);
+                w.instant("creation", c.event);
+            })
+        })
+    });
+    w.obj("context", |w| {
+        references(w, "encounter", T::Encounter, encounter_of(p, 3));
+        w.obj("period", |w| w.instant("start", c.event - 3600));
+    });
+}
+
+/// CarePlan addressing the patient's first condition.
+pub fn care_plan(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::CarePlan);
+    w.str("status", "active");
+    w.str("intent", "plan");
+    concepts(w, "category", SNOMED, "734163000", "Care plan (record artifact)");
+    w.str("title", "Chronic disease management plan");
+    subject_and_encounter(w, p, 0);
+    w.obj("period", |w| w.instant("start", c.event));
+    references(w, "addresses", T::Condition, p * T::Condition.per_patient());
+}
+
+/// CareTeam: the patient and their practitioner.
+pub fn care_team(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::CareTeam);
+    let (practitioner, provider, _) = c.data.care_links(p);
+    w.str("status", "active");
+    w.str("name", "Primary care team");
+    subject_and_encounter(w, p, 0);
+    w.obj("period", |w| w.instant("start", c.event));
+    w.arr("participant", |w| {
+        w.item_obj(|w| {
+            concepts(w, "role", SNOMED, "223366009", "Healthcare professional (occupation)");
+            reference(w, "member", T::Practitioner, practitioner);
+        });
+        w.item_obj(|w| {
+            concepts(w, "role", SNOMED, "116154003", "Patient (person)");
+            reference(w, "member", T::Patient, p);
+        });
+    });
+    references(w, "managingOrganization", T::Organization, Synthetic::provider_org(provider));
+}
+
+/// Device used by the patient.
+pub fn device(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, _) = c.owner(T::Device);
+    let mut r = c.pick(T::Device, 1);
+    let (code, display) = *r.choose(DEVICES);
+    w.str("status", "active");
+    w.str("manufacturer", "Acme Medical Devices");
+    w.str("serialNumber", &format!("SN{:010}", r.below(10_000_000_000)));
+    w.arr("deviceName", |w| {
+        w.item_obj(|w| {
+            w.str("name", display);
+            w.str("type", "user-friendly-name");
+        })
+    });
+    concept(w, "type", SNOMED, code, display);
+    reference(w, "patient", T::Patient, p);
+}
+
+/// Provenance: the older one covers the patient and first encounter, the newer one the patient.
+pub fn provenance(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let (p, j) = c.owner(T::Provenance);
+    let (_, provider, _) = c.data.care_links(p);
+    w.arr("target", |w| {
+        w.item_obj(|w| reference_body(w, T::Patient, p));
+        if j == 0 {
+            w.item_obj(|w| reference_body(w, T::Encounter, encounter_of(p, 0)));
+        }
+    });
+    w.instant("recorded", c.event);
+    w.arr("agent", |w| {
+        w.item_obj(|w| {
+            concept(w, "type", &format!("{THO}provenance-participant-type"), "author", "Author");
+            reference(w, "who", T::Organization, Synthetic::provider_org(provider));
+        })
+    });
+}

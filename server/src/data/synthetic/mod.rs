@@ -1,0 +1,387 @@
+//! The deterministic synthetic population.
+//!
+//! Every resource is a pure function of (seed, population size, type, index):
+//! nothing is stored, so any file of any export can be produced on demand, in
+//! parallel, with flat memory at any size. Patient `p` owns a fixed number of
+//! resources of each compartment type ([`Kind::PerPatient`]); the remaining
+//! types ([`Kind::Standalone`]) scale with the population.
+//!
+//! References resolve inside a system-level export: clinical resources point
+//! at their patient, at one of the patient's encounters, at practitioners,
+//! organisations and locations that exist. Resources that could be referenced
+//! are never deleted; only leaf types have a deleted share.
+
+mod clinical;
+mod codes;
+mod datatypes;
+mod financial;
+mod people;
+
+use std::ops::Range;
+
+use super::json::JsonWriter;
+use super::{DataSource, GROUP_IDENTIFIER_SYSTEM, GroupDef, Header, PatientSet, TypeIdx, TypeInfo};
+
+/// Default population size.
+pub const DEFAULT_PATIENTS: u64 = 100;
+/// Default seed.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// 2019-01-01T00:00:00Z: the start of the data's time span.
+const SPAN_START: i64 = 1_546_300_800;
+/// Seven years: clinical events fall in [SPAN_START, SPAN_START + SPAN).
+const SPAN: u64 = 7 * 365 * 86_400;
+/// Per mille of deletable resources that are deleted.
+const DELETED_PER_MILLE: u64 = 25;
+
+/// The synthetic resource types, in output order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum T {
+    Patient,
+    Encounter,
+    Condition,
+    Observation,
+    Procedure,
+    MedicationRequest,
+    Immunization,
+    AllergyIntolerance,
+    DiagnosticReport,
+    DocumentReference,
+    CarePlan,
+    CareTeam,
+    Coverage,
+    Claim,
+    ExplanationOfBenefit,
+    Device,
+    Provenance,
+    Practitioner,
+    Organization,
+    Location,
+    Group,
+}
+
+/// How many resources of a type exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// This many per patient.
+    PerPatient(u64),
+    /// A count that depends on the population size only.
+    Standalone,
+}
+
+/// Name, kind, id prefix, whether part of it is deleted.
+const SPEC: [(T, &str, Kind, &str, bool); 21] = [
+    (T::Patient, "Patient", Kind::PerPatient(1), "pat-", false),
+    (T::Encounter, "Encounter", Kind::PerPatient(4), "enc-", false),
+    (T::Condition, "Condition", Kind::PerPatient(2), "cond-", false),
+    (T::Observation, "Observation", Kind::PerPatient(8), "obs-", false),
+    (T::Procedure, "Procedure", Kind::PerPatient(1), "proc-", true),
+    (T::MedicationRequest, "MedicationRequest", Kind::PerPatient(2), "medrx-", true),
+    (T::Immunization, "Immunization", Kind::PerPatient(2), "imm-", true),
+    (T::AllergyIntolerance, "AllergyIntolerance", Kind::PerPatient(1), "alg-", true),
+    (T::DiagnosticReport, "DiagnosticReport", Kind::PerPatient(1), "dxr-", false),
+    (T::DocumentReference, "DocumentReference", Kind::PerPatient(1), "doc-", false),
+    (T::CarePlan, "CarePlan", Kind::PerPatient(1), "cp-", false),
+    (T::CareTeam, "CareTeam", Kind::PerPatient(1), "ct-", false),
+    (T::Coverage, "Coverage", Kind::PerPatient(1), "cov-", false),
+    (T::Claim, "Claim", Kind::PerPatient(2), "clm-", false),
+    (T::ExplanationOfBenefit, "ExplanationOfBenefit", Kind::PerPatient(2), "eob-", false),
+    (T::Device, "Device", Kind::PerPatient(1), "dev-", false),
+    (T::Provenance, "Provenance", Kind::PerPatient(2), "prov-", false),
+    (T::Practitioner, "Practitioner", Kind::Standalone, "prac-", false),
+    (T::Organization, "Organization", Kind::Standalone, "org-", false),
+    (T::Location, "Location", Kind::Standalone, "loc-", false),
+    (T::Group, "Group", Kind::Standalone, "", false),
+];
+
+impl T {
+    fn from_idx(ty: TypeIdx) -> T {
+        SPEC[ty].0
+    }
+    pub(crate) fn per_patient(self) -> u64 {
+        match SPEC[self as usize].2 {
+            Kind::PerPatient(k) => k,
+            Kind::Standalone => 0,
+        }
+    }
+    pub(crate) fn prefix(self) -> &'static str {
+        SPEC[self as usize].3
+    }
+    pub(crate) fn name(self) -> &'static str {
+        SPEC[self as usize].1
+    }
+}
+
+/// The splitmix64 finaliser: a bijection on u64 with good avalanche.
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A tiny deterministic generator for the choices inside one resource.
+pub(crate) struct Pick(u64);
+
+impl Pick {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub(crate) fn choose<'a, X>(&mut self, items: &'a [X]) -> &'a X {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    /// A value in `[min, max]`.
+    pub(crate) fn range(&mut self, min: i64, max: i64) -> i64 {
+        min + self.below((max - min + 1) as u64) as i64
+    }
+}
+
+/// The synthetic population; see the module docs.
+pub struct Synthetic {
+    seed: u64,
+    patients: u64,
+    fhir_base: String,
+    types: Vec<TypeInfo>,
+    groups: Vec<GroupDef>,
+}
+
+impl Synthetic {
+    /// A population of `patients` patients from `seed`; attachment URLs are
+    /// absolute under `fhir_base`.
+    pub fn new(seed: u64, patients: u64, fhir_base: &str) -> Self {
+        let types = SPEC
+            .iter()
+            .map(|(_, name, kind, _, _)| TypeInfo {
+                name: (*name).to_string(),
+                in_patient_compartment: matches!(kind, Kind::PerPatient(_)),
+            })
+            .collect();
+        Synthetic {
+            seed,
+            patients,
+            fhir_base: fhir_base.trim_end_matches('/').to_string(),
+            types,
+            groups: builtin_groups(patients),
+        }
+    }
+
+    /// A generator for the choices of resource `idx` of type `ty`, in stream `stream`.
+    pub(crate) fn pick(&self, ty: T, idx: u64, stream: u64) -> Pick {
+        Pick(mix(self.seed ^ mix((ty as u64 + 1) << 48 ^ stream)) ^ mix(idx))
+    }
+
+    pub(crate) fn practitioners(&self) -> u64 {
+        10 + self.patients / 50
+    }
+    pub(crate) fn organizations(&self) -> u64 {
+        3 + self.patients / 500
+    }
+    /// Organisations with index divisible by 3 are payers, the rest providers.
+    pub(crate) fn payers(&self) -> u64 {
+        self.organizations().div_ceil(3)
+    }
+    pub(crate) fn providers(&self) -> u64 {
+        self.organizations() - self.payers()
+    }
+    /// Organisation index of provider number `k`.
+    pub(crate) fn provider_org(k: u64) -> u64 {
+        k + k / 2 + 1
+    }
+    pub(crate) fn fhir_base(&self) -> &str {
+        &self.fhir_base
+    }
+
+    /// The patient's assigned practitioner, provider and payer.
+    pub(crate) fn care_links(&self, p: u64) -> (u64, u64, u64) {
+        let mut r = self.pick(T::Patient, p, 1);
+        (r.below(self.practitioners()), r.below(self.providers()), r.below(self.payers()) * 3)
+    }
+
+    /// Start of encounter `enc` (Unix seconds).
+    pub(crate) fn encounter_start(&self, enc: u64) -> i64 {
+        let mut r = self.pick(T::Encounter, enc, 2);
+        // Leave room after the span for follow-ups and updates.
+        SPAN_START + r.below(SPAN - 90 * 86_400) as i64
+    }
+
+    /// The clinical time of a resource, before `meta.lastUpdated`.
+    fn event_time(&self, ty: T, idx: u64) -> i64 {
+        let k = ty.per_patient();
+        let (p, j) = idx.checked_div(k).map_or((0, idx), |p| (p, idx % k));
+        let enc = |n: u64| self.encounter_start(p * 4 + n);
+        match ty {
+            T::Encounter => self.encounter_start(idx),
+            T::Observation => enc(j % 4) + 600 * (j as i64 / 4 + 1),
+            T::Condition | T::Claim | T::MedicationRequest => enc(j),
+            T::ExplanationOfBenefit => enc(j) + 14 * 86_400,
+            T::Procedure => enc(2) + 1200,
+            T::Immunization => enc((j * 3) % 4) + 900,
+            T::AllergyIntolerance | T::Device => enc(1),
+            T::DiagnosticReport | T::CarePlan | T::CareTeam => enc(0) + 3600,
+            T::DocumentReference => enc(3) + 3600,
+            T::Provenance if j == 0 => enc(0) + 7200,
+            T::Provenance => enc(3) + 86_400,
+            T::Patient | T::Coverage => self.encounter_start(p * 4) - 30 * 86_400,
+            T::Practitioner | T::Organization | T::Location | T::Group => {
+                SPAN_START + self.pick(ty, idx, 3).below(SPAN / 7) as i64
+            }
+        }
+    }
+
+    /// Builds the JSON of a resource (no deletion check).
+    fn generate(&self, ty: T, idx: u64, out: &mut Vec<u8>) {
+        let last_updated = self.header(ty as usize, idx).last_updated;
+        let event = self.event_time(ty, idx);
+        JsonWriter::object(out, |w| {
+            w.str("resourceType", ty.name());
+            if ty == T::Group {
+                w.str("id", &self.groups[idx as usize].id);
+            } else {
+                w.str_num("id", ty.prefix(), idx);
+            }
+            w.obj("meta", |w| w.instant("lastUpdated", last_updated));
+            let ctx = Ctx { data: self, idx, event };
+            match ty {
+                T::Patient => people::patient(&ctx, w),
+                T::Practitioner => people::practitioner(&ctx, w),
+                T::Organization => people::organization(&ctx, w),
+                T::Location => people::location(&ctx, w),
+                T::Group => people::group(&ctx, &self.groups[idx as usize], w),
+                T::Encounter => clinical::encounter(&ctx, w),
+                T::Condition => clinical::condition(&ctx, w),
+                T::Observation => clinical::observation(&ctx, w),
+                T::Procedure => clinical::procedure(&ctx, w),
+                T::MedicationRequest => clinical::medication_request(&ctx, w),
+                T::Immunization => clinical::immunization(&ctx, w),
+                T::AllergyIntolerance => clinical::allergy(&ctx, w),
+                T::DiagnosticReport => clinical::diagnostic_report(&ctx, w),
+                T::DocumentReference => clinical::document_reference(&ctx, w),
+                T::CarePlan => clinical::care_plan(&ctx, w),
+                T::CareTeam => clinical::care_team(&ctx, w),
+                T::Device => clinical::device(&ctx, w),
+                T::Provenance => clinical::provenance(&ctx, w),
+                T::Coverage => financial::coverage(&ctx, w),
+                T::Claim => financial::claim(&ctx, w),
+                T::ExplanationOfBenefit => financial::explanation_of_benefit(&ctx, w),
+            }
+        });
+    }
+}
+
+/// What a resource generator needs: the population, the index and event time.
+pub(crate) struct Ctx<'a> {
+    pub data: &'a Synthetic,
+    pub idx: u64,
+    pub event: i64,
+}
+
+impl Ctx<'_> {
+    /// Owning patient and position among the patient's resources of `ty`.
+    pub(crate) fn owner(&self, ty: T) -> (u64, u64) {
+        let k = ty.per_patient();
+        (self.idx / k, self.idx % k)
+    }
+    pub(crate) fn pick(&self, ty: T, stream: u64) -> Pick {
+        self.data.pick(ty, self.idx, stream)
+    }
+}
+
+/// The built-in Groups: all patients, a diabetes cohort, a sample of ten, a
+/// quarter of the population, and an empty group.
+fn builtin_groups(n: u64) -> Vec<GroupDef> {
+    let def = |id: &str, name: &str, members: PatientSet| GroupDef {
+        id: id.to_string(),
+        name: name.to_string(),
+        identifier: id.to_uppercase(),
+        members,
+    };
+    vec![
+        def("all-patients", "All patients", PatientSet::all(n)),
+        def(
+            "diabetes-cohort",
+            "Type 2 diabetes cohort",
+            PatientSet::Progression { start: 3, stride: 7, len: n.saturating_sub(3).div_ceil(7) },
+        ),
+        def("sample-10", "Ten-patient sample", PatientSet::all(n.min(10))),
+        def("quarter", "Every fourth patient", PatientSet::Progression { start: 0, stride: 4, len: n.div_ceil(4) }),
+        def("empty", "Empty group", PatientSet::all(0)),
+    ]
+}
+
+impl DataSource for Synthetic {
+    fn types(&self) -> &[TypeInfo] {
+        &self.types
+    }
+
+    fn patient_count(&self) -> u64 {
+        self.patients
+    }
+
+    fn patient_id(&self, p: u64) -> String {
+        format!("{}{p}", T::Patient.prefix())
+    }
+
+    fn patient_index(&self, id: &str) -> Option<u64> {
+        let n: u64 = id.strip_prefix(T::Patient.prefix())?.parse().ok()?;
+        (n < self.patients && id == self.patient_id(n)).then_some(n)
+    }
+
+    fn groups(&self) -> &[GroupDef] {
+        &self.groups
+    }
+
+    fn patient_resources(&self, ty: TypeIdx, p: u64) -> Range<u64> {
+        let k = T::from_idx(ty).per_patient();
+        p * k..(p + 1) * k
+    }
+
+    fn standalone_count(&self, ty: TypeIdx) -> u64 {
+        match T::from_idx(ty) {
+            T::Practitioner => self.practitioners(),
+            T::Organization => self.organizations(),
+            T::Location => self.providers(),
+            T::Group => self.groups.len() as u64,
+            _ => 0,
+        }
+    }
+
+    fn header(&self, ty: TypeIdx, idx: u64) -> Header {
+        let t = T::from_idx(ty);
+        let h = self.pick(t, idx, 0).next();
+        // Records are updated up to two weeks after the event.
+        let last_updated = self.event_time(t, idx) + (h % (14 * 86_400)) as i64;
+        Header { last_updated, deleted: SPEC[ty].4 && (h >> 32) % 1000 < DELETED_PER_MILLE }
+    }
+
+    fn resource_id(&self, ty: TypeIdx, idx: u64) -> String {
+        match T::from_idx(ty) {
+            T::Group => self.groups[idx as usize].id.clone(),
+            t => format!("{}{idx}", t.prefix()),
+        }
+    }
+
+    fn write_resource(&self, ty: TypeIdx, idx: u64, out: &mut Vec<u8>) -> std::io::Result<()> {
+        self.generate(T::from_idx(ty), idx, out);
+        Ok(())
+    }
+
+    fn attachment(&self, id: &str) -> Option<(String, Vec<u8>)> {
+        let idx: u64 = id.strip_prefix(T::DocumentReference.prefix())?.parse().ok()?;
+        let k = T::DocumentReference.per_patient();
+        if idx >= self.patients * k || id != format!("{}{idx}", T::DocumentReference.prefix()) {
+            return None;
+        }
+        Some(("text/plain; charset=utf-8".into(), clinical::note_text(self, idx).into_bytes()))
+    }
+}
+
+/// Identifier system of patient MRNs.
+pub const MRN_SYSTEM: &str = "https://bulkmock.dev/fhir/mrn";
+/// Identifier system of built-in Groups (re-exported for documentation).
+pub const GROUP_SYSTEM: &str = GROUP_IDENTIFIER_SYSTEM;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Patient, Practitioner, Organization, Location and Group.
+
+use super::super::json::JsonWriter;
+use super::super::{GROUP_IDENTIFIER_SYSTEM, GroupDef};
+use super::codes::*;
+use super::datatypes::{concept, concepts, reference, reference_body, status_concept};
+use super::{Ctx, MRN_SYSTEM, Pick, Synthetic, T};
+
+/// Largest Group whose members are listed in the Group resource itself.
+pub const MAX_LISTED_MEMBERS: u64 = 1000;
+
+/// A person's name parts; deterministic per patient.
+pub struct Person {
+    pub female: bool,
+    pub given: &'static str,
+    pub family: &'static str,
+}
+
+impl Synthetic {
+    /// Name and sex of patient `p`.
+    pub(crate) fn person(&self, p: u64) -> Person {
+        let mut r = self.pick(T::Patient, p, 4);
+        let female = r.below(2) == 0;
+        let given = *r.choose(if female { GIVEN_FEMALE } else { GIVEN_MALE });
+        let family = FAMILY[r.below(FAMILY.len() as u64) as usize];
+        Person { female, given, family }
+    }
+
+    /// Birth date of patient `p` (Unix seconds): ages 1 to 95 at the span start.
+    pub(crate) fn birth(&self, p: u64) -> i64 {
+        let mut r = self.pick(T::Patient, p, 5);
+        super::SPAN_START - r.range(365, 95 * 365) * 86_400
+    }
+}
+
+fn address(w: &mut JsonWriter<'_>, r: &mut Pick) {
+    let (city, state, zip) = r.choose(CITIES);
+    let line = format!("{} {}", r.range(1, 999), r.choose(STREETS));
+    let zip = format!("{zip}{:02}", r.below(100));
+    w.arr("address", |w| {
+        w.item_obj(|w| {
+            w.arr("line", |w| w.item_str(&line));
+            w.str("city", city);
+            w.str("state", state);
+            w.str("postalCode", &zip);
+            w.str("country", "US");
+        })
+    });
+}
+
+fn phone(w: &mut JsonWriter<'_>, r: &mut Pick, use_: &str) {
+    let number = format!("555-{:03}-{:04}", r.below(1000), r.below(10_000));
+    w.arr("telecom", |w| {
+        w.item_obj(|w| {
+            w.str("system", "phone");
+            w.str("value", &number);
+            w.str("use", use_);
+        })
+    });
+}
+
+/// Patient.
+pub fn patient(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let p = c.idx;
+    let person = c.data.person(p);
+    let (practitioner, provider, _) = c.data.care_links(p);
+    let mut r = c.pick(T::Patient, 6);
+    w.arr("identifier", |w| {
+        w.item_obj(|w| {
+            w.str("use", "usual");
+            w.obj("type", |w| {
+                w.arr("coding", |w| {
+                    w.item_obj(|w| {
+                        w.str("system", &format!("{THO}v2-0203"));
+                        w.str("code", "MR");
+                    })
+                });
+                w.str("text", "Medical record number");
+            });
+            w.str("system", MRN_SYSTEM);
+            w.str_num("value", "MRN", 10_000_000 + p);
+        })
+    });
+    w.bool("active", true);
+    w.arr("name", |w| {
+        w.item_obj(|w| {
+            w.str("use", "official");
+            w.str("family", person.family);
+            w.arr("given", |w| w.item_str(person.given));
+        })
+    });
+    phone(w, &mut r, "home");
+    w.str("gender", if person.female { "female" } else { "male" });
+    w.date("birthDate", c.data.birth(p));
+    address(w, &mut r);
+    let married = r.below(2) == 0;
+    status_concept(w, "maritalStatus", "v3-MaritalStatus", if married { "M" } else { "S" });
+    w.arr("communication", |w| {
+        w.item_obj(|w| concept(w, "language", "urn:ietf:bcp:47", "en-US", "English (United States)"))
+    });
+    w.arr("generalPractitioner", |w| w.item_obj(|w| reference_body(w, T::Practitioner, practitioner)));
+    reference(w, "managingOrganization", T::Organization, Synthetic::provider_org(provider));
+}
+
+/// Practitioner.
+pub fn practitioner(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let mut r = c.pick(T::Practitioner, 1);
+    let female = r.below(2) == 0;
+    let given = *r.choose(if female { GIVEN_FEMALE } else { GIVEN_MALE });
+    let family = *r.choose(FAMILY);
+    w.arr("identifier", |w| {
+        w.item_obj(|w| {
+            w.str("system", NPI);
+            w.str_num("value", "", 1_000_000_000 + c.idx * 7 % 999_999_999);
+        })
+    });
+    w.bool("active", true);
+    w.arr("name", |w| {
+        w.item_obj(|w| {
+            w.str("family", family);
+            w.arr("given", |w| w.item_str(given));
+            w.arr("prefix", |w| w.item_str("Dr."));
+        })
+    });
+    phone(w, &mut r, "work");
+    address(w, &mut r);
+    w.str("gender", if female { "female" } else { "male" });
+}
+
+/// Organization: every third one is a payer, the others providers.
+pub fn organization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let mut r = c.pick(T::Organization, 1);
+    let payer = c.idx.is_multiple_of(3);
+    let name = if payer {
+        let base = PAYER_NAMES[(c.idx / 3) as usize % PAYER_NAMES.len()];
+        match c.idx / 3 / PAYER_NAMES.len() as u64 {
+            0 => base.to_string(),
+            n => format!("{base} {}", n + 1),
+        }
+    } else {
+        format!("{} {}", r.choose(CITIES).0, r.choose(PROVIDER_NAMES))
+    };
+    w.arr("identifier", |w| {
+        w.item_obj(|w| {
+            w.str("system", NPI);
+            w.str_num("value", "", 1_900_000_000 + c.idx);
+        })
+    });
+    w.bool("active", true);
+    let (code, display) = if payer { ("pay", "Payer") } else { ("prov", "Healthcare Provider") };
+    concepts(w, "type", &format!("{THO}organization-type"), code, display);
+    w.str("name", &name);
+    phone(w, &mut r, "work");
+    address(w, &mut r);
+}
+
+/// Location: one per provider organisation.
+pub fn location(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let mut r = c.pick(T::Location, 1);
+    w.str("status", "active");
+    w.str("name", &format!("{} {} Clinic", r.choose(CITIES).0, r.choose(STREETS)));
+    w.str("mode", "instance");
+    phone(w, &mut r, "work");
+    address(w, &mut r);
+    reference(w, "managingOrganization", T::Organization, Synthetic::provider_org(c.idx));
+}
+
+/// Group: members are listed up to [`MAX_LISTED_MEMBERS`]; `quantity` is always exact.
+pub fn group(c: &Ctx<'_>, g: &GroupDef, w: &mut JsonWriter<'_>) {
+    w.arr("identifier", |w| {
+        w.item_obj(|w| {
+            w.str("system", GROUP_IDENTIFIER_SYSTEM);
+            w.str("value", &g.identifier);
+        })
+    });
+    w.bool("active", true);
+    w.str("type", "person");
+    w.bool("actual", true);
+    w.str("name", &g.name);
+    w.uint("quantity", g.members.len());
+    if !g.members.is_empty() && g.members.len() <= MAX_LISTED_MEMBERS {
+        w.arr("member", |w| {
+            for p in g.members.iter() {
+                w.item_obj(|w| reference(w, "entity", T::Patient, p));
+            }
+        });
+    }
+    let _ = c;
+}

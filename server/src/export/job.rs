@@ -1,0 +1,264 @@
+//! Export jobs: the work behind a status URL.
+//!
+//! A job does real work: a blocking task walks every planned file and counts
+//! the lines it will hold (generating resources where filters need them). A
+//! job is complete when that work is done *and* its configured duration has
+//! passed, so `--job-duration` makes a job look slow without making it fake.
+//! Jobs expire a while after completion; deleted and expired jobs leave a
+//! tombstone so later requests get a 404 that says why (SRV-144).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::content::Selector;
+use super::plan::ExportPlan;
+use crate::data::DataSource;
+
+/// The current time as Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// One export job.
+pub struct Job {
+    /// Opaque id, part of the status and file URLs.
+    pub id: String,
+    /// What is exported.
+    pub plan: ExportPlan,
+    /// The kick-off URL, for the manifest `request` (SRV-152).
+    pub request_url: String,
+    /// When the query ran, Unix seconds (SRV-151).
+    pub transaction_time: i64,
+    /// Whether the client asked for `separate-export-status` (SRV-043, SRV-044).
+    pub separate_status: bool,
+    started: Instant,
+    duration: Duration,
+    counts: Vec<OnceLock<u64>>,
+    counted: AtomicUsize,
+    counting_done: OnceLock<Instant>,
+    failure: OnceLock<String>,
+    cancelled: AtomicBool,
+    /// Cached byte layouts of files, filled on first download.
+    pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
+}
+
+/// How far a job has got.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Files whose content is ready to download, in plan order.
+    pub ready_files: usize,
+    /// All planned files.
+    pub total_files: usize,
+    /// Share of the job done, 0 to 1.
+    pub fraction: f64,
+    /// Whether the job is complete.
+    pub complete: bool,
+    /// Time until the job should complete, at the earliest.
+    pub remaining: Duration,
+}
+
+impl Job {
+    /// A new job; call [`Job::start_counting`] to begin its work.
+    pub fn new(
+        id: String,
+        plan: ExportPlan,
+        request_url: String,
+        separate_status: bool,
+        duration: Duration,
+    ) -> Arc<Job> {
+        let files = plan.files.len();
+        Arc::new(Job {
+            id,
+            plan,
+            request_url,
+            transaction_time: unix_now(),
+            separate_status,
+            started: Instant::now(),
+            duration,
+            counts: (0..files).map(|_| OnceLock::new()).collect(),
+            counted: AtomicUsize::new(0),
+            counting_done: OnceLock::new(),
+            failure: OnceLock::new(),
+            cancelled: AtomicBool::new(false),
+            layouts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts the counting work on a blocking thread.
+    pub fn start_counting(self: &Arc<Self>, source: Arc<dyn DataSource>) {
+        let job = Arc::clone(self);
+        tokio::task::spawn_blocking(move || job.count_all(source.as_ref()));
+    }
+
+    fn count_all(&self, source: &dyn DataSource) {
+        let selector = Selector::new(&self.plan, source);
+        for (i, file) in self.plan.files.iter().enumerate() {
+            let mut total = 0;
+            for unit in file.units.clone() {
+                if self.cancelled.load(Ordering::Relaxed) {
+                    return;
+                }
+                match selector.count_unit(file, unit) {
+                    Ok(n) => total += n,
+                    Err(e) => {
+                        let _ = self.failure.set(format!("export failed while reading data: {e}"));
+                        return;
+                    }
+                }
+            }
+            let _ = self.counts[i].set(total);
+            self.counted.fetch_add(1, Ordering::Release);
+        }
+        let _ = self.counting_done.set(Instant::now());
+    }
+
+    /// Stops the work (DELETE).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the job failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Lines in file `i`, once counted.
+    pub fn count(&self, i: usize) -> Option<u64> {
+        self.counts.get(i).and_then(|c| c.get().copied())
+    }
+
+    /// Progress now.
+    pub fn progress(&self) -> Progress {
+        let total = self.plan.files.len();
+        let counted = self.counted.load(Ordering::Acquire);
+        let elapsed = self.started.elapsed();
+        let time_fraction =
+            if self.duration.is_zero() { 1.0 } else { (elapsed.as_secs_f64() / self.duration.as_secs_f64()).min(1.0) };
+        let count_fraction = if total == 0 { 1.0 } else { counted as f64 / total as f64 };
+        let complete = self.counting_done.get().is_some() && elapsed >= self.duration;
+        let ready_files = if complete { total } else { counted.min((time_fraction * total as f64).floor() as usize) };
+        Progress {
+            ready_files,
+            total_files: total,
+            fraction: if complete { 1.0 } else { time_fraction.min(count_fraction).min(0.99) },
+            complete,
+            remaining: self.duration.saturating_sub(elapsed),
+        }
+    }
+
+    /// When the job completed (the later of the counting work and the duration).
+    pub fn completed_at(&self) -> Option<Instant> {
+        let done = *self.counting_done.get()?;
+        let due = self.started + self.duration;
+        (Instant::now() >= due).then_some(done.max(due))
+    }
+}
+
+/// Why a job id no longer answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// The client deleted it (SRV-144).
+    Deleted,
+    /// It expired after completion.
+    Expired,
+}
+
+/// The jobs of one server.
+pub struct JobStore {
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+    tombstones: Mutex<HashMap<String, Gone>>,
+    next: AtomicUsize,
+    seed: u64,
+    ttl: Duration,
+}
+
+/// Tombstones kept at most; older ones are forgotten (and answer a plain 404).
+const MAX_TOMBSTONES: usize = 100_000;
+
+impl JobStore {
+    /// A store whose job ids derive from `seed` and whose jobs live `ttl` after completion.
+    pub fn new(seed: u64, ttl: Duration) -> Self {
+        JobStore {
+            jobs: Mutex::new(HashMap::new()),
+            tombstones: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+            seed,
+            ttl,
+        }
+    }
+
+    /// How long files stay available after completion.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A fresh job id, deterministic per seed and kick-off order.
+    pub fn next_id(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as u64;
+        let a = crate::data::synthetic::mix(self.seed ^ 0x6a6f_6273);
+        format!("{:016x}", crate::data::synthetic::mix(a ^ n))
+    }
+
+    /// Adds a job.
+    pub fn insert(&self, job: Arc<Job>) {
+        self.expire();
+        self.jobs.lock().expect("job store").insert(job.id.clone(), job);
+    }
+
+    /// A live job, or why it is gone (`None` inside: never existed).
+    pub fn get(&self, id: &str) -> Result<Arc<Job>, Option<Gone>> {
+        self.expire();
+        if let Some(job) = self.jobs.lock().expect("job store").get(id) {
+            return Ok(Arc::clone(job));
+        }
+        Err(self.tombstones.lock().expect("tombstones").get(id).copied())
+    }
+
+    /// Removes a job on the client's request; returns whether it existed.
+    pub fn delete(&self, id: &str) -> bool {
+        let removed = self.jobs.lock().expect("job store").remove(id);
+        if let Some(job) = &removed {
+            job.cancel();
+            self.bury(id, Gone::Deleted);
+        }
+        removed.is_some()
+    }
+
+    fn bury(&self, id: &str, why: Gone) {
+        let mut tombs = self.tombstones.lock().expect("tombstones");
+        if tombs.len() >= MAX_TOMBSTONES {
+            tombs.clear();
+        }
+        tombs.insert(id.to_string(), why);
+    }
+
+    /// Drops jobs whose files have expired.
+    fn expire(&self) {
+        let expired: Vec<String> = self
+            .jobs
+            .lock()
+            .expect("job store")
+            .values()
+            .filter(|j| j.completed_at().is_some_and(|t| t.elapsed() > self.ttl))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in expired {
+            if let Some(job) = self.jobs.lock().expect("job store").remove(&id) {
+                job.cancel();
+            }
+            self.bury(&id, Gone::Expired);
+        }
+    }
+
+    /// Number of live jobs.
+    pub fn len(&self) -> usize {
+        self.jobs.lock().expect("job store").len()
+    }
+
+    /// Whether there are no live jobs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

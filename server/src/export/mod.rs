@@ -1,0 +1,9 @@
+//! The `$export` operation: parameters, planning, file content, jobs.
+
+pub mod content;
+pub mod elements;
+pub mod job;
+pub mod manifest;
+pub mod params;
+pub mod plan;
+pub mod type_filter;

@@ -1,0 +1,19 @@
+//! A strict, deterministic mock FHIR Bulk Data Access server.
+//!
+//! Start one in a test with [`MockServer::start`], or run the `bulkmock serve`
+//! command. The server implements `$export` at system, Patient and Group
+//! level over a synthetic population that is a pure function of a seed (see
+//! [`data`]), or over a folder of the user's NDJSON files. Requirement IDs
+//! (SRV-nnn, E-nn) in the docs refer to the project's requirements list.
+
+pub mod app;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod export;
+mod handle;
+pub mod routes;
+pub mod stream;
+
+pub use config::ServerConfig;
+pub use handle::{MockServer, MockServerBuilder};

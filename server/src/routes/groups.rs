@@ -1,0 +1,77 @@
+//! Group read and search, so clients can find a group to export (SRV-032).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::FhirError;
+use crate::export::params::Problem;
+use crate::export::type_filter::TypeQuery;
+
+/// Every Group resource with its id.
+fn all_groups(state: &AppState) -> Vec<(String, Value)> {
+    let Some(ty) = state.source.type_index("Group") else { return Vec::new() };
+    (0..state.source.standalone_count(ty))
+        .filter_map(|i| {
+            let mut buf = Vec::new();
+            state.source.write_resource(ty, i, &mut buf).ok()?;
+            Some((state.source.resource_id(ty, i), serde_json::from_slice(&buf).ok()?))
+        })
+        .collect()
+}
+
+fn fhir_json(value: Value) -> Response {
+    let mut response = axum::Json(value).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(bulkmock_wire::FHIR_JSON));
+    response
+}
+
+/// `GET [base]/Group/{id}`.
+pub async fn read(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match all_groups(&state).into_iter().find(|(gid, _)| *gid == id) {
+        Some((_, group)) => fhir_json(group),
+        None => FhirError::not_found(format!("Group/{id} does not exist")).into_response(),
+    }
+}
+
+/// `GET [base]/Group?name=...&identifier=...`: a searchset Bundle.
+pub async fn search(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let filter = if query.is_empty() {
+        None
+    } else {
+        match TypeQuery::parse(&format!("Group?{query}")) {
+            Ok(q) => Some(q),
+            Err(message) => {
+                let message = message.replacen("_typeFilter \"Group?", "search \"Group?", 1);
+                return FhirError::from_problems(&[Problem::new(
+                    "query",
+                    bulkmock_wire::IssueType::NotSupported,
+                    message,
+                )])
+                .into_response();
+            }
+        }
+    };
+    let entries: Vec<Value> = all_groups(&state)
+        .into_iter()
+        .filter(|(_, g)| filter.as_ref().is_none_or(|f| f.matches(g)))
+        .map(|(id, g)| json!({"fullUrl": format!("{}/Group/{id}", state.fhir_base), "resource": g, "search": {"mode": "match"}}))
+        .collect();
+    let self_url = if query.is_empty() {
+        format!("{}/Group", state.fhir_base)
+    } else {
+        format!("{}/Group?{query}", state.fhir_base)
+    };
+    fhir_json(json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": entries.len(),
+        "link": [{"relation": "self", "url": self_url}],
+        "entry": entries,
+    }))
+}

@@ -1,0 +1,214 @@
+//! `$export` kick-off at system, Patient and Group level (SRV-020..114).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bulkmock_wire::IssueType;
+
+use crate::app::AppState;
+use crate::error::FhirError;
+use crate::export::job::{Job, unix_now};
+use crate::export::manifest::JobUrls;
+use crate::export::params::{self, ExportParams, Problem};
+use crate::export::plan::{self, Level, PlanError};
+
+/// `GET|POST [base]/$export`.
+pub async fn system(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    kickoff(&state, Level::System, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET|POST [base]/Patient/$export`.
+pub async fn patient(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    kickoff(&state, Level::Patient, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET|POST [base]/Group/[id]/$export`.
+pub async fn group(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    kickoff(&state, Level::Group(id), &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The preferences of a `Prefer` header set (SRV-042..047, RFC 7240).
+#[derive(Debug, Default, PartialEq)]
+pub struct Preferences {
+    /// `respond-async`.
+    pub respond_async: bool,
+    /// `handling=lenient`.
+    pub lenient: bool,
+    /// `separate-export-status`.
+    pub separate_status: bool,
+}
+
+/// Parses every `Prefer` header, comma lists and repeats alike (SRV-047).
+pub fn preferences(headers: &HeaderMap) -> Preferences {
+    let mut prefs = Preferences::default();
+    for value in headers.get_all("prefer") {
+        for token in value.to_str().unwrap_or_default().split(',') {
+            let name: String =
+                token.split(';').next().unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+            match name.to_ascii_lowercase().as_str() {
+                "respond-async" => prefs.respond_async = true,
+                "handling=lenient" => prefs.lenient = true,
+                "separate-export-status" => prefs.separate_status = true,
+                _ => {}
+            }
+        }
+    }
+    prefs
+}
+
+/// Whether an `Accept` header admits a FHIR JSON OperationOutcome (SRV-040, SRV-041).
+fn accepts_fhir_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else { return true };
+    accept.to_str().unwrap_or_default().split(',').any(|range| {
+        let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        matches!(
+            media.as_str(),
+            "application/fhir+json" | "application/json" | "application/json+fhir" | "*/*" | "application/*"
+        )
+    })
+}
+
+fn parse_request(
+    method: &Method,
+    headers: &HeaderMap,
+    query: &str,
+    body: &[u8],
+) -> Result<(ExportParams, Vec<Problem>), FhirError> {
+    let mut problems = Vec::new();
+    if *method == Method::GET {
+        return Ok((params::from_query(query, &mut problems), problems));
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if media != "application/fhir+json" && media != "application/json" {
+        return Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            format!(
+                "a POST kick-off needs Content-Type: application/fhir+json with a Parameters body, got {content_type:?}"
+            ),
+        ));
+    }
+    if !query.is_empty() {
+        problems.push(Problem::new(
+            "query",
+            IssueType::Invalid,
+            "a POST kick-off takes its parameters from the Parameters body only; remove the query string",
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        FhirError::new(StatusCode::BAD_REQUEST, IssueType::Invalid, format!("the POST body is not valid JSON: {e}"))
+    })?;
+    let params = params::from_parameters(&json, &mut problems).map_err(|p| FhirError::from_problems(&[p]))?;
+    Ok((params, problems))
+}
+
+fn kickoff(
+    state: &Arc<AppState>,
+    level: Level,
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    body: &[u8],
+) -> Result<Response, FhirError> {
+    if !accepts_fhir_json(headers) {
+        return Err(FhirError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            "the kick-off Accept header must allow application/fhir+json (SRV-040)",
+        ));
+    }
+    let prefs = preferences(headers);
+    let query = uri.query().unwrap_or_default();
+    let (params, problems) = parse_request(method, headers, query, body)?;
+    let plan = plan::plan(
+        state.source.as_ref(),
+        level,
+        params,
+        problems,
+        prefs.lenient,
+        state.config.resources_per_file,
+        unix_now(),
+    )
+    .map_err(|e| match e {
+        PlanError::UnknownGroup(id) => FhirError::not_found(format!(
+            "Group/{id} does not exist; available groups: {}",
+            state.source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+        PlanError::Invalid(problems) => FhirError::from_problems(&problems),
+    })?;
+
+    let mut request_url = format!("{}{}", state.origin(), uri.path());
+    if *method == Method::GET && !query.is_empty() {
+        request_url = format!("{request_url}?{query}");
+    }
+    let lenient_applied = prefs.lenient && !plan.notes.is_empty();
+    let id = state.jobs.next_id();
+    let job = Job::new(id, plan, request_url, prefs.separate_status, state.config.job_duration);
+    job.start_counting(Arc::clone(&state.source));
+    let status_url = JobUrls { fhir_base: &state.fhir_base, job: &job.id }.status();
+    state.jobs.insert(job);
+
+    let mut response = StatusCode::ACCEPTED.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LOCATION, HeaderValue::from_str(&status_url).expect("URL is a header value"));
+    let mut applied = Vec::new();
+    if prefs.respond_async {
+        applied.push("respond-async");
+    }
+    if prefs.separate_status {
+        applied.push("separate-export-status");
+    }
+    if lenient_applied {
+        applied.push("handling=lenient");
+    }
+    if prefs.separate_status || lenient_applied {
+        h.insert("preference-applied", HeaderValue::from_str(&applied.join(", ")).expect("ASCII"));
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefer_tokens_parse_from_lists_and_repeats() {
+        let mut h = HeaderMap::new();
+        h.append("prefer", HeaderValue::from_static("respond-async, handling = lenient"));
+        h.append("Prefer", HeaderValue::from_static("separate-export-status; x=1"));
+        assert_eq!(preferences(&h), Preferences { respond_async: true, lenient: true, separate_status: true });
+    }
+
+    #[test]
+    fn accept_must_admit_fhir_json_when_present() {
+        let mut h = HeaderMap::new();
+        assert!(accepts_fhir_json(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/fhir+xml"));
+        assert!(!accepts_fhir_json(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html, application/fhir+json;q=0.9"));
+        assert!(accepts_fhir_json(&h));
+    }
+}

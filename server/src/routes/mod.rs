@@ -1,0 +1,7 @@
+//! HTTP handlers, one file per endpoint family.
+
+pub mod files;
+pub mod groups;
+pub mod kickoff;
+pub mod metadata;
+pub mod status;
