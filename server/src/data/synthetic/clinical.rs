@@ -322,7 +322,8 @@ pub fn device(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     reference(w, "patient", T::Patient, p);
 }
 
-/// Provenance: the older one covers the patient and first encounter, the newer one the patient.
+/// Provenance: the first covers the patient and first encounter; the second, always
+/// newer, covers the patient.
 pub fn provenance(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (p, j) = c.owner(T::Provenance);
     let (_, provider, _) = c.data.care_links(p);

@@ -223,7 +223,8 @@ impl Synthetic {
             T::DiagnosticReport | T::CarePlan | T::CareTeam => enc(0) + 3600,
             T::DocumentReference => enc(3) + 3600,
             T::Provenance if j == 0 => enc(0) + 7200,
-            T::Provenance => enc(3) + 86_400,
+            // The second Provenance is always the newer: a day after the last encounter.
+            T::Provenance => (0..4).map(enc).max().unwrap_or(0) + 86_400,
             T::Patient | T::Coverage => self.encounter_start(p * 4) - 30 * 86_400,
             T::Practitioner | T::Organization | T::Location | T::Group => {
                 SPAN_START + self.pick(ty, idx, 3).below(SPAN / 7) as i64

@@ -1,0 +1,136 @@
+//! Every kick-off error answers 4xx with an OperationOutcome that names the problem (SRV-113).
+
+mod common;
+
+use bulkmock_server::MockServer;
+use common::*;
+use serde_json::{Value, json};
+
+/// Asserts an OperationOutcome error response; returns its diagnostics joined.
+async fn outcome(r: reqwest::Response, status: u16) -> String {
+    assert_eq!(r.status(), status);
+    assert_eq!(r.headers()["content-type"], "application/fhir+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_eq!(body["issue"][0]["severity"], "error");
+    body["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} [{}] {}",
+                i["code"].as_str().unwrap(),
+                i["expression"][0].as_str().unwrap_or(""),
+                i["diagnostics"].as_str().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn get(server: &MockServer, path_and_query: &str) -> reqwest::Response {
+    http()
+        .get(format!("{}/{path_and_query}", server.fhir_base()))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn invalid_get_parameters_are_rejected_naming_the_parameter() {
+    let server = MockServer::start().await;
+    for (query, needle) in [
+        ("_type=Patient,Spaceship", "[_type] _type Spaceship is not a resource type"),
+        ("_since=2020-01-01", "[_since] _since must be a FHIR instant"),
+        ("_since=3000-01-01T00:00:00Z", "is in the future"),
+        ("_since=2022-01-01T00:00:00Z&_until=2021-01-01T00:00:00Z", "[_until] _until"),
+        ("_outputFormat=text/csv", "[_outputFormat]"),
+        ("_elements=Patient.name.family", "[_elements]"),
+        ("_typeFilter=Observation%3F_sort%3Ddate", "SRV-091"),
+        ("_typeFilter=Observation%3Fwidget%3D1", "no supported search parameter \"widget\""),
+        ("includeAssociatedData=_everything", "[includeAssociatedData]"),
+        ("organizeOutputBy=Encounter", "only Patient"),
+        ("allowPartialManifests=maybe", "true or false"),
+        ("colour=blue", "[colour] unknown kick-off parameter"),
+        ("patient=Patient/pat-1", "only accepted in a POST"),
+    ] {
+        let text = outcome(get(&server, &format!("$export?{query}")).await, 400).await;
+        assert!(text.contains(needle), "{query}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn every_problem_is_listed_in_one_outcome() {
+    let server = MockServer::start().await;
+    let text = outcome(get(&server, "$export?_type=Nope&_since=yesterday&x=1").await, 400).await;
+    assert_eq!(text.lines().count(), 3, "{text}");
+}
+
+#[tokio::test]
+async fn level_rules_are_enforced() {
+    let server = MockServer::start().await;
+    let text = outcome(get(&server, "Patient/$export?_type=Practitioner").await, 400).await;
+    assert!(text.contains("outside the Patient compartment"), "{text}");
+    let text = outcome(get(&server, "Group/no-such-group/$export").await, 404).await;
+    assert!(text.contains("Group/no-such-group does not exist") && text.contains("diabetes-cohort"), "{text}");
+
+    let system_patient = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": "Patient/pat-1"}}]});
+    let text = outcome(post(&server, "$export", system_patient, &[]).await, 400).await;
+    assert!(text.contains("not to system-level"), "{text}");
+    let unknown = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": "Patient/ghost"}}]});
+    let text = outcome(post(&server, "Patient/$export", unknown, &[]).await, 400).await;
+    assert!(text.contains("\"Patient/ghost\" does not exist"), "{text}");
+    let non_member = json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": "Patient/pat-1"}}]});
+    let text = outcome(post(&server, "Group/quarter/$export", non_member, &[]).await, 400).await;
+    assert!(text.contains("not a member of the group"), "{text}");
+}
+
+#[tokio::test]
+async fn malformed_post_bodies_are_rejected() {
+    let server = MockServer::start().await;
+    let plain = http()
+        .post(format!("{}/$export", server.fhir_base()))
+        .header("Content-Type", "text/plain")
+        .body("_type=Patient")
+        .send()
+        .await
+        .unwrap();
+    assert!(outcome(plain, 415).await.contains("Content-Type: application/fhir+json"));
+    let broken = http()
+        .post(format!("{}/$export", server.fhir_base()))
+        .header("Content-Type", "application/fhir+json")
+        .body("{\"resourceType\":")
+        .send()
+        .await
+        .unwrap();
+    assert!(outcome(broken, 400).await.contains("not valid JSON"));
+    let text = outcome(post(&server, "$export", json!({"resourceType": "Patient"}), &[]).await, 400).await;
+    assert!(text.contains("must be a FHIR Parameters resource"), "{text}");
+    let wrong_type =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "_since", "valueDate": "2020-01-01"}]});
+    let text = outcome(post(&server, "$export", wrong_type, &[]).await, 400).await;
+    assert!(text.contains("valueInstant, found valueDate"), "{text}");
+}
+
+#[tokio::test]
+async fn accept_must_allow_fhir_json() {
+    let server = MockServer::start().await;
+    let r = http()
+        .get(format!("{}/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+xml")
+        .send()
+        .await
+        .unwrap();
+    assert!(outcome(r, 406).await.contains("SRV-040"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_with_outcomes() {
+    let server = MockServer::start().await;
+    outcome(http().get(format!("{}/Spaceship/1", server.fhir_base())).send().await.unwrap(), 404).await;
+    outcome(http().put(format!("{}/$export", server.fhir_base())).send().await.unwrap(), 405).await;
+    let text = outcome(http().get(format!("{}/bulkstatus/0000", server.fhir_base())).send().await.unwrap(), 404).await;
+    assert!(text.contains("no export job 0000"), "{text}");
+}

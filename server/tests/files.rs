@@ -1,0 +1,154 @@
+//! File downloads, DELETE and job expiry, observed on the wire.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use bulkmock_server::MockServer;
+use common::*;
+
+async fn first_file(server: &MockServer, query: &str) -> (String, String) {
+    let status = kickoff(server, "$export", query).await;
+    let (_, m) = manifest(&status).await;
+    (status, m.output[0].url.clone())
+}
+
+async fn bytes(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let r = req.send().await.unwrap();
+    (r.status(), r.headers().clone(), r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn range_requests_resume_a_download_exactly() {
+    let server = MockServer::builder().patients(40).start().await;
+    let (_, url) = first_file(&server, "_type=Observation").await;
+    let (status, headers, full) = bytes(http().get(&url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["accept-ranges"], "bytes");
+    let len = full.len();
+    assert!(len > 10_000);
+    for (range, start, end) in [
+        (format!("bytes={}-", len / 3), len / 3, len),
+        ("bytes=10-99".to_string(), 10, 100),
+        ("bytes=-50".to_string(), len - 50, len),
+    ] {
+        let (status, headers, part) = bytes(http().get(&url).header("Range", &range)).await;
+        assert_eq!(status, 206, "{range}");
+        assert_eq!(headers["content-range"], format!("bytes {start}-{}/{len}", end - 1).as_str());
+        assert_eq!(headers["content-length"], (end - start).to_string().as_str());
+        assert_eq!(part, &full[start..end], "{range}");
+    }
+    let (status, headers, _) = bytes(http().get(&url).header("Range", format!("bytes={len}-"))).await;
+    assert_eq!(status, 416);
+    assert_eq!(headers["content-range"], format!("bytes */{len}").as_str());
+    let (status, _, again) = bytes(http().get(&url).header("Range", "bytes=5-").header("If-Range", "\"other\"")).await;
+    assert_eq!((status.as_u16(), again.len()), (200, len), "a stale If-Range gets the whole file");
+}
+
+#[tokio::test]
+async fn range_resume_works_past_checkpoints_of_a_large_file() {
+    let server = MockServer::builder().patients(2000).resources_per_file(100_000).start().await;
+    let (_, url) = first_file(&server, "_type=Observation").await;
+    let (_, _, full) = bytes(http().get(&url)).await;
+    assert!(full.len() > 9_000_000, "several checkpoints: {}", full.len());
+    let start = full.len() - 1_234_567;
+    let (status, _, tail) = bytes(http().get(&url).header("Range", format!("bytes={start}-"))).await;
+    assert_eq!(status, 206);
+    assert_eq!(tail, &full[start..]);
+}
+
+#[tokio::test]
+async fn gzip_is_served_when_asked_and_decodes_to_the_plain_file() {
+    let server = MockServer::builder().patients(20).start().await;
+    let (_, url) = first_file(&server, "_type=Encounter").await;
+    let (_, plain_headers, plain) = bytes(http().get(&url)).await;
+    assert!(!plain_headers.contains_key("content-encoding"));
+    let (status, headers, gz) = bytes(http().get(&url).header("Accept-Encoding", "gzip")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["content-length"], gz.len().to_string().as_str());
+    assert!(gz.len() < plain.len() / 3);
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut decoded).unwrap();
+    assert_eq!(decoded, plain);
+    // The compressed bytes are stable, so a gzip download can resume too.
+    let (status, _, tail) =
+        bytes(http().get(&url).header("Accept-Encoding", "gzip").header("Range", "bytes=100-")).await;
+    assert_eq!(status, 206);
+    assert_eq!(tail, &gz[100..]);
+}
+
+#[tokio::test]
+async fn delete_cancels_the_job_and_later_requests_get_404() {
+    let server = MockServer::builder().patients(5).start().await;
+    let (status, file) = first_file(&server, "_type=Patient").await;
+    assert_eq!(server.live_jobs(), 1);
+    let r = http().delete(&status).send().await.unwrap();
+    assert_eq!(r.status(), 202, "SRV-142");
+    assert_eq!(server.live_jobs(), 0);
+    for url in [&status, &file] {
+        let r = http().get(url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "SRV-144: {url}");
+        assert_eq!(r.headers()["content-type"], "application/fhir+json");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("deleted by the client"));
+    }
+    assert_eq!(http().delete(&status).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn delete_while_in_progress_cancels() {
+    let server = MockServer::builder().patients(5).job_duration(Duration::from_secs(3600)).start().await;
+    let status = kickoff(&server, "$export", "").await;
+    assert_eq!(http().delete(&status).send().await.unwrap().status(), 202);
+    assert_eq!(http().get(&status).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn jobs_expire_after_their_ttl() {
+    let server = MockServer::builder().patients(3).job_ttl(Duration::ZERO).start().await;
+    let status = kickoff(&server, "$export", "_type=Patient").await;
+    let r = poll_until_done(&status).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_file_names_and_not_ready_files_are_404() {
+    let server = MockServer::builder().patients(3).start().await;
+    let (status, url) = first_file(&server, "_type=Patient").await;
+    let job = status.rsplit('/').next().unwrap();
+    for name in ["1.Patient.ndjson", "0.Observation.ndjson", "x.ndjson", "error.ndjson"] {
+        let r = http().get(format!("{}/bulkfiles/{job}/{name}", server.fhir_base())).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{name}");
+    }
+    assert_eq!(http().get(&url).send().await.unwrap().status(), 200);
+
+    let slow = MockServer::builder().patients(3).job_duration(Duration::from_secs(3600)).start().await;
+    let status = kickoff(&slow, "$export", "_type=Patient").await;
+    let job = status.rsplit('/').next().unwrap();
+    let r = http().get(format!("{}/bulkfiles/{job}/0.Patient.ndjson", slow.fhir_base())).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("not ready yet"));
+}
+
+#[tokio::test]
+async fn attachments_of_document_references_are_served() {
+    let server = MockServer::builder().patients(3).start().await;
+    let (_, url) = first_file(&server, "_type=DocumentReference").await;
+    let docs = lines(&url).await;
+    assert_eq!(docs.len(), 3);
+    for doc in docs {
+        let attachment = &doc["content"][0]["attachment"];
+        let link = attachment["url"].as_str().unwrap();
+        assert!(link.starts_with(server.fhir_base()), "SRV-197: absolute URL");
+        let r = http().get(link).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], attachment["contentType"].as_str().unwrap());
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len() as u64, attachment["size"].as_u64().unwrap());
+    }
+    assert_eq!(http().get(format!("{}/attachments/doc-99", server.fhir_base())).send().await.unwrap().status(), 404);
+}
