@@ -24,8 +24,11 @@ use crate::export::job::Job;
 
 /// Size of the chunks sent to the client.
 const CHUNK: usize = 64 * 1024;
-/// Distance between checkpoints of a plain layout.
+/// Distance between checkpoints of a plain layout (at least; each measured segment also starts one).
 const CHECKPOINT_EVERY: u64 = 4 * 1024 * 1024;
+
+/// A measured segment: its length and its checkpoints relative to its start.
+type SegmentLayout = (u64, Vec<(u64, u64)>);
 
 /// The measured shape of one file in one encoding.
 #[derive(Debug)]
@@ -51,7 +54,7 @@ pub struct FileBody {
 
 impl FileBody {
     /// Produces the plain bytes from unit `from`, handing `sink` chunks of about [`CHUNK`].
-    fn produce_plain(&self, from: u64, mut sink: impl FnMut(u64, &[u8]) -> ControlFlow<()>) -> std::io::Result<()> {
+    fn produce_plain(&self, from: u64, mut sink: impl FnMut(&[u8]) -> ControlFlow<()>) -> std::io::Result<()> {
         let selector = Selector::new(&self.job.plan, self.source.as_ref());
         let spec = &self.job.plan.files[self.file];
         let mut buf = Vec::with_capacity(CHUNK * 2);
@@ -60,7 +63,7 @@ impl FileBody {
             selector.write_unit(spec, unit, &mut buf)?;
             unit += 1;
             if buf.len() >= CHUNK || unit == spec.units.end {
-                if sink(unit, &buf).is_break() {
+                if sink(&buf).is_break() {
                     return Ok(());
                 }
                 buf.clear();
@@ -72,11 +75,11 @@ impl FileBody {
     /// Produces the body in its encoding from `start` (a checkpoint), calling `sink` per chunk.
     fn produce(&self, start_unit: u64, mut sink: impl FnMut(&[u8]) -> ControlFlow<()>) -> std::io::Result<()> {
         if !self.gzip {
-            return self.produce_plain(start_unit, |_, b| sink(b));
+            return self.produce_plain(start_unit, sink);
         }
         let mut encoder = GzEncoder::new(Vec::with_capacity(CHUNK * 2), Compression::fast());
         let mut stopped = false;
-        self.produce_plain(0, |_, plain| {
+        self.produce_plain(0, |plain| {
             if encoder.write_all(plain).is_err() {
                 stopped = true;
                 return ControlFlow::Break(());
@@ -105,25 +108,67 @@ impl FileBody {
         if let Some(l) = self.job.layouts.lock().expect("layouts").get(&key) {
             return Ok(Arc::clone(l));
         }
-        let mut len = 0u64;
-        let mut checkpoints = vec![(self.job.plan.files[self.file].units.start, 0)];
-        if self.gzip {
-            self.produce(0, |b| {
-                len += b.len() as u64;
-                ControlFlow::Continue(())
-            })?;
-        } else {
-            self.produce_plain(0, |next_unit, b| {
-                len += b.len() as u64;
-                if len - checkpoints.last().map_or(0, |c| c.1) >= CHECKPOINT_EVERY {
-                    checkpoints.push((next_unit, len));
-                }
-                ControlFlow::Continue(())
-            })?;
-        }
-        let layout = Arc::new(Layout { len, checkpoints });
+        let layout = Arc::new(if self.gzip { self.measure_gzip()? } else { self.measure_plain()? });
         self.job.layouts.lock().expect("layouts").insert(key, Arc::clone(&layout));
         Ok(layout)
+    }
+
+    fn measure_gzip(&self) -> std::io::Result<Layout> {
+        let mut len = 0u64;
+        self.produce(0, |b| {
+            len += b.len() as u64;
+            ControlFlow::Continue(())
+        })?;
+        Ok(Layout { len, checkpoints: Vec::new() })
+    }
+
+    /// Measures a plain body on every core: the units are split into segments
+    /// measured in parallel, then their lengths and checkpoints are joined.
+    fn measure_plain(&self) -> std::io::Result<Layout> {
+        let units = self.job.plan.files[self.file].units.clone();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
+        let per = units.end.saturating_sub(units.start).div_ceil(threads).max(1);
+        let segments: Vec<std::ops::Range<u64>> = (0..threads)
+            .map(|i| (units.start + i * per).min(units.end)..(units.start + (i + 1) * per).min(units.end))
+            .filter(|r| !r.is_empty())
+            .collect();
+        let measured: Vec<std::io::Result<SegmentLayout>> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                segments.iter().map(|segment| scope.spawn(move || self.measure_segment(segment.clone()))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("measuring panicked"))))
+                .collect()
+        });
+        let mut len = 0;
+        let mut checkpoints = Vec::new();
+        for segment in measured {
+            let (segment_len, segment_checkpoints) = segment?;
+            checkpoints.extend(segment_checkpoints.into_iter().map(|(unit, offset)| (unit, len + offset)));
+            len += segment_len;
+        }
+        Ok(Layout { len, checkpoints })
+    }
+
+    /// Length of the plain bytes of `units`, with checkpoints relative to its start
+    /// (the first at the segment start).
+    fn measure_segment(&self, units: std::ops::Range<u64>) -> std::io::Result<SegmentLayout> {
+        let selector = Selector::new(&self.job.plan, self.source.as_ref());
+        let spec = &self.job.plan.files[self.file];
+        let mut buf = Vec::with_capacity(CHUNK * 2);
+        let (mut len, mut since_checkpoint) = (0u64, 0u64);
+        let mut checkpoints = vec![(units.start, 0)];
+        for unit in units.clone() {
+            if since_checkpoint >= CHECKPOINT_EVERY {
+                checkpoints.push((unit, len));
+                since_checkpoint = 0;
+            }
+            buf.clear();
+            selector.write_unit(spec, unit, &mut buf)?;
+            len += buf.len() as u64;
+            since_checkpoint += buf.len() as u64;
+        }
+        Ok((len, checkpoints))
     }
 
     /// A streamed body of bytes `start..end` (end exclusive) of the file.

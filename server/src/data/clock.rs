@@ -4,7 +4,7 @@
 //! general-purpose formatters. Parsing of client-supplied instants uses the
 //! `time` crate (see `export::params`).
 
-use std::io::Write;
+use super::json::push_padded;
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -34,14 +34,24 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// Writes a FHIR `date` (`YYYY-MM-DD`) for Unix seconds `secs`.
 pub fn write_date(out: &mut Vec<u8>, secs: i64) {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    push_padded(out, y.clamp(0, 9999) as u64, 4);
+    out.push(b'-');
+    push_padded(out, m as u64, 2);
+    out.push(b'-');
+    push_padded(out, d as u64, 2);
 }
 
 /// Writes a FHIR `instant` in UTC (`YYYY-MM-DDThh:mm:ssZ`) for Unix seconds `secs`.
 pub fn write_instant(out: &mut Vec<u8>, secs: i64) {
     write_date(out, secs);
-    let s = secs.rem_euclid(86_400);
-    let _ = write!(out, "T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60);
+    let s = secs.rem_euclid(86_400) as u64;
+    out.push(b'T');
+    push_padded(out, s / 3600, 2);
+    out.push(b':');
+    push_padded(out, s / 60 % 60, 2);
+    out.push(b':');
+    push_padded(out, s % 60, 2);
+    out.push(b'Z');
 }
 
 /// A FHIR instant string for Unix seconds.

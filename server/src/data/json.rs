@@ -4,8 +4,6 @@
 //! `serde_json::Value`s, which matters at hundreds of MB/s. The writer keeps
 //! comma placement right; nested objects and arrays are closures.
 
-use std::io::Write;
-
 /// Writes JSON members and array items into a byte buffer.
 pub struct JsonWriter<'a> {
     out: &'a mut Vec<u8>,
@@ -52,7 +50,32 @@ impl<'a> JsonWriter<'a> {
         self.key(key);
         self.out.push(b'"');
         escape_into(self.out, prefix);
-        let _ = write!(self.out, "{n}");
+        push_u64(self.out, n);
+        self.out.push(b'"');
+    }
+
+    /// `"key":"<a><b>..."`: a string value from parts, without allocating.
+    pub fn str_parts(&mut self, key: &str, parts: &[&str]) {
+        self.key(key);
+        self.string_parts(parts);
+    }
+
+    fn string_parts(&mut self, parts: &[&str]) {
+        self.out.push(b'"');
+        for part in parts {
+            escape_into(self.out, part);
+        }
+        self.out.push(b'"');
+    }
+
+    /// `"reference":"<Type>/<prefix><n>"`.
+    pub fn reference(&mut self, ty: &str, prefix: &str, n: u64) {
+        self.key("reference");
+        self.out.push(b'"');
+        self.out.extend_from_slice(ty.as_bytes());
+        self.out.push(b'/');
+        self.out.extend_from_slice(prefix.as_bytes());
+        push_u64(self.out, n);
         self.out.push(b'"');
     }
 
@@ -75,7 +98,7 @@ impl<'a> JsonWriter<'a> {
     /// `"key":n`.
     pub fn uint(&mut self, key: &str, n: u64) {
         self.key(key);
-        let _ = write!(self.out, "{n}");
+        push_u64(self.out, n);
     }
 
     /// `"key":12.3` from a value in tenths.
@@ -85,7 +108,9 @@ impl<'a> JsonWriter<'a> {
             self.out.push(b'-');
         }
         let t = tenths.unsigned_abs();
-        let _ = write!(self.out, "{}.{}", t / 10, t % 10);
+        push_u64(self.out, t / 10);
+        self.out.push(b'.');
+        self.out.push(b'0' + (t % 10) as u8);
     }
 
     /// `"key":12.34` from a value in hundredths (money).
@@ -95,7 +120,9 @@ impl<'a> JsonWriter<'a> {
             self.out.push(b'-');
         }
         let h = hundredths.unsigned_abs();
-        let _ = write!(self.out, "{}.{:02}", h / 100, h % 100);
+        push_u64(self.out, h / 100);
+        self.out.push(b'.');
+        push_padded(self.out, h % 100, 2);
     }
 
     /// `"key":true|false`.
@@ -122,6 +149,12 @@ impl<'a> JsonWriter<'a> {
         self.nested(b'{', b'}', body);
     }
 
+    /// A string item inside an array, from parts.
+    pub fn item_str_parts(&mut self, parts: &[&str]) {
+        self.sep();
+        self.string_parts(parts);
+    }
+
     /// A string item inside an array.
     pub fn item_str(&mut self, value: &str) {
         self.sep();
@@ -135,6 +168,48 @@ impl<'a> JsonWriter<'a> {
         self.out.push(close);
         self.needs_comma = true;
     }
+}
+
+/// Appends the decimal digits of `n`.
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(u64_str(n, &mut buf).as_bytes());
+}
+
+/// Appends `n` zero-padded to `width` digits (`n` must fit).
+pub fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut n = n;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// Formats `n` into `buf`, returning the digits: a number as a `&str` part without allocating.
+pub fn u64_str(n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("digits")
+}
+
+/// Formats `n` zero-padded to `width` digits into `buf`, returning the digits.
+pub fn padded_str(n: u64, width: usize, buf: &mut [u8; 20]) -> &str {
+    let mut n = n;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    std::str::from_utf8(&buf[..width]).expect("digits")
 }
 
 /// Appends `s` JSON-escaped (without quotes).
@@ -152,7 +227,9 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
             '\r' => out.extend_from_slice(b"\\r"),
             '\t' => out.extend_from_slice(b"\\t"),
             c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                out.extend_from_slice(b"\\u00");
+                out.push(b"0123456789abcdef"[(c as usize) >> 4]);
+                out.push(b"0123456789abcdef"[(c as usize) & 15]);
             }
             c => {
                 let mut buf = [0u8; 4];

@@ -4,9 +4,9 @@
 //! resource references its patient and one of those encounters, and its dates
 //! follow the encounter's.
 
-use super::super::json::JsonWriter;
+use super::super::json::{JsonWriter, padded_str, u64_str};
 use super::codes::*;
-use super::datatypes::{coding, concept, concepts, reference, reference_body, references, status_concept};
+use super::datatypes::{coding, concept, concepts, reference, reference_body, references, status_concept, tho_coding};
 use super::{Ctx, Synthetic, T};
 
 /// Encounter number `n` (0..4) of patient `p`.
@@ -27,7 +27,7 @@ pub fn encounter(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (code, display, class, class_display) = *r.choose(ENCOUNTER_TYPES);
     let minutes = r.range(15, 120);
     w.str("status", "finished");
-    w.obj("class", |w| coding(w, &format!("{THO}v3-ActCode"), class, class_display));
+    w.obj("class", |w| tho_coding(w, "v3-ActCode", class, class_display));
     concepts(w, "type", SNOMED, code, display);
     reference(w, "subject", T::Patient, p);
     w.arr("participant", |w| {
@@ -35,7 +35,7 @@ pub fn encounter(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
             w.arr("type", |w| {
                 w.item_obj(|w| {
                     w.arr("coding", |w| {
-                        w.item_obj(|w| coding(w, &format!("{THO}v3-ParticipationType"), "PPRF", "primary performer"))
+                        w.item_obj(|w| tho_coding(w, "v3-ParticipationType", "PPRF", "primary performer"))
                     })
                 })
             });
@@ -69,9 +69,7 @@ pub fn condition(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.arr("category", |w| {
         w.item_obj(|w| {
             w.arr("coding", |w| {
-                w.item_obj(|w| {
-                    coding(w, &format!("{THO}condition-category"), "encounter-diagnosis", "Encounter Diagnosis")
-                })
+                w.item_obj(|w| tho_coding(w, "condition-category", "encounter-diagnosis", "Encounter Diagnosis"))
             })
         })
     });
@@ -102,7 +100,7 @@ pub fn observation(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
             w.arr("coding", |w| {
                 w.item_obj(|w| {
                     let display = if m.category == "laboratory" { "Laboratory" } else { "Vital Signs" };
-                    coding(w, &format!("{THO}observation-category"), m.category, display)
+                    tho_coding(w, "observation-category", m.category, display)
                 })
             })
         })
@@ -148,7 +146,8 @@ pub fn medication_request(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.arr("dosageInstruction", |w| {
         w.item_obj(|w| {
             w.uint("sequence", 1);
-            w.str("text", &format!("Take 1 tablet by mouth {daily} times a day"));
+            let mut nb = [0; 20];
+            w.str_parts("text", &["Take 1 tablet by mouth ", u64_str(daily as u64, &mut nb), " times a day"]);
             w.obj("timing", |w| {
                 w.obj("repeat", |w| {
                     w.uint("frequency", daily as u64);
@@ -171,7 +170,8 @@ pub fn immunization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     reference(w, "encounter", T::Encounter, encounter_of(p, (j * 3) % 4));
     w.instant("occurrenceDateTime", c.event);
     w.bool("primarySource", true);
-    w.str("lotNumber", &format!("LOT{:06}", r.below(1_000_000)));
+    let mut nb = [0; 20];
+    w.str_parts("lotNumber", &["LOT", padded_str(r.below(1_000_000), 6, &mut nb)]);
 }
 
 /// AllergyIntolerance.
@@ -196,7 +196,7 @@ pub fn diagnostic_report(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (code, display) = *c.pick(T::DiagnosticReport, 1).choose(PANELS);
     w.str("status", "final");
     w.arr("category", |w| {
-        w.item_obj(|w| w.arr("coding", |w| w.item_obj(|w| coding(w, &format!("{THO}v2-0074"), "LAB", "Laboratory"))))
+        w.item_obj(|w| w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "v2-0074", "LAB", "Laboratory"))))
     });
     concept(w, "code", LOINC, code, display);
     subject_and_encounter(w, p, 0);
@@ -254,10 +254,10 @@ pub fn document_reference(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         w.item_obj(|w| {
             w.obj("attachment", |w| {
                 w.str("contentType", "text/plain; charset=utf-8");
-                w.str_num(
+                let mut nb = [0; 20];
+                w.str_parts(
                     "url",
-                    &format!("{}/attachments/{}", c.data.fhir_base(), T::DocumentReference.prefix()),
-                    c.idx,
+                    &[c.data.fhir_base(), "/attachments/", T::DocumentReference.prefix(), u64_str(c.idx, &mut nb)],
                 );
                 w.uint("size", size);
                 w.str("title", display);
@@ -311,7 +311,8 @@ pub fn device(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (code, display) = *r.choose(DEVICES);
     w.str("status", "active");
     w.str("manufacturer", "Acme Medical Devices");
-    w.str("serialNumber", &format!("SN{:010}", r.below(10_000_000_000)));
+    let mut nb = [0; 20];
+    w.str_parts("serialNumber", &["SN", padded_str(r.below(10_000_000_000), 10, &mut nb)]);
     w.arr("deviceName", |w| {
         w.item_obj(|w| {
             w.str("name", display);
@@ -336,7 +337,10 @@ pub fn provenance(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.instant("recorded", c.event);
     w.arr("agent", |w| {
         w.item_obj(|w| {
-            concept(w, "type", &format!("{THO}provenance-participant-type"), "author", "Author");
+            w.obj("type", |w| {
+                w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "provenance-participant-type", "author", "Author")));
+                w.str("text", "Author");
+            });
             reference(w, "who", T::Organization, Synthetic::provider_org(provider));
         })
     });

@@ -26,11 +26,20 @@ pub fn status_concept(w: &mut JsonWriter<'_>, key: &str, code_system: &str, code
     w.obj(key, |w| {
         w.arr("coding", |w| {
             w.item_obj(|w| {
-                w.str("system", &format!("{}{code_system}", super::codes::THO));
+                w.str_parts("system", &[super::codes::THO, code_system]);
                 w.str("code", code);
             })
         })
     });
+}
+
+/// The members of a Coding from an HL7 terminology code system (`THO` + name).
+pub fn tho_coding(w: &mut JsonWriter<'_>, code_system: &str, code: &str, display: &str) {
+    w.str_parts("system", &[super::codes::THO, code_system]);
+    w.str("code", code);
+    if !display.is_empty() {
+        w.str("display", display);
+    }
 }
 
 /// The members of a Coding.
@@ -54,11 +63,7 @@ pub fn references(w: &mut JsonWriter<'_>, key: &str, ty: T, n: u64) {
 
 /// The `reference` member of a Reference.
 pub fn reference_body(w: &mut JsonWriter<'_>, ty: T, n: u64) {
-    let mut prefix = String::with_capacity(32);
-    prefix.push_str(ty.name());
-    prefix.push('/');
-    prefix.push_str(ty.prefix());
-    w.str_num("reference", &prefix, n);
+    w.reference(ty.name(), ty.prefix(), n);
 }
 
 /// `"key":{"value":<dollars.cents>,"currency":"USD"}`.

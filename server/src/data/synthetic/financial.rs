@@ -2,13 +2,11 @@
 
 use super::super::json::JsonWriter;
 use super::codes::*;
-use super::datatypes::{coding, concept, money, reference, status_concept};
+use super::datatypes::{concept, money, reference, status_concept, tho_coding};
 use super::{Ctx, Synthetic, T};
 
 fn claim_type(w: &mut JsonWriter<'_>) {
-    w.obj("type", |w| {
-        w.arr("coding", |w| w.item_obj(|w| coding(w, &format!("{THO}claim-type"), "professional", "Professional")))
-    });
+    w.obj("type", |w| w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "claim-type", "professional", "Professional"))));
 }
 
 fn insurance(w: &mut JsonWriter<'_>, p: u64, with_sequence: bool) {
@@ -87,9 +85,7 @@ pub fn explanation_of_benefit(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     insurance(w, p, false);
     let adjudication = |w: &mut JsonWriter<'_>, code: &str, display: &str, amount: i64| {
         w.item_obj(|w| {
-            w.obj("category", |w| {
-                w.arr("coding", |w| w.item_obj(|w| coding(w, &format!("{THO}adjudication"), code, display)))
-            });
+            w.obj("category", |w| w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "adjudication", code, display))));
             money(w, "amount", amount);
         })
     };

@@ -1,6 +1,6 @@
 //! Patient, Practitioner, Organization, Location and Group.
 
-use super::super::json::JsonWriter;
+use super::super::json::{JsonWriter, padded_str, u64_str};
 use super::super::{GROUP_IDENTIFIER_SYSTEM, GroupDef};
 use super::codes::*;
 use super::datatypes::{concept, concepts, reference, reference_body, status_concept};
@@ -35,25 +35,26 @@ impl Synthetic {
 
 fn address(w: &mut JsonWriter<'_>, r: &mut Pick) {
     let (city, state, zip) = r.choose(CITIES);
-    let line = format!("{} {}", r.range(1, 999), r.choose(STREETS));
-    let zip = format!("{zip}{:02}", r.below(100));
+    let (number, street, zip_suffix) = (r.range(1, 999) as u64, *r.choose(STREETS), r.below(100));
+    let (mut nb, mut zb) = ([0; 20], [0; 20]);
     w.arr("address", |w| {
         w.item_obj(|w| {
-            w.arr("line", |w| w.item_str(&line));
+            w.arr("line", |w| w.item_str_parts(&[u64_str(number, &mut nb), " ", street]));
             w.str("city", city);
             w.str("state", state);
-            w.str("postalCode", &zip);
+            w.str_parts("postalCode", &[zip, padded_str(zip_suffix, 2, &mut zb)]);
             w.str("country", "US");
         })
     });
 }
 
 fn phone(w: &mut JsonWriter<'_>, r: &mut Pick, use_: &str) {
-    let number = format!("555-{:03}-{:04}", r.below(1000), r.below(10_000));
+    let (exchange, line) = (r.below(1000), r.below(10_000));
+    let (mut eb, mut lb) = ([0; 20], [0; 20]);
     w.arr("telecom", |w| {
         w.item_obj(|w| {
             w.str("system", "phone");
-            w.str("value", &number);
+            w.str_parts("value", &["555-", padded_str(exchange, 3, &mut eb), "-", padded_str(line, 4, &mut lb)]);
             w.str("use", use_);
         })
     });
@@ -71,7 +72,7 @@ pub fn patient(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
             w.obj("type", |w| {
                 w.arr("coding", |w| {
                     w.item_obj(|w| {
-                        w.str("system", &format!("{THO}v2-0203"));
+                        w.str_parts("system", &[THO, "v2-0203"]);
                         w.str("code", "MR");
                     })
                 });
