@@ -1,5 +1,6 @@
 //! `bulkmock`: serve the mock FHIR Bulk Data server.
 
+mod keys;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -15,7 +16,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the mock Data Provider until Ctrl-C.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
+    /// Write a new client key pair (private PEM and JWK, public JWKS).
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -25,7 +28,8 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

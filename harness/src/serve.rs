@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bulkmock_server::ServerConfig;
 use bulkmock_server::app::{AppState, serve};
+use bulkmock_server::auth::AuthConfig;
+use bulkmock_server::{ClientKey, DEMO_CLIENT_ID, KeyAlg, Registration, ServerConfig};
 use clap::Args;
 
 /// Flags of `bulkmock serve`; each can also come from an environment variable.
@@ -43,6 +44,63 @@ pub struct ServeArgs {
     /// Open access: no authorization on any route.
     #[arg(long, env = "BULKMOCK_OPEN")]
     open: bool,
+    /// Folder for state kept between runs (the demo client's key).
+    #[arg(long, env = "BULKMOCK_STATE_DIR", default_value = ".bulkmock")]
+    state_dir: PathBuf,
+    /// Private key (PKCS#8 PEM, RS384 or ES384) of the demo client, instead of the generated one.
+    #[arg(long, env = "BULKMOCK_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
+    /// Algorithm of the generated demo client key.
+    #[arg(long, env = "BULKMOCK_CLIENT_ALG", default_value = "RS384")]
+    client_alg: KeyAlg,
+    /// JSON file with a list of clients to register at start: [{"client_id", "jwks" | "jwks_url", "scope", "token_lifetime_s"}].
+    #[arg(long, env = "BULKMOCK_CLIENTS")]
+    clients: Option<PathBuf>,
+    /// Accept another assertion algorithm besides RS384 and ES384 (e.g. RS256, ES256, PS384); repeatable.
+    #[arg(long = "allow-alg", env = "BULKMOCK_ALLOW_ALG", value_delimiter = ',')]
+    allow_alg: Vec<String>,
+    /// Access-token lifetime.
+    #[arg(long, env = "BULKMOCK_TOKEN_LIFETIME", default_value = "300s", value_parser = parse_duration)]
+    token_lifetime: Duration,
+    /// Allowed clock difference for assertion exp, nbf and iat.
+    #[arg(long, env = "BULKMOCK_CLOCK_SKEW", default_value = "5s", value_parser = parse_duration)]
+    clock_skew: Duration,
+}
+
+/// Registers the demo client (its key loaded, reused from the state folder,
+/// or generated there) and the clients of `--clients`; returns the demo key and its path.
+fn register_clients(state: &AppState, args: &ServeArgs) -> Result<(PathBuf, ClientKey), String> {
+    let (path, key) = match &args.client_key {
+        Some(path) => (path.clone(), ClientKey::load_pem(path).map_err(|e| format!("--client-key {e}"))?),
+        None => {
+            let dir = args.state_dir.join("demo-client");
+            let path = dir.join("private.pem");
+            if path.exists() {
+                (path.clone(), ClientKey::load_pem(&path).map_err(|e| e.to_string())?)
+            } else {
+                let key = ClientKey::generate(args.client_alg).map_err(|e| e.to_string())?;
+                let path = key.write(&dir).map_err(|e| e.to_string())?;
+                (path, key)
+            }
+        }
+    };
+    let jwks = serde_json::to_value(key.jwks()).map_err(|e| e.to_string())?;
+    let demo = Registration {
+        client_id: Some(DEMO_CLIENT_ID.into()),
+        name: Some("bulkmock demo client".into()),
+        jwks: Some(jwks),
+        ..Registration::default()
+    };
+    state.register_client(demo)?;
+    if let Some(file) = &args.clients {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("--clients {}: {e}", file.display()))?;
+        let list: Vec<Registration> =
+            serde_json::from_str(&text).map_err(|e| format!("--clients {}: {e}", file.display()))?;
+        for (i, reg) in list.into_iter().enumerate() {
+            state.register_client(reg).map_err(|e| format!("--clients {}: client {i}: {e}", file.display()))?;
+        }
+    }
+    Ok((path, key))
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h` or a bare number of seconds.
@@ -69,6 +127,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut auth =
+            AuthConfig { token_lifetime: args.token_lifetime, clock_skew: args.clock_skew, ..AuthConfig::default() };
+        for name in &args.allow_alg {
+            let alg: jsonwebtoken::Algorithm =
+                name.parse().map_err(|_| format!("--allow-alg: unknown algorithm {name:?}"))?;
+            if name.starts_with("HS") {
+                return Err(format!(
+                    "--allow-alg {name}: HMAC algorithms cannot authenticate a client with a public key"
+                ));
+            }
+            if !auth.algorithms.contains(&alg) {
+                auth.algorithms.push(alg);
+            }
+        }
         let config = ServerConfig {
             seed: args.seed,
             patients: args.patients,
@@ -76,11 +148,13 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             job_duration: args.job_duration,
             job_ttl: args.job_ttl,
             manifest_page_size: args.manifest_page_size,
-            public_url: args.base_url,
+            public_url: args.base_url.clone(),
             data_dir: args.data.clone(),
-            open: true,
+            open: args.open,
+            auth,
         };
         let state = AppState::new(config, &format!("http://{addr}")).map_err(|e| e.to_string())?;
+        let demo = if args.open { None } else { Some(register_clients(&state, &args)?) };
         let source = match &args.data {
             Some(dir) => format!("NDJSON files in {} ({} patients)", dir.display(), state.source.patient_count()),
             None => format!("synthetic, {} patients, seed {}", args.patients, args.seed),
@@ -92,8 +166,19 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             "  groups:     {}",
             state.source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
         );
-        println!("  access:     open (no authorization)");
-        println!("  try:        curl -i -H 'Prefer: respond-async' '{}/$export'", state.fhir_base);
+        match &demo {
+            None => {
+                println!("  access:     open (no authorization)");
+                println!("  try:        curl -i -H 'Prefer: respond-async' '{}/$export'", state.fhir_base);
+            }
+            Some((key_path, key)) => {
+                println!("  token URL:  {}", state.token_url());
+                println!("  client id:  {DEMO_CLIENT_ID}");
+                println!("  client key: {} ({}, kid {})", key_path.display(), key.alg.name(), key.kid);
+                println!("  scopes:     system/*.rs (SMART v2) or system/*.read (v1)");
+                println!("  register:   POST {}/auth/register {{\"jwks_url\": ...}}", state.origin());
+            }
+        }
         println!("Press Ctrl-C to stop.");
         serve(listener, state, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -50,7 +50,7 @@ fn serve(args: &[&str], env: &[(&str, &str)]) -> Serve {
 
 #[tokio::test]
 async fn serve_prints_its_base_and_runs_an_export() {
-    let s = serve(&["--patients", "6", "--job-duration", "0s", "--seed", "7"], &[]);
+    let s = serve(&["--open", "--patients", "6", "--job-duration", "0s", "--seed", "7"], &[]);
     assert!(s.fhir_base.starts_with("http://127.0.0.1:") && s.fhir_base.ends_with("/fhir"));
     assert!(!s.fhir_base.contains(":0/"), "the chosen port is printed, not 0");
     assert!(s.banner.iter().any(|l| l.contains("6 patients, seed 7")), "{:?}", s.banner);
@@ -78,7 +78,10 @@ async fn serve_prints_its_base_and_runs_an_export() {
 
 #[tokio::test]
 async fn flags_can_come_from_the_environment() {
-    let s = serve(&[], &[("BULKMOCK_PATIENTS", "9"), ("BULKMOCK_BASE_URL", "https://mock.example.org")]);
+    let s = serve(
+        &[],
+        &[("BULKMOCK_PATIENTS", "9"), ("BULKMOCK_BASE_URL", "https://mock.example.org"), ("BULKMOCK_OPEN", "true")],
+    );
     assert_eq!(s.fhir_base, "https://mock.example.org/fhir", "--base-url sets the links");
     assert!(s.banner.iter().any(|l| l.contains("9 patients")), "{:?}", s.banner);
 }
@@ -100,4 +103,97 @@ fn bad_flags_fail_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot read data folder /nonexistent/bulkmock-data"), "{err}");
+}
+
+fn banner_value<'a>(banner: &'a [String], label: &str) -> &'a str {
+    banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {label} in {banner:?}"))
+}
+
+#[tokio::test]
+async fn serve_with_authorization_prints_a_demo_client_whose_key_works() {
+    let state = std::env::temp_dir().join(format!("bulkmock-cli-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let state_arg = state.to_str().unwrap();
+    let s = serve(&["--state-dir", state_arg, "--client-alg", "ES384"], &[]);
+    let token_url = banner_value(&s.banner, "token URL:").to_string();
+    assert_eq!(banner_value(&s.banner, "client id:"), "bulkmock-demo");
+    let key_line = banner_value(&s.banner, "client key:").to_string();
+    let key_path = key_line.split(' ').next().unwrap().to_string();
+    let pem = std::fs::read(&key_path).unwrap();
+    let kid = key_line.split("kid ").nth(1).unwrap().trim_end_matches(')').to_string();
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some(kid.clone());
+    let claims = serde_json::json!({"iss": "bulkmock-demo", "sub": "bulkmock-demo", "aud": token_url, "exp": now + 60, "jti": "cli-1"});
+    let assertion =
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap()).unwrap();
+    let r = reqwest::Client::new()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &assertion),
+            ("scope", "system/*.rs"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/$export", s.fhir_base))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    drop(s);
+
+    // The key is kept in the state folder: a second start reuses it.
+    let again = serve(&["--state-dir", state_arg], &[]);
+    assert!(banner_value(&again.banner, "client key:").contains(&kid), "{:?}", again.banner);
+}
+
+#[test]
+fn keys_writes_a_key_pair() {
+    let out = std::env::temp_dir().join(format!("bulkmock-cli-keys-{}", std::process::id()));
+    let result = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["keys", "--alg", "RS384", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(result.status.success());
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.starts_with("RS384 key, kid "), "{stdout}");
+    let jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("jwks.json")).unwrap()).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "RSA");
+    assert!(jwks["keys"][0].get("d").is_none(), "the JWKS is public");
+    let private: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("private.jwk.json")).unwrap()).unwrap();
+    assert!(private["d"].is_string() && private["p"].is_string());
+    assert!(std::fs::read_to_string(out.join("private.pem")).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+}
+
+#[test]
+fn a_clients_file_registers_clients_and_bad_files_say_why() {
+    let dir = std::env::temp_dir().join(format!("bulkmock-cli-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("clients.json");
+    std::fs::write(
+        &file,
+        r#"[{"client_id": "vendor", "jwks_url": "https://vendor.example/jwks.json"}, {"client_id": "x"}]"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["serve", "--port", "0", "--state-dir", dir.to_str().unwrap(), "--clients", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client 1") && err.contains("jwks"), "{err}");
 }

@@ -4,9 +4,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::auth::AuthState;
+use crate::auth::registry::Registration;
 use crate::config::ServerConfig;
 use crate::data::DataSource;
 use crate::data::synthetic::Synthetic;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub jobs: JobStore,
     /// The FHIR base URL, e.g. `http://127.0.0.1:8080/fhir`.
     pub fhir_base: String,
+    /// The authorization server; `None` when the server is open.
+    pub auth: Option<AuthState>,
 }
 
 impl AppState {
@@ -35,7 +39,26 @@ impl AppState {
             Some(dir) => Arc::new(crate::data::folder::Folder::load(dir, &fhir_base)?),
             None => Arc::new(Synthetic::new(config.seed, config.patients, &fhir_base)),
         };
-        Ok(Arc::new(AppState { jobs: JobStore::new(config.seed, config.job_ttl), config, source, fhir_base }))
+        let auth = (!config.open).then(|| AuthState::new(config.auth.clone(), config.seed));
+        Ok(Arc::new(AppState { jobs: JobStore::new(config.seed, config.job_ttl), config, source, fhir_base, auth }))
+    }
+
+    /// The token endpoint URL (`/auth/token` on the server's origin).
+    pub fn token_url(&self) -> String {
+        format!("{}/auth/token", self.origin())
+    }
+
+    /// Registers a client; returns its id, or says what is wrong with the registration.
+    pub fn register_client(&self, reg: Registration) -> Result<String, String> {
+        let auth =
+            self.auth.as_ref().ok_or("authorization is off on this server (--open): clients need no registration")?;
+        let id = match &reg.client_id {
+            Some(id) => id.clone(),
+            None => format!("client-{}", auth.random_hex(6)),
+        };
+        let source = &self.source;
+        let known = |t: &str| source.type_index(t).is_some();
+        auth.registry.register(reg, id, &known).map(|c| c.id.clone())
     }
 
     /// The public origin (scheme, host, port) of the FHIR base.
@@ -48,6 +71,7 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let fhir = Router::new()
         .route("/metadata", get(routes::metadata::capability_statement))
+        .route("/.well-known/smart-configuration", get(crate::auth::discovery::smart_configuration))
         .route("/$export", get(routes::kickoff::system).post(routes::kickoff::system))
         .route("/Patient/$export", get(routes::kickoff::patient).post(routes::kickoff::patient))
         .route("/Group/{id}/$export", get(routes::kickoff::group).post(routes::kickoff::group))
@@ -57,8 +81,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/bulkstatus/{job}/page/{page}", get(routes::status::poll_page))
         .route("/bulkfiles/{job}/{name}", get(routes::files::download))
         .route("/attachments/{id}", get(routes::files::attachment));
+    let auth = Router::new()
+        .route("/token", post(crate::auth::token::token))
+        .route("/register", post(crate::auth::register::register))
+        .route(
+            "/authorize",
+            get(|| async {
+                crate::auth::error::OAuthError::request(
+                    "this server supports only the client_credentials grant of SMART Backend Services",
+                )
+            }),
+        );
     Router::new()
         .nest("/fhir", fhir)
+        .nest("/auth", auth)
         .fallback(|| async { FhirError::not_found("no such endpoint; the FHIR base is /fhir") })
         .method_not_allowed_fallback(|| async {
             FhirError::new(

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// Open access: no authorization on any route.
     pub open: bool,
+    /// Authorization settings (when not open).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -37,7 +39,8 @@ impl Default for ServerConfig {
             manifest_page_size: 10,
             public_url: None,
             data_dir: None,
-            open: true,
+            open: false,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }

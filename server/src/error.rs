@@ -13,12 +13,20 @@ pub struct FhirError {
     pub status: StatusCode,
     /// The body.
     pub outcome: OperationOutcome,
+    /// A `WWW-Authenticate` challenge (401 and 403 on protected routes).
+    pub challenge: Option<String>,
 }
 
 impl FhirError {
     /// An error with one issue.
     pub fn new(status: StatusCode, code: IssueType, message: impl Into<String>) -> Self {
-        FhirError { status, outcome: OperationOutcome::error(code, message) }
+        FhirError { status, outcome: OperationOutcome::error(code, message), challenge: None }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
+        self
     }
 
     /// 400 listing every parameter problem, each with its parameter as `expression`.
@@ -32,7 +40,7 @@ impl FhirError {
                 expression: vec![p.param.clone()],
             })
             .collect();
-        FhirError { status: StatusCode::BAD_REQUEST, outcome: OperationOutcome { id: None, issue } }
+        FhirError { status: StatusCode::BAD_REQUEST, outcome: OperationOutcome { id: None, issue }, challenge: None }
     }
 
     /// 404 not found.
@@ -51,6 +59,10 @@ pub fn outcome_response(status: StatusCode, outcome: &OperationOutcome) -> Respo
 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
-        outcome_response(self.status, &self.outcome)
+        let mut response = outcome_response(self.status, &self.outcome);
+        if let Some(challenge) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }

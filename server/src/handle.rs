@@ -6,6 +6,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::app::{self, AppState};
+use crate::auth::keys::{ClientKey, KeyAlg};
+use crate::auth::registry::Registration;
 use crate::config::ServerConfig;
 use crate::data::DataSource;
 
@@ -22,14 +24,19 @@ use crate::data::DataSource;
 /// ```
 pub struct MockServer {
     state: Arc<AppState>,
+    demo: Option<(String, ClientKey)>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The client id of the demo client every server with authorization registers.
+pub const DEMO_CLIENT_ID: &str = "bulkmock-demo";
+
 /// Configures a [`MockServer`] before starting it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MockServerBuilder {
     config: ServerConfig,
+    client_alg: KeyAlg,
 }
 
 impl MockServerBuilder {
@@ -68,6 +75,33 @@ impl MockServerBuilder {
         self.config.data_dir = Some(dir.into());
         self
     }
+    /// No authorization: every route is open and manifests say `requiresAccessToken: false`.
+    pub fn open(mut self) -> Self {
+        self.config.open = true;
+        self
+    }
+    /// The algorithm of the demo client's generated key (ES384 by default).
+    pub fn client_alg(mut self, alg: KeyAlg) -> Self {
+        self.client_alg = alg;
+        self
+    }
+    /// Access-token lifetime (default 300 s).
+    pub fn token_lifetime(mut self, d: Duration) -> Self {
+        self.config.auth.token_lifetime = d;
+        self
+    }
+    /// Allowed clock difference for assertion times (default 5 s).
+    pub fn clock_skew(mut self, d: Duration) -> Self {
+        self.config.auth.clock_skew = d;
+        self
+    }
+    /// Accepts another assertion algorithm besides RS384 and ES384.
+    pub fn allow_algorithm(mut self, alg: jsonwebtoken::Algorithm) -> Self {
+        if !self.config.auth.algorithms.contains(&alg) {
+            self.config.auth.algorithms.push(alg);
+        }
+        self
+    }
     /// The full configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -89,6 +123,20 @@ impl MockServerBuilder {
         listener.set_nonblocking(true)?;
         let origin = format!("http://{}", listener.local_addr()?);
         let state = AppState::new(self.config, &origin)?;
+        let demo = match &state.auth {
+            None => None,
+            Some(_) => {
+                let key = ClientKey::generate(self.client_alg).map_err(std::io::Error::other)?;
+                let reg = Registration {
+                    client_id: Some(DEMO_CLIENT_ID.into()),
+                    name: Some("bulkmock demo client".into()),
+                    jwks: Some(serde_json::to_value(key.jwks()).map_err(std::io::Error::other)?),
+                    ..Registration::default()
+                };
+                let id = state.register_client(reg).map_err(std::io::Error::other)?;
+                Some((id, key))
+            }
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let serving = Arc::clone(&state);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -106,7 +154,7 @@ impl MockServerBuilder {
             });
             runtime.shutdown_timeout(Duration::from_secs(1));
         })?;
-        Ok(MockServer { state, shutdown: Some(tx), thread: Some(thread) })
+        Ok(MockServer { state, demo, shutdown: Some(tx), thread: Some(thread) })
     }
 }
 
@@ -120,12 +168,56 @@ impl MockServer {
     /// A builder with the defaults for tests (zero job duration).
     pub fn builder() -> MockServerBuilder {
         let config = ServerConfig { job_duration: Duration::ZERO, ..ServerConfig::default() };
-        MockServerBuilder { config }
+        MockServerBuilder { config, client_alg: KeyAlg::Es384 }
     }
 
     /// The FHIR base URL, e.g. `http://127.0.0.1:41234/fhir`.
     pub fn fhir_base(&self) -> &str {
         &self.state.fhir_base
+    }
+
+    /// The token endpoint URL.
+    pub fn token_url(&self) -> String {
+        self.state.token_url()
+    }
+
+    /// The id of the pre-registered demo client.
+    ///
+    /// # Panics
+    /// On an [`open`](MockServerBuilder::open) server, which has no clients.
+    #[track_caller]
+    pub fn client_id(&self) -> &str {
+        &self.demo.as_ref().expect("this MockServer is open (no authorization), so it has no client").0
+    }
+
+    /// The demo client's key pair (private key as PEM and JWK, public JWKS).
+    ///
+    /// # Panics
+    /// On an open server.
+    #[track_caller]
+    pub fn client_key(&self) -> &ClientKey {
+        &self.demo.as_ref().expect("this MockServer is open (no authorization), so it has no client key").1
+    }
+
+    /// Registers another client (inline JWKS or JWKS URL); returns its id.
+    pub fn register_client(&self, registration: Registration) -> Result<String, String> {
+        self.state.register_client(registration)
+    }
+
+    /// Issues an access token for the demo client directly, without the
+    /// assertion exchange: a shortcut for tests that are not about
+    /// authorization. The token is real: it expires and its scopes are enforced.
+    ///
+    /// # Panics
+    /// On an open server, or when no scope in `scope` can be granted.
+    #[track_caller]
+    pub fn issue_token(&self, scope: &str) -> String {
+        let auth = self.state.auth.as_ref().expect("this MockServer is open (no authorization): no token is needed");
+        let source = &self.state.source;
+        let known = |t: &str| source.type_index(t).is_some();
+        let (grant, dropped) = crate::auth::scopes::Grant::from_request(scope, &known, None);
+        assert!(!grant.entries.is_empty(), "no grantable scope in {scope:?}: {dropped:?}");
+        auth.issue(self.client_id(), grant, auth.config.token_lifetime)
     }
 
     /// The data set being served, to compute expected exports.

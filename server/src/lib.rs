@@ -7,6 +7,7 @@
 //! (SRV-nnn, E-nn) in the docs refer to the project's requirements list.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -15,5 +16,7 @@ mod handle;
 pub mod routes;
 pub mod stream;
 
+pub use auth::keys::{ClientKey, KeyAlg};
+pub use auth::registry::Registration;
 pub use config::ServerConfig;
-pub use handle::{MockServer, MockServerBuilder};
+pub use handle::{DEMO_CLIENT_ID, MockServer, MockServerBuilder};

@@ -40,7 +40,7 @@ async fn get(server: &MockServer, path_and_query: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn invalid_get_parameters_are_rejected_naming_the_parameter() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     for (query, needle) in [
         ("_type=Patient,Spaceship", "[_type] _type Spaceship is not a resource type"),
         ("_since=2020-01-01", "[_since] _since must be a FHIR instant"),
@@ -63,14 +63,14 @@ async fn invalid_get_parameters_are_rejected_naming_the_parameter() {
 
 #[tokio::test]
 async fn every_problem_is_listed_in_one_outcome() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     let text = outcome(get(&server, "$export?_type=Nope&_since=yesterday&x=1").await, 400).await;
     assert_eq!(text.lines().count(), 3, "{text}");
 }
 
 #[tokio::test]
 async fn level_rules_are_enforced() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     let text = outcome(get(&server, "Patient/$export?_type=Practitioner").await, 400).await;
     assert!(text.contains("outside the Patient compartment"), "{text}");
     let text = outcome(get(&server, "Group/no-such-group/$export").await, 404).await;
@@ -89,7 +89,7 @@ async fn level_rules_are_enforced() {
 
 #[tokio::test]
 async fn malformed_post_bodies_are_rejected() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     let plain = http()
         .post(format!("{}/$export", server.fhir_base()))
         .header("Content-Type", "text/plain")
@@ -116,7 +116,7 @@ async fn malformed_post_bodies_are_rejected() {
 
 #[tokio::test]
 async fn accept_must_allow_fhir_json() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     let r = http()
         .get(format!("{}/$export", server.fhir_base()))
         .header("Accept", "application/fhir+xml")
@@ -128,7 +128,7 @@ async fn accept_must_allow_fhir_json() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_with_outcomes() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     outcome(http().get(format!("{}/Spaceship/1", server.fhir_base())).send().await.unwrap(), 404).await;
     outcome(http().put(format!("{}/$export", server.fhir_base())).send().await.unwrap(), 405).await;
     let text = outcome(http().get(format!("{}/bulkstatus/0000", server.fhir_base())).send().await.unwrap(), 404).await;

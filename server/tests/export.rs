@@ -13,7 +13,7 @@ const COMPARTMENT_TYPES: usize = 17;
 
 #[tokio::test]
 async fn system_export_by_get_holds_exactly_the_data_set() {
-    let server = MockServer::builder().patients(30).start().await;
+    let server = MockServer::builder().open().patients(30).start().await;
     let status = kickoff(&server, "$export", "").await;
     let (headers, m) = manifest(&status).await;
     assert!(headers.contains_key("expires"), "SRV-134: Expires on completion");
@@ -31,7 +31,7 @@ async fn system_export_by_get_holds_exactly_the_data_set() {
 
 #[tokio::test]
 async fn files_split_at_resources_per_file_without_losing_or_repeating() {
-    let server = MockServer::builder().patients(25).resources_per_file(16).start().await;
+    let server = MockServer::builder().open().patients(25).resources_per_file(16).start().await;
     let status = kickoff(&server, "$export", "_type=Observation,Practitioner").await;
     let (_, m) = manifest(&status).await;
     let observation_files = m.output.iter().filter(|f| f.resource_type.as_deref() == Some("Observation")).count();
@@ -44,7 +44,7 @@ async fn files_split_at_resources_per_file_without_losing_or_repeating() {
 
 #[tokio::test]
 async fn patient_level_by_post_exports_the_patient_compartment() {
-    let server = MockServer::builder().patients(12).start().await;
+    let server = MockServer::builder().open().patients(12).start().await;
     let status = kickoff_post(&server, "Patient/$export", json!({"resourceType": "Parameters"})).await;
     let (_, m) = manifest(&status).await;
     assert_eq!(m.request, format!("{}/Patient/$export", server.fhir_base()));
@@ -56,7 +56,7 @@ async fn patient_level_by_post_exports_the_patient_compartment() {
 
 #[tokio::test]
 async fn group_export_holds_only_members_by_get_and_post() {
-    let server = MockServer::builder().patients(50).start().await;
+    let server = MockServer::builder().open().patients(50).start().await;
     let members: Vec<u64> = server.data().group("diabetes-cohort").unwrap().members.iter().collect();
     assert_eq!(members, vec![3, 10, 17, 24, 31, 38, 45]);
     for status in [
@@ -78,14 +78,14 @@ async fn group_export_holds_only_members_by_get_and_post() {
 
 #[tokio::test]
 async fn empty_group_exports_an_empty_output_array() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     let (_, m) = manifest(&kickoff(&server, "Group/empty/$export", "").await).await;
     assert!(m.output.is_empty(), "SRV-156: output is [] when nothing was exported");
 }
 
 #[tokio::test]
 async fn output_format_accepts_the_three_ndjson_spellings() {
-    let server = MockServer::builder().patients(3).start().await;
+    let server = MockServer::builder().open().patients(3).start().await;
     for format in ["application%2Ffhir%2Bndjson", "application%2Fndjson", "ndjson"] {
         let (_, m) =
             manifest(&kickoff(&server, "$export", &format!("_outputFormat={format}&_type=Patient")).await).await;
@@ -95,7 +95,7 @@ async fn output_format_accepts_the_three_ndjson_spellings() {
 
 #[tokio::test]
 async fn since_and_until_select_by_last_updated_and_list_deletions() {
-    let server = MockServer::builder().patients(80).start().await;
+    let server = MockServer::builder().open().patients(80).start().await;
     let (since, until) = ("2021-01-01T00:00:00Z", "2023-06-30T00:00:00Z");
     let query = format!("_type=Immunization,Patient&_since={since}&_until={until}");
     let (_, m) = manifest(&kickoff(&server, "$export", &query).await).await;
@@ -148,7 +148,7 @@ async fn since_and_until_select_by_last_updated_and_list_deletions() {
 
 #[tokio::test]
 async fn type_filter_selects_matching_resources_with_both_comma_conventions() {
-    let server = MockServer::builder().patients(60).start().await;
+    let server = MockServer::builder().open().patients(60).start().await;
     // One parameter holding two queries (v2 convention, E-03), a comma inside a value.
     let filter = "Condition%3Fcode%3D44054006,Observation%3Fcode%3D8867-4%2C2339-0%26date%3Dge2022";
     let (_, m) = manifest(
@@ -189,7 +189,7 @@ async fn type_filter_selects_matching_resources_with_both_comma_conventions() {
 
 #[tokio::test]
 async fn elements_keep_requested_and_mandatory_elements_and_tag_subsetted() {
-    let server = MockServer::builder().patients(5).start().await;
+    let server = MockServer::builder().open().patients(5).start().await;
     let (_, m) =
         manifest(&kickoff(&server, "$export", "_type=Observation,Patient&_elements=Observation.subject,gender").await)
             .await;
@@ -207,7 +207,7 @@ async fn elements_keep_requested_and_mandatory_elements_and_tag_subsetted() {
 
 #[tokio::test]
 async fn patient_parameter_restricts_patient_and_group_exports() {
-    let server = MockServer::builder().patients(20).start().await;
+    let server = MockServer::builder().open().patients(20).start().await;
     let params = json!({"resourceType": "Parameters", "parameter": [
         {"name": "patient", "valueReference": {"reference": "Patient/pat-4"}},
         {"name": "patient", "valueReference": {"reference": format!("{}/Patient/pat-2", server.fhir_base())}},
@@ -231,7 +231,7 @@ async fn patient_parameter_restricts_patient_and_group_exports() {
 
 #[tokio::test]
 async fn include_associated_data_selects_provenance() {
-    let server = MockServer::builder().patients(10).start().await;
+    let server = MockServer::builder().open().patients(10).start().await;
     // Latest: the newest Provenance of each exported resource; for Patients that is the second one.
     let (_, m) =
         manifest(&kickoff(&server, "$export", "_type=Patient&includeAssociatedData=LatestProvenanceResources").await)
@@ -252,7 +252,7 @@ async fn include_associated_data_selects_provenance() {
 
 #[tokio::test]
 async fn organize_output_by_patient_writes_resource_blocks() {
-    let server = MockServer::builder().patients(6).resources_per_file(40).start().await;
+    let server = MockServer::builder().open().patients(6).resources_per_file(40).start().await;
     let (_, m) = manifest(
         &kickoff(&server, "Patient/$export", "organizeOutputBy=Patient&_type=Patient,Condition,Encounter").await,
     )
@@ -283,7 +283,7 @@ async fn organize_output_by_patient_writes_resource_blocks() {
 
 #[tokio::test]
 async fn partial_manifests_chain_pages_that_cover_every_file_once() {
-    let server = MockServer::builder().patients(10).manifest_page_size(4).start().await;
+    let server = MockServer::builder().open().patients(10).manifest_page_size(4).start().await;
     let params =
         json!({"resourceType": "Parameters", "parameter": [{"name": "allowPartialManifests", "valueBoolean": true}]});
     let mut url = kickoff_post(&server, "$export", params).await;
@@ -309,7 +309,7 @@ async fn partial_manifests_chain_pages_that_cover_every_file_once() {
 
 #[tokio::test]
 async fn a_slow_job_answers_202_with_progress_and_retry_after() {
-    let server = MockServer::builder().patients(5).job_duration(Duration::from_secs(3600)).start().await;
+    let server = MockServer::builder().open().patients(5).job_duration(Duration::from_secs(3600)).start().await;
     let status = kickoff(&server, "$export", "").await;
     let r = http().get(&status).send().await.unwrap();
     assert_eq!(r.status(), 202);
@@ -322,7 +322,7 @@ async fn a_slow_job_answers_202_with_progress_and_retry_after() {
 
 #[tokio::test]
 async fn separate_export_status_reports_the_job_in_a_header() {
-    let server = MockServer::builder().patients(5).start().await;
+    let server = MockServer::builder().open().patients(5).start().await;
     let r = http()
         .get(format!("{}/$export?_type=Patient", server.fhir_base()))
         .header("Prefer", "respond-async, separate-export-status")
@@ -347,7 +347,7 @@ async fn separate_export_status_reports_the_job_in_a_header() {
     }
     assert_eq!(last, "200");
 
-    let slow = MockServer::builder().patients(5).job_duration(Duration::from_secs(3600)).start().await;
+    let slow = MockServer::builder().open().patients(5).job_duration(Duration::from_secs(3600)).start().await;
     let r = http()
         .get(format!("{}/$export", slow.fhir_base()))
         .header("Prefer", "respond-async,separate-export-status")
@@ -361,7 +361,7 @@ async fn separate_export_status_reports_the_job_in_a_header() {
 
 #[tokio::test]
 async fn lenient_handling_runs_the_export_and_reports_ignored_parameters() {
-    let server = MockServer::builder().patients(4).start().await;
+    let server = MockServer::builder().open().patients(4).start().await;
     let r = http()
         .get(format!("{}/$export?_type=Patient,Spaceship&foo=bar", server.fhir_base()))
         .header("Prefer", "respond-async, handling=lenient")
@@ -385,8 +385,8 @@ async fn lenient_handling_runs_the_export_and_reports_ignored_parameters() {
 
 #[tokio::test]
 async fn the_same_seed_gives_the_same_files_and_job_ids() {
-    let a = MockServer::builder().patients(8).seed(99).start().await;
-    let b = MockServer::builder().patients(8).seed(99).start().await;
+    let a = MockServer::builder().open().patients(8).seed(99).start().await;
+    let b = MockServer::builder().open().patients(8).seed(99).start().await;
     let (sa, sb) = (kickoff(&a, "$export", "_type=Claim").await, kickoff(&b, "$export", "_type=Claim").await);
     assert_eq!(sa.rsplit('/').next(), sb.rsplit('/').next(), "job ids derive from the seed");
     let (_, ma) = manifest(&sa).await;
@@ -401,7 +401,7 @@ async fn a_folder_of_ndjson_is_served_as_the_data_set() {
     let patient = r#"{"resourceType":"Patient","id":"p1","meta":{"lastUpdated":"2022-05-01T00:00:00Z"}}"#;
     let obs = r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}"#;
     std::fs::write(dir.join("data.ndjson"), format!("{patient}\n{obs}\n")).unwrap();
-    let server = MockServer::builder().data_dir(&dir).start().await;
+    let server = MockServer::builder().open().data_dir(&dir).start().await;
     let (_, m) = manifest(&kickoff(&server, "Patient/$export", "").await).await;
     let mut raw = Vec::new();
     for f in &m.output {

@@ -21,7 +21,7 @@ async fn bytes(req: reqwest::RequestBuilder) -> (reqwest::StatusCode, reqwest::h
 
 #[tokio::test]
 async fn range_requests_resume_a_download_exactly() {
-    let server = MockServer::builder().patients(40).start().await;
+    let server = MockServer::builder().open().patients(40).start().await;
     let (_, url) = first_file(&server, "_type=Observation").await;
     let (status, headers, full) = bytes(http().get(&url)).await;
     assert_eq!(status, 200);
@@ -48,7 +48,7 @@ async fn range_requests_resume_a_download_exactly() {
 
 #[tokio::test]
 async fn range_resume_works_past_checkpoints_of_a_large_file() {
-    let server = MockServer::builder().patients(2000).resources_per_file(100_000).start().await;
+    let server = MockServer::builder().open().patients(2000).resources_per_file(100_000).start().await;
     let (_, url) = first_file(&server, "_type=Observation").await;
     let (_, _, full) = bytes(http().get(&url)).await;
     assert!(full.len() > 9_000_000, "several checkpoints: {}", full.len());
@@ -60,7 +60,7 @@ async fn range_resume_works_past_checkpoints_of_a_large_file() {
 
 #[tokio::test]
 async fn gzip_is_served_when_asked_and_decodes_to_the_plain_file() {
-    let server = MockServer::builder().patients(20).start().await;
+    let server = MockServer::builder().open().patients(20).start().await;
     let (_, url) = first_file(&server, "_type=Encounter").await;
     let (_, plain_headers, plain) = bytes(http().get(&url)).await;
     assert!(!plain_headers.contains_key("content-encoding"));
@@ -81,7 +81,7 @@ async fn gzip_is_served_when_asked_and_decodes_to_the_plain_file() {
 
 #[tokio::test]
 async fn delete_cancels_the_job_and_later_requests_get_404() {
-    let server = MockServer::builder().patients(5).start().await;
+    let server = MockServer::builder().open().patients(5).start().await;
     let (status, file) = first_file(&server, "_type=Patient").await;
     assert_eq!(server.live_jobs(), 1);
     let r = http().delete(&status).send().await.unwrap();
@@ -99,7 +99,7 @@ async fn delete_cancels_the_job_and_later_requests_get_404() {
 
 #[tokio::test]
 async fn delete_while_in_progress_cancels() {
-    let server = MockServer::builder().patients(5).job_duration(Duration::from_secs(3600)).start().await;
+    let server = MockServer::builder().open().patients(5).job_duration(Duration::from_secs(3600)).start().await;
     let status = kickoff(&server, "$export", "").await;
     assert_eq!(http().delete(&status).send().await.unwrap().status(), 202);
     assert_eq!(http().get(&status).send().await.unwrap().status(), 404);
@@ -107,7 +107,7 @@ async fn delete_while_in_progress_cancels() {
 
 #[tokio::test]
 async fn jobs_expire_after_their_ttl() {
-    let server = MockServer::builder().patients(3).job_ttl(Duration::ZERO).start().await;
+    let server = MockServer::builder().open().patients(3).job_ttl(Duration::ZERO).start().await;
     let status = kickoff(&server, "$export", "_type=Patient").await;
     let r = poll_until_done(&status).await;
     assert_eq!(r.status(), 404);
@@ -117,7 +117,7 @@ async fn jobs_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn unknown_file_names_and_not_ready_files_are_404() {
-    let server = MockServer::builder().patients(3).start().await;
+    let server = MockServer::builder().open().patients(3).start().await;
     let (status, url) = first_file(&server, "_type=Patient").await;
     let job = status.rsplit('/').next().unwrap();
     for name in ["1.Patient.ndjson", "0.Observation.ndjson", "x.ndjson", "error.ndjson"] {
@@ -126,7 +126,7 @@ async fn unknown_file_names_and_not_ready_files_are_404() {
     }
     assert_eq!(http().get(&url).send().await.unwrap().status(), 200);
 
-    let slow = MockServer::builder().patients(3).job_duration(Duration::from_secs(3600)).start().await;
+    let slow = MockServer::builder().open().patients(3).job_duration(Duration::from_secs(3600)).start().await;
     let status = kickoff(&slow, "$export", "_type=Patient").await;
     let job = status.rsplit('/').next().unwrap();
     let r = http().get(format!("{}/bulkfiles/{job}/0.Patient.ndjson", slow.fhir_base())).send().await.unwrap();
@@ -136,7 +136,7 @@ async fn unknown_file_names_and_not_ready_files_are_404() {
 
 #[tokio::test]
 async fn attachments_of_document_references_are_served() {
-    let server = MockServer::builder().patients(3).start().await;
+    let server = MockServer::builder().open().patients(3).start().await;
     let (_, url) = first_file(&server, "_type=DocumentReference").await;
     let docs = lines(&url).await;
     assert_eq!(docs.len(), 3);

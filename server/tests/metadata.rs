@@ -14,7 +14,7 @@ async fn json(url: String) -> (u16, Value) {
 
 #[tokio::test]
 async fn capability_statement_declares_the_bulk_operations() {
-    let server = MockServer::start().await;
+    let server = MockServer::builder().open().start().await;
     let (status, cs) = json(format!("{}/metadata", server.fhir_base())).await;
     assert_eq!(status, 200);
     assert_eq!(cs["resourceType"], "CapabilityStatement");
@@ -37,7 +37,7 @@ async fn capability_statement_declares_the_bulk_operations() {
 
 #[tokio::test]
 async fn groups_can_be_read_and_searched() {
-    let server = MockServer::builder().patients(1500).start().await;
+    let server = MockServer::builder().open().patients(1500).start().await;
     let (status, g) = json(format!("{}/Group/sample-10", server.fhir_base())).await;
     assert_eq!(status, 200);
     assert_eq!(g["quantity"], 10);

@@ -43,6 +43,7 @@ impl<'a> Selector<'a> {
     /// Whether deciding on a resource of `ty` needs its body (filters, Provenance rule).
     fn decides_on_body(&self, ty: TypeIdx) -> bool {
         self.plan.filters.contains_key(&ty)
+            || self.plan.scope_filters.contains_key(&ty)
             || (Some(ty) == self.provenance && self.plan.provenance != ProvenanceRule::All)
     }
 
@@ -158,9 +159,10 @@ impl<'a> Selector<'a> {
             scratch.clear();
             self.source.write_resource(ty, idx, &mut scratch)?;
             let mut resource: Value = serde_json::from_slice(&scratch).map_err(io::Error::other)?;
-            if let Some(queries) = self.plan.filters.get(&ty)
-                && !queries.iter().any(|q| q.matches(&resource))
-            {
+            let excluded = |filters: &HashMap<TypeIdx, Vec<super::type_filter::TypeQuery>>| {
+                filters.get(&ty).is_some_and(|queries| !queries.iter().any(|q| q.matches(&resource)))
+            };
+            if excluded(&self.plan.filters) || excluded(&self.plan.scope_filters) {
                 continue;
             }
             if Some(ty) == self.provenance {

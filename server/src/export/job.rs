@@ -33,6 +33,8 @@ pub struct Job {
     pub transaction_time: i64,
     /// Whether the client asked for `separate-export-status` (SRV-043, SRV-044).
     pub separate_status: bool,
+    /// The client that started the job; only it may see the job (SRV-005).
+    pub owner: Option<String>,
     started: Instant,
     duration: Duration,
     counts: Vec<OnceLock<u64>>,
@@ -67,6 +69,7 @@ impl Job {
         request_url: String,
         separate_status: bool,
         duration: Duration,
+        owner: Option<String>,
     ) -> Arc<Job> {
         let files = plan.files.len();
         Arc::new(Job {
@@ -75,6 +78,7 @@ impl Job {
             request_url,
             transaction_time: unix_now(),
             separate_status,
+            owner,
             started: Instant::now(),
             duration,
             counts: (0..files).map(|_| OnceLock::new()).collect(),

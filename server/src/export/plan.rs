@@ -13,6 +13,7 @@ use bulkmock_wire::IssueType;
 use super::elements::Elements;
 use super::params::{ExportParams, Problem};
 use super::type_filter::TypeQuery;
+use crate::auth::scopes::Grant;
 use crate::data::{DataSource, PatientSet, TypeIdx};
 
 /// The export level (SRV-020).
@@ -74,6 +75,8 @@ pub struct ExportPlan {
     pub until: Option<i64>,
     /// `_typeFilter` queries per type, OR-ed.
     pub filters: HashMap<TypeIdx, Vec<TypeQuery>>,
+    /// Search constraints of the token's scopes per type, OR-ed (and AND-ed with `filters`).
+    pub scope_filters: HashMap<TypeIdx, Vec<TypeQuery>>,
     /// `_elements`.
     pub elements: Option<Elements>,
     /// `organizeOutputBy=Patient`.
@@ -96,10 +99,13 @@ pub enum PlanError {
     UnknownGroup(String),
     /// Parameter problems (strict handling).
     Invalid(Vec<Problem>),
+    /// The token's scopes do not cover what was asked (SRV-014, AUTH-069).
+    Forbidden(String),
 }
 
 /// Plans an export. With `lenient`, parameter problems are dropped into
 /// `notes`; otherwise any problem fails the kick-off.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     source: &dyn DataSource,
     level: Level,
@@ -108,7 +114,16 @@ pub fn plan(
     lenient: bool,
     resources_per_file: u64,
     now: i64,
+    grant: Option<&Grant>,
 ) -> Result<ExportPlan, PlanError> {
+    let readable = |ty: TypeIdx| grant.is_none_or(|g| g.can_read(&source.types()[ty].name));
+    if let (Level::Group(_), Some(g)) = (&level, grant)
+        && !g.can_read("Group")
+    {
+        return Err(PlanError::Forbidden(
+            "a Group export needs read access to Group (e.g. system/Group.rs) (AUTH-069)".into(),
+        ));
+    }
     let mut patients = match &level {
         Level::System | Level::Patient => PatientSet::all(source.patient_count()),
         Level::Group(id) => source.group(id).ok_or_else(|| PlanError::UnknownGroup(id.clone()))?.members.clone(),
@@ -133,7 +148,35 @@ pub fn plan(
 
     let compartment_only = level != Level::System;
     let mut types = select_types(source, params.types.as_deref(), compartment_only, &mut problems);
+    if params.types.is_some() {
+        let denied: Vec<&str> =
+            types.iter().filter(|&&t| !readable(t)).map(|&t| source.types()[t].name.as_str()).collect();
+        if !denied.is_empty() {
+            return Err(PlanError::Forbidden(format!(
+                "the access token's scopes do not cover _type {} (SRV-014); ask for e.g. system/{}.rs",
+                denied.join(", "),
+                denied[0]
+            )));
+        }
+    } else {
+        types.retain(|&t| readable(t)); // SRV-066: everything within the client's authorization
+        if types.is_empty() {
+            return Err(PlanError::Forbidden("the access token's scopes cover no type this export can hold".into()));
+        }
+    }
     let provenance = provenance_rule(source, &params, &mut types, compartment_only, &mut problems);
+    if let Some(p) = source.type_index("Provenance")
+        && types.contains(&p)
+        && !readable(p)
+    {
+        return Err(PlanError::Forbidden(
+            "includeAssociatedData adds Provenance, which the access token's scopes do not cover".into(),
+        ));
+    }
+    let scope_filters: HashMap<TypeIdx, Vec<TypeQuery>> = match grant {
+        None => HashMap::new(),
+        Some(g) => types.iter().filter_map(|&t| g.constraints(&source.types()[t].name).map(|c| (t, c))).collect(),
+    };
     let filters = parse_filters(source, &params.type_filters, &mut problems);
     let elements = match Elements::parse(&params.elements) {
         Ok(e) if e.is_empty() => None,
@@ -167,6 +210,7 @@ pub fn plan(
         since,
         until,
         filters,
+        scope_filters,
         elements,
         organized,
         allow_partial_manifests: params.allow_partial_manifests,

@@ -8,11 +8,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bulkmock_wire::{FHIR_NDJSON, IssueSeverity, IssueType, OperationOutcome};
 
-use super::status::gone;
+use super::status::job_for_caller;
 use crate::app::AppState;
+use crate::auth::guard;
 use crate::error::FhirError;
 use crate::export::job::Job;
 use crate::export::manifest::{ERROR_FILE, file_name};
+use crate::export::plan::FileKind;
 use crate::stream::FileBody;
 
 /// `GET [base]/bulkfiles/{job}/{name}`.
@@ -103,7 +105,7 @@ async fn download_inner(
     name: &str,
     headers: &HeaderMap,
 ) -> Result<Response, FhirError> {
-    let job = state.jobs.get(id).map_err(|why| gone(state, id, why))?;
+    let (job, caller) = job_for_caller(state, id, headers)?;
     if name == ERROR_FILE && !job.plan.notes.is_empty() {
         return Ok(error_file(&job));
     }
@@ -112,6 +114,16 @@ async fn download_inner(
     let spec = job.plan.files.get(index).ok_or_else(not_found)?;
     if file_name(state.source.as_ref(), spec.kind, index) != name {
         return Err(not_found());
+    }
+    // SRV-182: the presenting token must cover the file's resource types.
+    let types: Vec<&str> = match spec.kind {
+        FileKind::Output(t) | FileKind::Deleted(t) => vec![state.source.types()[t].name.as_str()],
+        FileKind::Organized => job.plan.types.iter().map(|&t| state.source.types()[t].name.as_str()).collect(),
+    };
+    if let Some(denied) = types.iter().find(|t| !caller.can_read(t)) {
+        return Err(guard::insufficient_scope(format!(
+            "the access token's scopes do not cover {denied}, the content of {name}"
+        )));
     }
     if index >= job.progress().ready_files {
         return Err(FhirError::new(
@@ -169,7 +181,14 @@ async fn download_inner(
 }
 
 /// `GET [base]/attachments/{id}`: DocumentReference attachment content (SRV-029, SRV-197).
-pub async fn attachment(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn attachment(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    match guard::caller(&state, &headers) {
+        Err(e) => return e.into_response(),
+        Ok(c) if !c.can_read("DocumentReference") => {
+            return guard::insufficient_scope("attachments need read access to DocumentReference").into_response();
+        }
+        Ok(_) => {}
+    }
     match state.source.attachment(&id) {
         Some((media_type, bytes)) => {
             let mut response = Response::new(Body::from(bytes));

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::auth::guard;
 use crate::error::FhirError;
 use crate::export::params::Problem;
 use crate::export::type_filter::TypeQuery;
@@ -30,8 +31,20 @@ fn fhir_json(value: Value) -> Response {
     response
 }
 
+/// 401/403 unless the caller may read Groups.
+fn check_group_access(state: &AppState, headers: &HeaderMap) -> Result<(), FhirError> {
+    let caller = guard::caller(state, headers)?;
+    if !caller.can_read("Group") {
+        return Err(guard::insufficient_scope("reading Groups needs read access to Group (system/Group.rs)"));
+    }
+    Ok(())
+}
+
 /// `GET [base]/Group/{id}`.
-pub async fn read(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn read(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(denied) = check_group_access(&state, &headers) {
+        return denied.into_response();
+    }
     match all_groups(&state).into_iter().find(|(gid, _)| *gid == id) {
         Some((_, group)) => fhir_json(group),
         None => FhirError::not_found(format!("Group/{id} does not exist")).into_response(),
@@ -39,7 +52,10 @@ pub async fn read(State(state): State<Arc<AppState>>, Path(id): Path<String>) ->
 }
 
 /// `GET [base]/Group?name=...&identifier=...`: a searchset Bundle.
-pub async fn search(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+pub async fn search(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    if let Err(denied) = check_group_access(&state, &headers) {
+        return denied.into_response();
+    }
     let query = query.unwrap_or_default();
     let filter = if query.is_empty() {
         None

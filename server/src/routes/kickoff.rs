@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bulkmock_wire::IssueType;
 
 use crate::app::AppState;
+use crate::auth::guard;
 use crate::error::FhirError;
 use crate::export::job::{Job, unix_now};
 use crate::export::manifest::JobUrls;
@@ -133,6 +134,7 @@ fn kickoff(
     uri: &axum::http::Uri,
     body: &[u8],
 ) -> Result<Response, FhirError> {
+    let caller = guard::caller(state, headers)?;
     if !accepts_fhir_json(headers) {
         return Err(FhirError::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -151,6 +153,7 @@ fn kickoff(
         prefs.lenient,
         state.config.resources_per_file,
         unix_now(),
+        caller.grant.as_deref(),
     )
     .map_err(|e| match e {
         PlanError::UnknownGroup(id) => FhirError::not_found(format!(
@@ -158,6 +161,7 @@ fn kickoff(
             state.source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
         )),
         PlanError::Invalid(problems) => FhirError::from_problems(&problems),
+        PlanError::Forbidden(message) => guard::insufficient_scope(message),
     })?;
 
     let mut request_url = format!("{}{}", state.origin(), uri.path());
@@ -166,7 +170,7 @@ fn kickoff(
     }
     let lenient_applied = prefs.lenient && !plan.notes.is_empty();
     let id = state.jobs.next_id();
-    let job = Job::new(id, plan, request_url, prefs.separate_status, state.config.job_duration);
+    let job = Job::new(id, plan, request_url, prefs.separate_status, state.config.job_duration, caller.client_id);
     job.start_counting(Arc::clone(&state.source));
     let status_url = JobUrls { fhir_base: &state.fhir_base, job: &job.id }.status();
     state.jobs.insert(job);

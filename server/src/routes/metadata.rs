@@ -26,6 +26,27 @@ fn operations(definition: &str, old_name: Option<&str>) -> Value {
     Value::Array(ops)
 }
 
+/// The security element: SMART on FHIR with the deprecated `oauth-uris` extension (E-30).
+fn security(state: &AppState) -> Value {
+    if state.auth.is_none() {
+        return json!({"description": "open access: this server runs without authorization"});
+    }
+    json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "token", "valueUri": state.token_url()},
+                {"url": "register", "valueUri": format!("{}/auth/register", state.origin())},
+            ],
+        }],
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR",
+        }]}],
+        "description": "SMART Backend Services: see .well-known/smart-configuration",
+    })
+}
+
 /// Builds the CapabilityStatement for this server.
 pub fn build(state: &AppState) -> Value {
     let kind_name = |k: ParamKind| match k {
@@ -70,6 +91,7 @@ pub fn build(state: &AppState) -> Value {
         "format": ["json"],
         "rest": [{
             "mode": "server",
+            "security": security(state),
             "documentation": "Bulk Data export at system, Patient and Group level. Patient and Group exports \
                 hold Patient-compartment resources only; Practitioner, Organization, Location and Group are \
                 exported at system level. _since is exclusive and _until inclusive. _since does not add \

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bulkmock_wire::{IssueType, OperationOutcome};
 
 use crate::app::AppState;
+use crate::auth::guard::{self, Caller};
 use crate::error::{FhirError, outcome_response};
 use crate::export::job::{Gone, Job};
 use crate::export::manifest::{self, JobUrls};
@@ -28,13 +29,28 @@ pub fn gone(state: &AppState, id: &str, why: Option<Gone>) -> FhirError {
 }
 
 /// `GET` the status URL.
-pub async fn poll(State(state): State<Arc<AppState>>, Path(job): Path<String>) -> Response {
-    poll_page_inner(&state, &job, 1).unwrap_or_else(IntoResponse::into_response)
+pub async fn poll(State(state): State<Arc<AppState>>, Path(job): Path<String>, headers: HeaderMap) -> Response {
+    poll_page_inner(&state, &job, 1, &headers).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET` manifest page `n` (with `allowPartialManifests`).
-pub async fn poll_page(State(state): State<Arc<AppState>>, Path((job, page)): Path<(String, usize)>) -> Response {
-    poll_page_inner(&state, &job, page).unwrap_or_else(IntoResponse::into_response)
+pub async fn poll_page(
+    State(state): State<Arc<AppState>>,
+    Path((job, page)): Path<(String, usize)>,
+    headers: HeaderMap,
+) -> Response {
+    poll_page_inner(&state, &job, page, &headers).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The job `id` as seen by the caller of `headers`: 401 without a valid token,
+/// 404 when it does not exist, is gone, or belongs to another client (SRV-004, SRV-005).
+pub fn job_for_caller(state: &AppState, id: &str, headers: &HeaderMap) -> Result<(Arc<Job>, Caller), FhirError> {
+    let caller = guard::caller(state, headers)?;
+    let job = state.jobs.get(id).map_err(|why| gone(state, id, why))?;
+    if !caller.owns(job.owner.as_deref()) {
+        return Err(gone(state, id, None));
+    }
+    Ok((job, caller))
 }
 
 /// Suggested wait before the next poll.
@@ -42,8 +58,8 @@ fn retry_after(remaining: Duration) -> u64 {
     remaining.as_secs_f64().ceil().clamp(1.0, 10.0) as u64
 }
 
-fn poll_page_inner(state: &AppState, id: &str, page: usize) -> Result<Response, FhirError> {
-    let job = state.jobs.get(id).map_err(|why| gone(state, id, why))?;
+fn poll_page_inner(state: &AppState, id: &str, page: usize, headers: &HeaderMap) -> Result<Response, FhirError> {
+    let (job, _) = job_for_caller(state, id, headers)?;
     let page_size = state.config.manifest_page_size;
     if page == 0 || page > manifest::page_count(&job, page_size) {
         return Err(FhirError::not_found(format!("export job {id} has no manifest page {page}")));
@@ -103,7 +119,10 @@ fn job_state_response(job: &Job, job_status: StatusCode, mut response: Response)
 }
 
 /// `DELETE` the status URL: cancel or clean up, 202; afterwards 404 (SRV-140..144).
-pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(e) = job_for_caller(&state, &id, &headers) {
+        return e.into_response();
+    }
     if state.jobs.delete(&id) {
         return StatusCode::ACCEPTED.into_response();
     }

@@ -1,0 +1,94 @@
+//! Fetching and caching clients' JWKS URLs (AUTH-037..039).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+
+/// How long a JWKS is kept when its response says nothing about caching.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+struct Cached {
+    keys: JwkSet,
+    expires: Instant,
+}
+
+/// A cache of fetched JWKS documents.
+pub struct JwksCache {
+    http: reqwest::Client,
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+impl JwksCache {
+    /// A cache whose fetches give up after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder().timeout(timeout).build().expect("HTTP client");
+        JwksCache { http, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The JWKS at `url`: from the cache unless `refresh`, or fetched.
+    /// The second value tells whether it was fetched just now.
+    pub async fn get(&self, url: &str, refresh: bool) -> Result<(JwkSet, bool), String> {
+        if !refresh
+            && let Some(c) = self.entries.lock().expect("jwks cache").get(url)
+            && c.expires > Instant::now()
+        {
+            return Ok((c.keys.clone(), false));
+        }
+        let response = self
+            .http
+            .get(url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("fetching the client's JWKS from {url} failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("the client's JWKS URL {url} answered HTTP {}", response.status().as_u16()));
+        }
+        let max_age = cache_lifetime(response.headers().get("cache-control").and_then(|v| v.to_str().ok()));
+        let keys: JwkSet = response
+            .json()
+            .await
+            .map_err(|e| format!("the document at the client's JWKS URL {url} is not a JWK Set: {e}"))?;
+        let mut entries = self.entries.lock().expect("jwks cache");
+        match max_age {
+            Some(age) if !age.is_zero() => {
+                entries.insert(url.to_string(), Cached { keys: keys.clone(), expires: Instant::now() + age });
+            }
+            _ => {
+                entries.remove(url);
+            }
+        }
+        Ok((keys, true))
+    }
+}
+
+/// How long a response may be cached (AUTH-039): `no-store`/`no-cache` → not
+/// at all, `max-age=N` → N seconds, otherwise the default.
+fn cache_lifetime(cache_control: Option<&str>) -> Option<Duration> {
+    let Some(value) = cache_control else { return Some(DEFAULT_MAX_AGE) };
+    let mut max_age = Some(DEFAULT_MAX_AGE);
+    for directive in value.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+        if directive == "no-store" || directive == "no-cache" {
+            return None;
+        }
+        if let Some(n) = directive.strip_prefix("max-age=") {
+            max_age = n.trim().parse().ok().map(Duration::from_secs);
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_limits_caching() {
+        assert_eq!(cache_lifetime(None), Some(DEFAULT_MAX_AGE));
+        assert_eq!(cache_lifetime(Some("public, max-age=60")), Some(Duration::from_secs(60)));
+        assert_eq!(cache_lifetime(Some("no-store")), None);
+        assert_eq!(cache_lifetime(Some("max-age=0")), Some(Duration::ZERO));
+    }
+}
