@@ -112,8 +112,15 @@ impl AuthState {
 
     /// A random hex string of `bytes` bytes from the server's seeded generator.
     pub fn random_hex(&self, bytes: usize) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut rng = self.rng.lock().expect("rng");
-        (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+        let mut out = String::with_capacity(bytes * 2);
+        for _ in 0..bytes {
+            let b: u8 = rng.random();
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+        out
     }
 
     /// Issues a token.
