@@ -62,6 +62,21 @@ pub struct ServeArgs {
     /// Access-token lifetime.
     #[arg(long, env = "BULKMOCK_TOKEN_LIFETIME", default_value = "300s", value_parser = parse_duration)]
     token_lifetime: Duration,
+    /// Fault plan file (TOML, or JSON when named *.json) to apply from the start.
+    #[arg(long, env = "BULKMOCK_FAULTS")]
+    faults: Option<PathBuf>,
+    /// Write every request and response to this file as NDJSON while serving.
+    #[arg(long, env = "BULKMOCK_TRANSCRIPT")]
+    transcript: Option<PathBuf>,
+    /// Serve the admin API (/_admin/faults, /_admin/transcript, /_admin/reset) to loopback callers.
+    #[arg(long, env = "BULKMOCK_ADMIN")]
+    admin: bool,
+    /// Let the admin API answer callers on any address.
+    #[arg(long, env = "BULKMOCK_ADMIN_ANY_HOST", requires = "admin")]
+    admin_any_host: bool,
+    /// Require `Authorization: Bearer <secret>` on admin requests.
+    #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
+    admin_token: Option<String>,
     /// Allowed clock difference for assertion exp, nbf and iat.
     #[arg(long, env = "BULKMOCK_CLOCK_SKEW", default_value = "5s", value_parser = parse_duration)]
     clock_skew: Duration,
@@ -152,6 +167,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             data_dir: args.data.clone(),
             open: args.open,
             auth,
+            faults: match &args.faults {
+                Some(path) => bulkmock_server::faults::file::load(path)?,
+                None => Default::default(),
+            },
+            transcript_file: args.transcript.clone(),
+            admin: bulkmock_server::config::AdminConfig {
+                enabled: args.admin,
+                any_host: args.admin_any_host,
+                token: args.admin_token.clone(),
+            },
         };
         let state = AppState::new(config, &format!("http://{addr}")).map_err(|e| e.to_string())?;
         let demo = if args.open { None } else { Some(register_clients(&state, &args)?) };
@@ -178,6 +203,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 println!("  scopes:     system/*.rs (SMART v2) or system/*.read (v1)");
                 println!("  register:   POST {}/auth/register {{\"jwks_url\": ...}}", state.origin());
             }
+        }
+        let rules = state.faults.list().len();
+        if rules > 0 {
+            println!(
+                "  faults:     {rules} rule(s) from {}",
+                args.faults.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+            );
+        }
+        if args.admin {
+            println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());
         }
         println!("Press Ctrl-C to stop.");
         serve(listener, state, async {

@@ -14,7 +14,9 @@ use crate::data::DataSource;
 use crate::data::synthetic::Synthetic;
 use crate::error::FhirError;
 use crate::export::job::JobStore;
+use crate::faults::FaultEngine;
 use crate::routes;
+use crate::transcript::Transcript;
 
 /// Shared state of one server.
 pub struct AppState {
@@ -28,6 +30,10 @@ pub struct AppState {
     pub fhir_base: String,
     /// The authorization server; `None` when the server is open.
     pub auth: Option<AuthState>,
+    /// The fault engine.
+    pub faults: FaultEngine,
+    /// Every request and response.
+    pub transcript: Transcript,
 }
 
 impl AppState {
@@ -40,7 +46,21 @@ impl AppState {
             None => Arc::new(Synthetic::new(config.seed, config.patients, &fhir_base)),
         };
         let auth = (!config.open).then(|| AuthState::new(config.auth.clone(), config.seed));
-        Ok(Arc::new(AppState { jobs: JobStore::new(config.seed, config.job_ttl), config, source, fhir_base, auth }))
+        let live = match &config.transcript_file {
+            Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot write transcript {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Ok(Arc::new(AppState {
+            jobs: JobStore::new(config.seed, config.job_ttl),
+            faults: FaultEngine::new(config.faults.clone(), config.seed),
+            transcript: Transcript::new(live),
+            config,
+            source,
+            fhir_base,
+            auth,
+        }))
     }
 
     /// The token endpoint URL (`/auth/token` on the server's origin).
@@ -92,7 +112,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )
             }),
         );
-    Router::new()
+    let admin_enabled = state.config.admin.enabled;
+    let mut app = Router::new()
         .nest("/fhir", fhir)
         .nest("/auth", auth)
         .fallback(|| async { FhirError::not_found("no such endpoint; the FHIR base is /fhir") })
@@ -103,7 +124,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "method not allowed on this endpoint",
             )
         })
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::faults::apply::layer));
+    if admin_enabled {
+        app = app.nest("/_admin", crate::admin::router());
+    }
+    app.with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` completes.
@@ -112,5 +137,6 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

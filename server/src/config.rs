@@ -26,6 +26,23 @@ pub struct ServerConfig {
     pub open: bool,
     /// Authorization settings (when not open).
     pub auth: crate::auth::AuthConfig,
+    /// The fault plan in force at start.
+    pub faults: crate::faults::FaultPlan,
+    /// Write every exchange to this file as NDJSON while serving.
+    pub transcript_file: Option<PathBuf>,
+    /// The admin API (`/_admin/...`); off unless enabled.
+    pub admin: AdminConfig,
+}
+
+/// Settings of the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// Serve `/_admin/...`.
+    pub enabled: bool,
+    /// Accept admin requests from any address, not only loopback.
+    pub any_host: bool,
+    /// Require `Authorization: Bearer <token>` on admin requests.
+    pub token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +58,9 @@ impl Default for ServerConfig {
             data_dir: None,
             open: false,
             auth: crate::auth::AuthConfig::default(),
+            faults: crate::faults::FaultPlan::default(),
+            transcript_file: None,
+            admin: AdminConfig::default(),
         }
     }
 }

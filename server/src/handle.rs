@@ -102,6 +102,16 @@ impl MockServerBuilder {
         }
         self
     }
+    /// Adds a fault rule to the plan in force at start (rules are checked in order).
+    pub fn fault(mut self, rule: crate::faults::FaultRule) -> Self {
+        self.config.faults.rules.push(rule);
+        self
+    }
+    /// Enables the admin API (`/_admin/...`) for loopback callers.
+    pub fn admin(mut self) -> Self {
+        self.config.admin.enabled = true;
+        self
+    }
     /// The full configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -218,6 +228,16 @@ impl MockServer {
         let (grant, dropped) = crate::auth::scopes::Grant::from_request(scope, &known, None);
         assert!(!grant.entries.is_empty(), "no grantable scope in {scope:?}: {dropped:?}");
         auth.issue(self.client_id(), grant, auth.config.token_lifetime)
+    }
+
+    /// The fault engine: add, list and remove rules while the server runs.
+    pub fn faults(&self) -> &crate::faults::FaultEngine {
+        &self.state.faults
+    }
+
+    /// Every request and response so far, in order of arrival.
+    pub fn transcript(&self) -> Vec<crate::transcript::Exchange> {
+        self.state.transcript.exchanges()
     }
 
     /// The data set being served, to compute expected exports.

@@ -6,17 +6,22 @@
 //! [`data`]), or over a folder of the user's NDJSON files. Requirement IDs
 //! (SRV-nnn, E-nn) in the docs refer to the project's requirements list.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod faults;
 mod handle;
 pub mod routes;
 pub mod stream;
+pub mod transcript;
 
 pub use auth::keys::{ClientKey, KeyAlg};
 pub use auth::registry::Registration;
 pub use config::ServerConfig;
+pub use faults::{BodyKind, Fault, FaultPlan, FaultRule, Target, Trigger};
 pub use handle::{DEMO_CLIENT_ID, MockServer, MockServerBuilder};
+pub use transcript::Exchange;

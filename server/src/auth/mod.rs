@@ -94,6 +94,7 @@ pub struct AuthState {
     /// Replay protection.
     pub jti_cache: JtiCache,
     tokens: Mutex<HashMap<String, TokenInfo>>,
+    revoked: Mutex<std::collections::HashSet<String>>,
     rng: Mutex<rand::rngs::ChaCha8Rng>,
 }
 
@@ -106,6 +107,7 @@ impl AuthState {
             registry: Registry::default(),
             jti_cache: JtiCache::default(),
             tokens: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(std::collections::HashSet::new()),
             rng: Mutex::new(rand::rngs::ChaCha8Rng::seed_from_u64(seed ^ 0x6175_7468)),
         }
     }
@@ -137,8 +139,18 @@ impl AuthState {
         token
     }
 
+    /// Revokes a token: it stops working at once (the `revoke` fault).
+    pub fn revoke(&self, token: &str) {
+        if self.tokens.lock().expect("tokens").contains_key(token) {
+            self.revoked.lock().expect("revoked").insert(token.to_string());
+        }
+    }
+
     /// Looks up a token; `Err` says why it does not work.
     pub fn token(&self, token: &str) -> Result<TokenInfo, &'static str> {
+        if self.revoked.lock().expect("revoked").contains(token) {
+            return Err("the access token has been revoked; request a new one");
+        }
         let tokens = self.tokens.lock().expect("tokens");
         let info = tokens.get(token).ok_or("the access token is not one this server issued")?;
         if info.expires <= Instant::now() {

@@ -13,13 +13,19 @@ use super::error::{OAuthCode, OAuthError};
 use super::scopes::Grant;
 use crate::app::AppState;
 use crate::export::job::unix_now;
+use crate::faults::apply::TokenLifetimeOverride;
 
 /// The `client_assertion_type` of SMART Backend Services.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// `POST /auth/token`.
-pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    match issue(&state, &headers, &body).await {
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    lifetime: Option<axum::Extension<TokenLifetimeOverride>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match issue(&state, &headers, &body, lifetime.map(|e| e.0.0)).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -41,7 +47,12 @@ fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAu
     Ok(fields)
 }
 
-async fn issue(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    lifetime_override: Option<std::time::Duration>,
+) -> Result<Response, OAuthError> {
     let auth = state.auth.as_ref().ok_or_else(|| {
         OAuthError::new(OAuthCode::InvalidRequest, "authorization is off on this server (--open): no token is needed")
     })?;
@@ -86,7 +97,7 @@ async fn issue(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Res
             format!("no grantable scope in the request ({})", reasons.join("; ")),
         ));
     }
-    let lifetime = client.token_lifetime.unwrap_or(auth.config.token_lifetime);
+    let lifetime = lifetime_override.or(client.token_lifetime).unwrap_or(auth.config.token_lifetime);
     let scope = grant.to_scope_string();
     let access_token = auth.issue(&client.id, grant, lifetime);
     let body = json!({

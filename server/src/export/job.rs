@@ -256,6 +256,13 @@ impl JobStore {
         }
     }
 
+    /// Forgets a job without a tombstone, as if it never existed (the `vanish` fault).
+    pub fn forget(&self, id: &str) {
+        if let Some(job) = self.jobs.lock().expect("job store").remove(id) {
+            job.cancel();
+        }
+    }
+
     /// Number of live jobs.
     pub fn len(&self) -> usize {
         self.jobs.lock().expect("job store").len()

@@ -1,0 +1,162 @@
+//! The admin API (`/_admin/...`): faults and the transcript over HTTP, for
+//! clients and CI jobs that drive a standalone server. Off unless enabled;
+//! loopback callers only unless told otherwise; optionally a bearer secret.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::faults::{FaultPlan, FaultRule};
+
+/// The admin routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
+        .route("/faults/{id}", delete(remove_fault))
+        .route("/transcript", get(read_transcript).delete(clear_transcript))
+        .route("/reset", post(reset))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+/// The refusal, if any: loopback only (unless configured otherwise) and the bearer secret when one is set.
+fn refused(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    let admin = &state.config.admin;
+    if !admin.any_host && !peer.ip().is_loopback() {
+        return Some(error(StatusCode::FORBIDDEN, "the admin API answers loopback callers only"));
+    }
+    if let Some(secret) = &admin.token {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {secret}").as_str()) {
+            return Some(error(StatusCode::UNAUTHORIZED, "the admin API needs Authorization: Bearer <admin token>"));
+        }
+    }
+    None
+}
+
+async fn list_faults(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    axum::Json(s.faults.list()).into_response()
+}
+
+/// Adds one rule (a JSON rule) or several (`{"fault": [...]}`); answers their ids.
+async fn add_faults(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    let rules = match serde_json::from_slice::<FaultRule>(&body) {
+        Ok(rule) => vec![rule],
+        Err(single) => match serde_json::from_slice::<FaultPlan>(&body) {
+            Ok(plan) => plan.rules,
+            Err(_) => return error(StatusCode::BAD_REQUEST, format!("not a fault rule: {single}")),
+        },
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        if let Err(message) = rule.validate() {
+            return error(StatusCode::BAD_REQUEST, format!("fault rule {}: {message}", i + 1));
+        }
+    }
+    let ids: Vec<u64> = rules.into_iter().map(|r| s.faults.add(r)).collect();
+    (StatusCode::CREATED, axum::Json(json!({"ids": ids}))).into_response()
+}
+
+async fn remove_fault(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    if s.faults.remove(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("no fault rule {id}"))
+    }
+}
+
+async fn clear_faults(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    s.faults.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Query of `GET /_admin/transcript`.
+#[derive(serde::Deserialize)]
+struct TranscriptQuery {
+    format: Option<String>,
+}
+
+async fn read_transcript(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TranscriptQuery>,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    let exchanges = s.transcript.exchanges();
+    if q.format.as_deref() == Some("ndjson") {
+        let mut body = Vec::new();
+        for e in &exchanges {
+            serde_json::to_writer(&mut body, e).expect("serialisable");
+            body.push(b'\n');
+        }
+        return ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+    }
+    axum::Json(exchanges).into_response()
+}
+
+async fn clear_transcript(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    s.transcript.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn reset(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(denied) = refused(&s, peer, &headers) {
+        return denied;
+    }
+    s.faults.clear();
+    s.transcript.clear();
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,476 @@
+//! The middleware that classifies each request, asks the fault engine, applies
+//! the fault on the wire and records the exchange in the transcript.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bulkmock_wire::{IssueType, OperationOutcome};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::engine::{Fired, RequestFacts};
+use super::model::{BodyKind, ExpiresIn, Fault, GzipMode, RangeMode, Target};
+use crate::app::AppState;
+use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
+
+/// Largest token request body read for the transcript.
+const MAX_TOKEN_BODY: usize = 64 * 1024;
+
+/// The middleware.
+pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let mut facts = classify(parts.method.as_str(), parts.uri.path());
+    facts.client_id = bearer_client(&state, &parts.headers);
+    // A token request's body says who is asking; read it (it is small) and put it back.
+    let (body, assertion) = if facts.target == Some(Target::Token) {
+        let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
+        let assertion = decode_assertion(&bytes);
+        if let Some(iss) = assertion.as_ref().and_then(|a| a["claims"]["iss"].as_str()) {
+            facts.client_id = Some(iss.to_string());
+        }
+        (Body::from(bytes), assertion)
+    } else {
+        (body, None)
+    };
+    let fired = state.faults.check(&facts);
+    let mut exchange = Exchange {
+        seq: 0,
+        at_ms: state.transcript.now_ms(),
+        client_id: facts.client_id.clone(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: recorded_headers(&parts.headers),
+        status: 0,
+        bytes: 0,
+        duration_ms: 0,
+        fault: fired.as_ref().map(|f| f.label.clone()),
+        assertion,
+    };
+    let request = Request::from_parts(parts, body);
+    let response = match fired {
+        Some(Fired { fault, .. }) => apply(&state, fault, request, next).await,
+        None => next.run(request).await,
+    };
+    exchange.status = response.status().as_u16();
+    exchange.duration_ms = started.elapsed().as_millis() as u64;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let response = count_bytes(response, Arc::clone(&bytes));
+    state.transcript.record(exchange, bytes);
+    response
+}
+
+/// Which target (and file facts) a request is.
+fn classify(method: &str, path: &str) -> RequestFacts {
+    let mut facts = RequestFacts::default();
+    let Some(rest) = path.strip_prefix("/fhir/") else {
+        if path == "/auth/token" && method == "POST" {
+            facts.target = Some(Target::Token);
+        }
+        return facts;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    facts.target = match (method, segments.as_slice()) {
+        (_, ["metadata"]) | (_, [".well-known", "smart-configuration"]) => Some(Target::Metadata),
+        (_, ["$export"]) | (_, ["Patient", "$export"]) | (_, ["Group", _, "$export"]) => Some(Target::Kickoff),
+        ("DELETE", ["bulkstatus", _]) => Some(Target::Delete),
+        (_, ["bulkstatus", ..]) => Some(Target::Status),
+        (_, ["bulkfiles", _, name]) => {
+            let mut parts = name.split('.');
+            facts.file_index = parts.next().and_then(|n| n.parse().ok());
+            let rest: Vec<&str> = parts.collect();
+            facts.resource_type = match rest.as_slice() {
+                ["deleted", ty, "ndjson"] | [ty, "ndjson"] if *ty != "patients" => Some(ty.to_string()),
+                _ if *name == "error.ndjson" => Some("OperationOutcome".into()),
+                _ => None,
+            };
+            Some(Target::File)
+        }
+        (_, ["attachments", _]) => Some(Target::Attachment),
+        _ => None,
+    };
+    facts
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (_, token) = value.split_once(' ')?;
+    Some(token.trim().to_string())
+}
+
+fn bearer_client(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    state.auth.as_ref()?.token(&bearer_token(headers)?).ok().map(|t| t.client_id)
+}
+
+/// Replaces a successful JSON body by `edit`ing it (a small body: manifests, token responses).
+async fn rewrite_json(response: Response, edit: impl FnOnce(&mut Value)) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    rewrite_body(response, |bytes| match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) => {
+            edit(&mut v);
+            if v.get(super::rewrite::NOT_JSON).is_some() {
+                return b"This is not JSON: the manifest could not be rendered.".to_vec();
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+        Err(_) => bytes,
+    })
+    .await
+}
+
+/// Replaces a successful body with `edit(body)`, fixing `Content-Length`.
+async fn rewrite_body(response: Response, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_REWRITE).await {
+        Ok(b) => b,
+        Err(_) => {
+            return crate::error::FhirError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::TooLong,
+                "the body is too large for this fault (64 MiB at most)",
+            )
+            .into_response();
+        }
+    };
+    let edited = edit(bytes.to_vec());
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(edited.len()));
+    parts.headers.remove(header::ETAG);
+    Response::from_parts(parts, Body::from(edited))
+}
+
+/// A truncation whose cut falls just after a newline: complete lines, fewer than promised.
+async fn cut_at_line_end(response: Response, after_bytes: Option<u64>, fraction: Option<f64>) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REWRITE).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let total = bytes.len() as u64;
+    let wanted = after_bytes.unwrap_or_else(|| (total as f64 * fraction.unwrap_or(0.5)) as u64).min(total) as usize;
+    let cut = bytes[..wanted].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
+    let mut parts = parts;
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    truncate(Response::from_parts(parts, Body::from(bytes)), Some(cut), None)
+}
+
+/// Flips bytes in the middle of the (compressed) body, keeping its length.
+fn corrupt(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+    let target = len / 2;
+    let mut offset = 0u64;
+    let stream = body.into_data_stream().map(move |chunk| {
+        chunk.map(|bytes| {
+            let start = offset;
+            offset += bytes.len() as u64;
+            if (start..offset).contains(&target) {
+                let mut owned = bytes.to_vec();
+                let at = (target - start) as usize;
+                for b in owned.iter_mut().skip(at).take(16) {
+                    *b ^= 0x5a;
+                }
+                Bytes::from(owned)
+            } else {
+                bytes
+            }
+        })
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+fn recorded_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    RECORDED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            let value = if *name == "authorization" {
+                match value.split_once(' ') {
+                    Some((scheme, secret)) => format!("{scheme} <{}>", fingerprint(secret.trim())),
+                    None => format!("<{}>", fingerprint(value)),
+                }
+            } else {
+                value.to_string()
+            };
+            Some((name.to_string(), value))
+        })
+        .collect()
+}
+
+/// The unverified header and claims of a token request's assertion.
+fn decode_assertion(body: &[u8]) -> Option<Value> {
+    let assertion = form_urlencoded::parse(body).find(|(k, _)| k == "client_assertion").map(|(_, v)| v.into_owned())?;
+    let mut parts = assertion.split('.');
+    let mut part = || -> Option<Value> {
+        let bytes = URL_SAFE_NO_PAD.decode(parts.next()?.trim_end_matches('=')).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let header = part()?;
+    let claims = part()?;
+    Some(json!({"header": header, "claims": claims, "fingerprint": fingerprint(&assertion)}))
+}
+
+/// A token lifetime the token handler must use instead of its own (the `token_lifetime` fault).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimeOverride(pub Duration);
+
+/// Largest body a fault rewrites in memory (manifests, damaged files).
+const MAX_REWRITE: usize = 64 * 1024 * 1024;
+
+async fn apply(state: &AppState, fault: Fault, mut request: Request, next: Next) -> Response {
+    match fault {
+        Fault::Respond { status, body, code, message, retry_after_s, retry_after_date_s } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = respond(status, body, code.as_deref(), message.as_deref());
+            let h = response.headers_mut();
+            if let Some(s) = retry_after_s {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            if let Some(s) = retry_after_date_s {
+                let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(s));
+                h.insert(header::RETRY_AFTER, HeaderValue::from_str(&date).expect("ASCII"));
+            }
+            response
+        }
+        Fault::Delay { delay_ms } => {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            next.run(request).await
+        }
+        Fault::Truncate { after_bytes, fraction, at_line_end } => {
+            if at_line_end {
+                request.headers_mut().remove(header::ACCEPT_ENCODING);
+                let response = next.run(request).await;
+                return cut_at_line_end(response, after_bytes, fraction).await;
+            }
+            let response = next.run(request).await;
+            truncate(response, after_bytes, fraction)
+        }
+        Fault::InProgress { retry_after_s, progress } => {
+            let mut response = StatusCode::ACCEPTED.into_response();
+            let h = response.headers_mut();
+            let text = progress.unwrap_or_else(|| "in progress".to_string());
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                h.insert("x-progress", v);
+            }
+            if let Some(s) = retry_after_s {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            response
+        }
+        Fault::Vanish => {
+            let id = request.uri().path().split('/').nth(3).unwrap_or_default().to_string();
+            state.jobs.forget(&id);
+            crate::error::FhirError::not_found(format!("there is no export job {id}")).into_response()
+        }
+        Fault::Revoke => {
+            if let (Some(auth), Some(token)) = (&state.auth, bearer_token(request.headers())) {
+                auth.revoke(&token);
+            }
+            next.run(request).await
+        }
+        Fault::Manifest { variant } => {
+            let response = next.run(request).await;
+            rewrite_json(response, |v| super::rewrite::manifest(v, variant)).await
+        }
+        Fault::Content { mutation, line } => {
+            for h in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
+                request.headers_mut().remove(h);
+            }
+            let response = next.run(request).await;
+            rewrite_body(response, |body| super::rewrite::content(body, mutation, line)).await
+        }
+        Fault::Gzip { mode } => {
+            request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            request.headers_mut().remove(header::RANGE);
+            let response = next.run(request).await;
+            match mode {
+                GzipMode::NoHeader => {
+                    let (mut parts, body) = response.into_parts();
+                    parts.headers.remove(header::CONTENT_ENCODING);
+                    Response::from_parts(parts, body)
+                }
+                GzipMode::Corrupt => corrupt(response),
+            }
+        }
+        Fault::Range { mode } => {
+            let had_range = request.headers_mut().remove(header::RANGE).is_some();
+            request.headers_mut().remove(header::IF_RANGE);
+            let response = next.run(request).await;
+            if mode == RangeMode::Unsatisfiable && had_range && response.status() == StatusCode::OK {
+                let len = response.headers().get(header::CONTENT_LENGTH).cloned();
+                let mut refused = crate::error::FhirError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    IssueType::Invalid,
+                    "this server refuses byte ranges (injected fault)",
+                )
+                .into_response();
+                if let Some(len) =
+                    len.and_then(|l| HeaderValue::from_str(&format!("bytes */{}", l.to_str().unwrap_or("0"))).ok())
+                {
+                    refused.headers_mut().insert(header::CONTENT_RANGE, len);
+                }
+                return refused;
+            }
+            response
+        }
+        Fault::Redirect { host } => {
+            let origin = state.origin();
+            let (scheme, rest) = origin.split_once("://").unwrap_or(("http", origin));
+            let port = rest.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
+            let host = host
+                .unwrap_or_else(|| if rest.starts_with("localhost") { "127.0.0.1".into() } else { "localhost".into() });
+            let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let location = format!("{scheme}://{host}:{port}{path}");
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
+        }
+        Fault::TokenLifetime { lifetime_s } => {
+            request.extensions_mut().insert(TokenLifetimeOverride(Duration::from_secs(lifetime_s)));
+            next.run(request).await
+        }
+        Fault::TokenResponse { token_type, expires_in } => {
+            let response = next.run(request).await;
+            rewrite_json(response, |v| {
+                if let Some(t) = &token_type {
+                    v["token_type"] = json!(t);
+                }
+                match expires_in {
+                    ExpiresIn::Unchanged => {}
+                    ExpiresIn::Missing => {
+                        v.as_object_mut().map(|o| o.remove("expires_in"));
+                    }
+                    ExpiresIn::String => v["expires_in"] = json!(v["expires_in"].to_string()),
+                }
+            })
+            .await
+        }
+        Fault::Drip { bytes_per_s } => drip(next.run(request).await, bytes_per_s),
+        Fault::Header { name, value } => {
+            let mut response = next.run(request).await;
+            set_header(state, &mut response, &name, &value);
+            response
+        }
+    }
+}
+
+fn respond(status: StatusCode, body: BodyKind, code: Option<&str>, message: Option<&str>) -> Response {
+    let text = message.unwrap_or("injected fault");
+    match body {
+        BodyKind::Empty => status.into_response(),
+        BodyKind::Html => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            format!("<html><head><title>{0}</title></head><body><h1>{0}</h1><p>{text}</p></body></html>", status),
+        )
+            .into_response(),
+        BodyKind::Oauth => {
+            let body = json!({"error": code.unwrap_or("temporarily_unavailable"), "error_description": text});
+            (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+        }
+        BodyKind::Outcome | BodyKind::Transient => {
+            let default = if body == BodyKind::Transient { "transient" } else { "exception" };
+            let issue_code: IssueType =
+                serde_json::from_value(json!(code.unwrap_or(default))).unwrap_or(IssueType::Exception);
+            crate::error::outcome_response(status, &OperationOutcome::error(issue_code, text))
+        }
+    }
+}
+
+/// Sends `Content-Length` for the whole body but only its first bytes, then
+/// fails the body so the connection closes: the client sees fewer bytes than promised.
+fn truncate(response: Response, after_bytes: Option<u64>, fraction: Option<f64>) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let Some(total) = declared else {
+        return Response::from_parts(parts, body);
+    };
+    let limit = after_bytes.unwrap_or_else(|| (total as f64 * fraction.unwrap_or(0.5)) as u64).min(total);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    let stream = futures_util::stream::unfold(
+        (body.into_data_stream(), 0u64, false),
+        move |(mut data, sent, done)| async move {
+            if done {
+                return None;
+            }
+            if sent >= limit {
+                // Give the connection time to write what was sent before failing it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Some((Err(std::io::Error::other("truncated by a fault")), (data, sent, true)));
+            }
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    let take = (limit - sent).min(chunk.len() as u64) as usize;
+                    Some((Ok(chunk.slice(..take)), (data, sent + take as u64, false)))
+                }
+                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (data, sent, true))),
+                None => None,
+            }
+        },
+    );
+    Response::from_parts(parts, Body::from_stream(stream.fuse()))
+}
+
+/// Sends the body at `bytes_per_s`, in ten slices a second.
+fn drip(response: Response, bytes_per_s: u64) -> Response {
+    let (parts, body) = response.into_parts();
+    let slice = (bytes_per_s / 10).max(1) as usize;
+    let stream = body.into_data_stream().flat_map(move |chunk| {
+        let pieces: Vec<Result<Bytes, axum::Error>> = match chunk {
+            Ok(bytes) => {
+                (0..bytes.len()).step_by(slice).map(|i| Ok(bytes.slice(i..(i + slice).min(bytes.len())))).collect()
+            }
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(pieces).then(|piece| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            piece
+        })
+    });
+    Response::from_parts(parts, Body::from_stream(stream.fuse()))
+}
+
+fn set_header(state: &AppState, response: &mut Response, name: &str, value: &str) {
+    let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { return };
+    if value.is_empty() {
+        response.headers_mut().remove(&name);
+        return;
+    }
+    let original = response.headers().get(&name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let relative = original.strip_prefix(state.origin()).unwrap_or(&original).to_string();
+    let value = value.replace("{relative}", &relative);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, v);
+    }
+}
+
+/// Counts body bytes as they are handed to the connection.
+fn count_bytes(response: Response, counter: Arc<AtomicU64>) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let exact = axum::body::HttpBody::size_hint(&body).exact();
+    if let Some(len) = exact
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    let stream = body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}

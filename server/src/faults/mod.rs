@@ -1,0 +1,12 @@
+//! Fault injection: a typed plan of rules (`model`), the engine that decides
+//! which rule fires (`engine`), the middleware that makes it happen on the
+//! wire (`apply`), and the plan file parser (`file`).
+
+pub mod apply;
+pub mod engine;
+pub mod file;
+pub mod model;
+pub mod rewrite;
+
+pub use engine::{FaultEngine, Fired, RequestFacts, RuleStatus};
+pub use model::{BodyKind, Fault, FaultPlan, FaultRule, Target, Trigger};

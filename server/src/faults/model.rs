@@ -1,0 +1,391 @@
+//! The typed fault plan: every way of configuring faults parses into these
+//! types (the Rust builder, a plan file, the admin API). Units are in the field
+//! names (`delay_ms`, `after_bytes`, `retry_after_s`).
+
+use serde::{Deserialize, Serialize};
+
+/// Where a fault applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// `POST /auth/token`.
+    Token,
+    /// `GET metadata` and `.well-known/smart-configuration`.
+    Metadata,
+    /// Any `$export` kick-off.
+    Kickoff,
+    /// `GET` a status URL or manifest page.
+    Status,
+    /// `DELETE` a status URL.
+    Delete,
+    /// `GET` an output, deleted or error file.
+    File,
+    /// `GET` an attachment.
+    Attachment,
+}
+
+/// When a matching request triggers the fault.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Every matching request.
+    Every,
+    /// Only the n-th matching request (1-based).
+    Nth(u64),
+    /// The first n matching requests.
+    First(u64),
+    /// The n-th matching request and every one after it (e.g. a fatal failure after n polls).
+    From(u64),
+    /// Each matching request with this probability, drawn from the seeded generator.
+    Probability(f64),
+    /// Matching requests at least this many seconds after the server started.
+    AfterS(f64),
+}
+
+/// What happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer with this status and body instead of handling the request.
+    Respond {
+        /// The HTTP status.
+        status: u16,
+        /// The body shape.
+        #[serde(default)]
+        body: BodyKind,
+        /// For `oauth` bodies the error code, for `outcome` bodies the IssueType code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        /// The human-readable text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// `Retry-After` as delay-seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_s: Option<u64>,
+        /// `Retry-After` as an HTTP-date this many seconds ahead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_date_s: Option<u64>,
+    },
+    /// Wait before handling the request normally.
+    Delay {
+        /// How long.
+        delay_ms: u64,
+    },
+    /// Send the response headers (with the full `Content-Length`) but only part of the body, then close.
+    Truncate {
+        /// Bytes of body sent before the cut.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_bytes: Option<u64>,
+        /// Share of the body sent before the cut (0 to 1), when `after_bytes` is not given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fraction: Option<f64>,
+        /// Move the cut back to just after a newline, so the body ends with complete lines.
+        #[serde(default)]
+        at_line_end: bool,
+    },
+    /// Answer a status poll with 202 "in progress" although the job is done (a slow job, by polls).
+    InProgress {
+        /// `Retry-After` seconds (absent when not given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_s: Option<u64>,
+        /// `X-Progress` text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<String>,
+    },
+    /// The job disappears: it is forgotten and this and later requests get 404.
+    Vanish,
+    /// Revokes the presented access token; this and later requests with it get 401.
+    Revoke,
+    /// Rewrites a complete manifest.
+    Manifest {
+        /// How.
+        variant: ManifestVariant,
+    },
+    /// Damages the NDJSON of a file (served whole, without gzip or ranges).
+    Content {
+        /// How.
+        mutation: ContentMutation,
+        /// The 1-based line it applies to, where it applies to one line.
+        #[serde(default = "first_line")]
+        line: u64,
+    },
+    /// Gzip trouble: corrupt compressed bytes, or gzip bytes without `Content-Encoding`.
+    Gzip {
+        /// Which.
+        mode: GzipMode,
+    },
+    /// Range trouble: `Range` ignored (200 with the whole file) or answered 416.
+    Range {
+        /// Which.
+        mode: RangeMode,
+    },
+    /// Answers 307 to the same URL on another host name (`localhost` <-> `127.0.0.1` by default).
+    Redirect {
+        /// The host name to redirect to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// Issues tokens with this lifetime (token endpoint).
+    TokenLifetime {
+        /// Seconds.
+        lifetime_s: u64,
+    },
+    /// Odd but parseable token responses (token endpoint).
+    TokenResponse {
+        /// Replace `token_type` (e.g. `Bearer`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_type: Option<String>,
+        /// `expires_in`: `missing`, `string`, or unchanged.
+        #[serde(default)]
+        expires_in: ExpiresIn,
+    },
+    /// Send the body slowly.
+    Drip {
+        /// Bytes per second.
+        bytes_per_s: u64,
+    },
+    /// Replace (or add) a response header; an empty value removes it.
+    Header {
+        /// Header name.
+        name: String,
+        /// The value; `{relative}` stands for the original value made relative to the origin.
+        value: String,
+    },
+}
+
+fn first_line() -> u64 {
+    1
+}
+
+/// How a `manifest` fault rewrites the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestVariant {
+    /// The STU4-ballot shape: `outcome` for `error`, no `request`, no `type` on deleted/outcome items, `extension` an array.
+    V4Ballot,
+    /// Extra fields a client must ignore (`extension`, `fileSize`, vendor keys).
+    UnknownFields,
+    /// `output` is empty.
+    EmptyOutput,
+    /// Every `count` is one too high.
+    WrongCount,
+    /// The body is not JSON.
+    NotJson,
+    /// `output` is missing.
+    OutputMissing,
+}
+
+/// How a `content` fault damages NDJSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentMutation {
+    /// Line n is cut in the middle of its JSON.
+    MalformedLine,
+    /// An empty line after line n.
+    BlankLine,
+    /// Every line ends with CRLF.
+    Crlf,
+    /// The last line has no newline.
+    NoTrailingNewline,
+    /// The file starts with a UTF-8 byte order mark.
+    Bom,
+    /// Line n holds bytes that are not UTF-8.
+    InvalidUtf8,
+    /// Line n carries a 2 MB narrative.
+    HugeLine,
+    /// Line n's resourceType differs from the manifest's type.
+    WrongType,
+    /// Line n appears twice.
+    DuplicateLine,
+}
+
+/// Which gzip trouble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GzipMode {
+    /// Bytes in the middle of the compressed stream are flipped.
+    Corrupt,
+    /// The body is gzip but `Content-Encoding` is missing.
+    NoHeader,
+}
+
+/// Which Range trouble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RangeMode {
+    /// The server ignores `Range` and sends the whole file with 200.
+    Ignore,
+    /// The server answers 416 to any `Range`.
+    Unsatisfiable,
+}
+
+/// `expires_in` in an odd token response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiresIn {
+    /// As issued.
+    #[default]
+    Unchanged,
+    /// Left out.
+    Missing,
+    /// A string instead of a number.
+    String,
+}
+
+/// The body of a `respond` fault.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyKind {
+    /// A FHIR OperationOutcome (code from `code`, default `exception`).
+    #[default]
+    Outcome,
+    /// An OperationOutcome with a transient IssueType (`transient` unless `code` says otherwise).
+    Transient,
+    /// An HTML page, as infrastructure in front of a FHIR server sends.
+    Html,
+    /// An RFC 6749 error (`code`, default `temporarily_unavailable`).
+    Oauth,
+    /// No body.
+    Empty,
+}
+
+/// One rule of a fault plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    /// A name for transcripts and reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where it applies.
+    pub on: Target,
+    /// Only files (or kick-offs naming only types) of this resource type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// Only the file with this index in the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_index: Option<usize>,
+    /// Only requests of this client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// When matching requests trigger it (default: every one).
+    #[serde(default = "every")]
+    pub when: Trigger,
+    /// Retire the rule after this many uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    /// What happens.
+    pub fault: Fault,
+}
+
+fn every() -> Trigger {
+    Trigger::Every
+}
+
+impl FaultRule {
+    /// A rule applying `fault` to every request of `on`.
+    pub fn new(on: Target, fault: Fault) -> Self {
+        FaultRule {
+            name: None,
+            on,
+            resource_type: None,
+            file_index: None,
+            client_id: None,
+            when: Trigger::Every,
+            times: None,
+            fault,
+        }
+    }
+    /// Sets the trigger.
+    pub fn when(mut self, when: Trigger) -> Self {
+        self.when = when;
+        self
+    }
+    /// Retires the rule after `n` uses ("503 twice, then succeed").
+    pub fn times(mut self, n: u64) -> Self {
+        self.times = Some(n);
+        self
+    }
+    /// Restricts to one resource type.
+    pub fn resource_type(mut self, ty: &str) -> Self {
+        self.resource_type = Some(ty.to_string());
+        self
+    }
+    /// Names the rule.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// Checks values serde cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.when, &self.fault) {
+            (Trigger::Probability(p), _) if !(0.0..=1.0).contains(p) => {
+                Err(format!("probability must be between 0 and 1, got {p}"))
+            }
+            (Trigger::Nth(0), _) => Err("nth counts from 1".into()),
+            (_, Fault::Respond { status, .. }) if !(100..=599).contains(status) => {
+                Err(format!("status {status} is not an HTTP status"))
+            }
+            (_, Fault::Truncate { after_bytes: None, fraction: None, .. }) => {
+                Err("truncate needs after_bytes or fraction".into())
+            }
+            (_, Fault::Truncate { fraction: Some(f), .. }) if !(0.0..1.0).contains(f) => {
+                Err(format!("fraction must be at least 0 and below 1, got {f}"))
+            }
+            (_, Fault::Drip { bytes_per_s: 0 }) => Err("bytes_per_s must be positive".into()),
+            (Trigger::From(0), _) => Err("from counts from 1".into()),
+            (_, Fault::Content { line: 0, .. }) => Err("line counts from 1".into()),
+            _ if !self.fault.applies_to(self.on) => {
+                Err(format!("fault {} does not apply to {:?} requests", self.fault.kind_name(), self.on))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A fault plan: ordered rules, first match wins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPlan {
+    /// The rules.
+    #[serde(default, rename = "fault")]
+    pub rules: Vec<FaultRule>,
+}
+
+impl Fault {
+    /// The `kind` name.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Fault::Respond { .. } => "respond",
+            Fault::Delay { .. } => "delay",
+            Fault::Truncate { .. } => "truncate",
+            Fault::Drip { .. } => "drip",
+            Fault::Header { .. } => "header",
+            Fault::InProgress { .. } => "in_progress",
+            Fault::Vanish => "vanish",
+            Fault::Revoke => "revoke",
+            Fault::Manifest { .. } => "manifest",
+            Fault::Content { .. } => "content",
+            Fault::Gzip { .. } => "gzip",
+            Fault::Range { .. } => "range",
+            Fault::Redirect { .. } => "redirect",
+            Fault::TokenLifetime { .. } => "token_lifetime",
+            Fault::TokenResponse { .. } => "token_response",
+        }
+    }
+
+    /// Whether the fault makes sense for requests of `target`.
+    pub fn applies_to(&self, target: Target) -> bool {
+        use Target::*;
+        match self {
+            Fault::Respond { .. } | Fault::Delay { .. } | Fault::Header { .. } => true,
+            Fault::Truncate { .. } | Fault::Drip { .. } => true,
+            Fault::InProgress { .. } | Fault::Manifest { .. } => target == Status,
+            Fault::Vanish => matches!(target, Status | File | Delete),
+            Fault::Revoke => !matches!(target, Token | Metadata),
+            Fault::Content { .. } | Fault::Gzip { .. } | Fault::Range { .. } => target == File,
+            Fault::Redirect { .. } => matches!(target, File | Attachment | Status),
+            Fault::TokenLifetime { .. } | Fault::TokenResponse { .. } => target == Token,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The transcript: every request and response, the evidence a test or the
+//! harness judges. Secrets never appear: tokens and assertions are reduced to
+//! a fingerprint; a token request keeps its decoded assertion header and claims.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One request and its response.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Exchange {
+    /// Order of arrival, from 1.
+    pub seq: u64,
+    /// Milliseconds since the server started.
+    pub at_ms: u64,
+    /// The client, from its bearer token or token request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The method.
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// The query string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Chosen request headers; `authorization` as a fingerprint.
+    pub headers: BTreeMap<String, String>,
+    /// The response status.
+    pub status: u16,
+    /// Body bytes handed to the connection.
+    pub bytes: u64,
+    /// Time to the response headers, in milliseconds.
+    pub duration_ms: u64,
+    /// The fault rule that fired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// For token requests: the assertion's decoded header and claims (unverified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<Value>,
+}
+
+/// Request headers worth recording.
+pub const RECORDED_HEADERS: &[&str] =
+    &["accept", "accept-encoding", "authorization", "content-type", "host", "if-range", "prefer", "range"];
+
+struct Entry {
+    exchange: Exchange,
+    bytes: Arc<AtomicU64>,
+}
+
+/// The transcript of one server.
+pub struct Transcript {
+    entries: Mutex<Vec<Entry>>,
+    next: AtomicU64,
+    started: Instant,
+    live: Option<Mutex<std::fs::File>>,
+}
+
+/// A short, stable fingerprint of a secret: enough to tell two apart, useless to an attacker.
+pub fn fingerprint(secret: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Transcript {
+    /// An empty transcript; `live` receives every exchange as an NDJSON line.
+    pub fn new(live: Option<std::fs::File>) -> Self {
+        Transcript {
+            entries: Mutex::new(Vec::new()),
+            next: AtomicU64::new(1),
+            started: Instant::now(),
+            live: live.map(Mutex::new),
+        }
+    }
+
+    /// Milliseconds since the server started.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records an exchange whose body is still streaming; `bytes` is updated as it goes.
+    pub fn record(&self, mut exchange: Exchange, bytes: Arc<AtomicU64>) {
+        exchange.seq = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(live) = &self.live
+            && let Ok(mut line) = serde_json::to_vec(&exchange)
+        {
+            line.push(b'\n');
+            let _ = live.lock().expect("transcript file").write_all(&line);
+        }
+        self.entries.lock().expect("transcript").push(Entry { exchange, bytes });
+    }
+
+    /// Every exchange so far, in order of arrival.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        let mut out: Vec<Exchange> = self
+            .entries
+            .lock()
+            .expect("transcript")
+            .iter()
+            .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() })
+            .collect();
+        out.sort_by_key(|e| e.seq);
+        out
+    }
+
+    /// Forgets every exchange.
+    pub fn clear(&self) {
+        self.entries.lock().expect("transcript").clear();
+    }
+}

@@ -1,0 +1,519 @@
+//! Faults observed on the wire, not through the server's own view.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use bulkmock_server::{BodyKind, Fault, FaultRule, MockServer, Target, Trigger};
+use common::{http, kickoff, manifest};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn respond(status: u16, body: BodyKind) -> Fault {
+    Fault::Respond { status, body, code: None, message: None, retry_after_s: None, retry_after_date_s: None }
+}
+
+/// GETs `url` over a raw TCP connection and returns (headers, body bytes received before EOF).
+async fn raw_get(url: &str) -> (String, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all).await; // EOF or reset both end the read
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
+    (String::from_utf8_lossy(&all[..split]).to_string(), all[split..].to_vec())
+}
+
+fn content_length(headers: &str) -> u64 {
+    headers
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .expect("Content-Length")
+}
+
+#[tokio::test]
+async fn a_truncated_file_sends_exactly_the_cut_bytes_then_closes() {
+    let server = MockServer::builder()
+        .open()
+        .patients(20)
+        .fault(
+            FaultRule::new(
+                Target::File,
+                Fault::Truncate { after_bytes: Some(5000), fraction: None, at_line_end: false },
+            )
+            .resource_type("Observation"),
+        )
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Observation,Patient").await).await;
+    let obs = m.output.iter().find(|f| f.resource_type.as_deref() == Some("Observation")).unwrap();
+    let (headers, body) = raw_get(&obs.url).await;
+    assert!(headers.starts_with("HTTP/1.1 200"));
+    assert!(content_length(&headers) > 10_000, "the full length is promised");
+    assert_eq!(body.len(), 5000, "exactly the cut is sent");
+    // Other types are untouched.
+    let patient = m.output.iter().find(|f| f.resource_type.as_deref() == Some("Patient")).unwrap();
+    let (headers, body) = raw_get(&patient.url).await;
+    assert_eq!(body.len() as u64, content_length(&headers));
+    // reqwest sees the cut as a body error.
+    let err = http().get(&obs.url).send().await.unwrap().bytes().await.unwrap_err();
+    assert!(err.is_decode() || err.is_body(), "{err:?}");
+    let truncated: Vec<_> = server.transcript().into_iter().filter(|e| e.fault.is_some()).collect();
+    assert_eq!(truncated.len(), 2);
+    assert_eq!(truncated[0].bytes, 5000, "the transcript counts what was sent");
+}
+
+#[tokio::test]
+async fn a_status_error_twice_then_the_job_continues() {
+    let rule = FaultRule::new(
+        Target::Status,
+        Fault::Respond {
+            status: 503,
+            body: BodyKind::Transient,
+            code: None,
+            message: Some("busy".into()),
+            retry_after_s: Some(1),
+            retry_after_date_s: None,
+        },
+    )
+    .times(2)
+    .named("503 twice");
+    let server = MockServer::builder().open().patients(3).fault(rule).start().await;
+    let status = kickoff(&server, "$export", "_type=Patient").await;
+    for _ in 0..2 {
+        let r = http().get(&status).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "1");
+        let o: Value = r.json().await.unwrap();
+        assert_eq!(o["issue"][0]["code"], "transient", "SRV-131");
+    }
+    let (_, m) = manifest(&status).await;
+    assert_eq!(m.output.len(), 1);
+    let labels: Vec<Option<String>> = server.transcript().into_iter().map(|e| e.fault).collect();
+    assert_eq!(labels.iter().filter(|l| l.as_deref() == Some("503 twice")).count(), 2);
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_lies_in_the_future() {
+    let rule = FaultRule::new(
+        Target::Kickoff,
+        Fault::Respond {
+            status: 429,
+            body: BodyKind::Outcome,
+            code: Some("throttled".into()),
+            message: None,
+            retry_after_s: None,
+            retry_after_date_s: Some(30),
+        },
+    );
+    let server = MockServer::builder().open().fault(rule.times(1)).start().await;
+    let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let date = httpdate::parse_http_date(r.headers()["retry-after"].to_str().unwrap()).unwrap();
+    let ahead = date.duration_since(SystemTime::now()).unwrap();
+    assert!(ahead > Duration::from_secs(20) && ahead <= Duration::from_secs(31), "{ahead:?}");
+    assert_eq!(http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
+}
+
+#[tokio::test]
+async fn html_error_bodies_say_they_are_html() {
+    let server =
+        MockServer::builder().open().fault(FaultRule::new(Target::Status, respond(502, BodyKind::Html))).start().await;
+    let status = kickoff(&server, "$export", "").await;
+    let r = http().get(&status).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().await.unwrap().starts_with("<html>"));
+}
+
+#[tokio::test]
+async fn headers_can_be_removed_or_made_relative() {
+    let missing =
+        FaultRule::new(Target::Kickoff, Fault::Header { name: "content-location".into(), value: String::new() })
+            .times(1);
+    let relative =
+        FaultRule::new(Target::Kickoff, Fault::Header { name: "content-location".into(), value: "{relative}".into() });
+    let server = MockServer::builder().open().fault(missing).fault(relative).start().await;
+    let first = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    assert_eq!(first.status(), 202);
+    assert!(first.headers().get("content-location").is_none());
+    let second = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    assert!(second.headers()["content-location"].to_str().unwrap().starts_with("/fhir/bulkstatus/"));
+}
+
+#[tokio::test]
+async fn the_token_endpoint_can_fail_with_oauth_errors_and_recover() {
+    let rule = FaultRule::new(
+        Target::Token,
+        Fault::Respond {
+            status: 401,
+            body: BodyKind::Oauth,
+            code: Some("invalid_client".into()),
+            message: Some("jti already used (replay)".into()),
+            retry_after_s: None,
+            retry_after_date_s: None,
+        },
+    )
+    .times(1);
+    let server = MockServer::builder().patients(1).fault(rule).start().await;
+    let key = server.client_key();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let mut statuses = Vec::new();
+    for n in 0..2 {
+        let mut header = jsonwebtoken::Header::new(key.alg.algorithm());
+        header.kid = Some(key.kid.clone());
+        let claims = json!({"iss": server.client_id(), "sub": server.client_id(), "aud": server.token_url(), "exp": now + 60, "jti": format!("f{n}")});
+        let assertion = jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap();
+        let r = http()
+            .post(server.token_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion.as_str()),
+                ("scope", "system/*.rs"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if n == 0 {
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["error"], "invalid_client");
+        }
+    }
+    assert_eq!(statuses, vec![401, 200], "a false replay, then a fresh assertion works");
+    let t = server.transcript();
+    assert_eq!(t[0].client_id.as_deref(), Some("bulkmock-demo"));
+    assert_eq!(t[0].assertion.as_ref().unwrap()["claims"]["jti"], "f0", "token requests keep the decoded claims");
+}
+
+#[tokio::test]
+async fn probabilities_follow_the_seed() {
+    let run = |seed| async move {
+        let rule = FaultRule::new(Target::Metadata, respond(500, BodyKind::Empty)).when(Trigger::Probability(0.5));
+        let server = MockServer::builder().open().seed(seed).fault(rule).start().await;
+        let mut out = Vec::new();
+        for _ in 0..24 {
+            out.push(http().get(format!("{}/metadata", server.fhir_base())).send().await.unwrap().status().as_u16());
+        }
+        out
+    };
+    let a = run(5).await;
+    assert_eq!(a, run(5).await, "the same seed gives the same faults");
+    assert!(a.contains(&500) && a.contains(&200));
+}
+
+#[tokio::test]
+async fn the_transcript_redacts_tokens_and_records_each_exchange() {
+    let server = MockServer::builder().patients(2).start().await;
+    let token = server.issue_token("system/*.rs");
+    let r =
+        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let t = server.transcript();
+    let e = &t[0];
+    assert_eq!((e.method.as_str(), e.path.as_str(), e.status), ("GET", "/fhir/$export", 202));
+    assert_eq!(e.query.as_deref(), Some("_type=Patient"));
+    assert_eq!(e.client_id.as_deref(), Some("bulkmock-demo"));
+    let auth = &e.headers["authorization"];
+    assert!(auth.starts_with("Bearer <") && !auth.contains(&token), "{auth}");
+    assert!(!serde_json::to_string(&t).unwrap().contains(&token), "no token anywhere in the transcript");
+}
+
+#[tokio::test]
+async fn the_admin_api_adds_lists_and_removes_faults() {
+    let server = MockServer::builder().open().admin().start().await;
+    let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
+    let r = http()
+        .post(format!("{origin}/_admin/faults"))
+        .json(&json!({"on": "metadata", "fault": {"kind": "respond", "status": 418}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["ids"][0].as_u64().unwrap();
+    assert_eq!(http().get(format!("{}/metadata", server.fhir_base())).send().await.unwrap().status(), 418);
+    let list: Value = http().get(format!("{origin}/_admin/faults")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list[0]["fired"], 1);
+    let bad = http()
+        .post(format!("{origin}/_admin/faults"))
+        .json(&json!({"on": "metadata", "when": {"probability": 3}, "fault": {"kind": "delay", "delay_ms": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(http().delete(format!("{origin}/_admin/faults/{id}")).send().await.unwrap().status(), 204);
+    assert_eq!(http().get(format!("{}/metadata", server.fhir_base())).send().await.unwrap().status(), 200);
+    let transcript: Value =
+        http().get(format!("{origin}/_admin/transcript")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(transcript.as_array().unwrap().len(), 2, "admin calls are not in the transcript");
+    let ndjson =
+        http().get(format!("{origin}/_admin/transcript?format=ndjson")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(ndjson.lines().count(), 2);
+    assert_eq!(http().post(format!("{origin}/_admin/reset")).send().await.unwrap().status(), 204);
+    assert!(server.transcript().is_empty());
+
+    let closed = MockServer::builder().open().start().await;
+    let origin = closed.fhir_base().trim_end_matches("/fhir").to_string();
+    assert_eq!(http().get(format!("{origin}/_admin/faults")).send().await.unwrap().status(), 404, "off unless enabled");
+}
+
+#[tokio::test]
+async fn a_slow_drip_still_delivers_the_whole_file() {
+    let rule = FaultRule::new(Target::File, Fault::Drip { bytes_per_s: 200_000 });
+    let server = MockServer::builder().open().patients(5).fault(rule).start().await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let r = http().get(&m.output[0].url).send().await.unwrap();
+    let declared: usize = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), declared);
+}
+
+fn rule(on: Target, fault: Fault) -> FaultRule {
+    FaultRule::new(on, fault)
+}
+
+async fn status_codes(url: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(http().get(url).send().await.unwrap().status().as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_slow_job_by_polls_then_a_fatal_failure_from_the_nth_poll() {
+    let slow = rule(Target::Status, Fault::InProgress { retry_after_s: Some(2), progress: Some("40%".into()) })
+        .when(Trigger::First(2));
+    let server = MockServer::builder().open().patients(2).fault(slow).start().await;
+    let status = kickoff(&server, "$export", "_type=Patient").await;
+    let r = http().get(&status).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-progress"].to_str().unwrap()), (202, "40%"));
+    assert_eq!(r.headers()["retry-after"], "2");
+    let _ = http().get(&status).send().await.unwrap();
+    assert_eq!(manifest(&status).await.1.output.len(), 1, "after two slow polls the job is done");
+
+    let fatal = rule(Target::Status, respond(500, BodyKind::Outcome)).when(Trigger::From(3));
+    let server = MockServer::builder().open().patients(2).fault(fatal).start().await;
+    let status = kickoff(&server, "$export", "_type=Patient").await;
+    let _ = manifest(&status).await;
+    let codes = status_codes(&status, 3).await;
+    assert_eq!(&codes[1..], &[500, 500], "{codes:?}");
+}
+
+#[tokio::test]
+async fn a_vanished_job_answers_404() {
+    let server = MockServer::builder()
+        .open()
+        .patients(2)
+        .fault(rule(Target::Status, Fault::Vanish).when(Trigger::Nth(2)))
+        .start()
+        .await;
+    let status = kickoff(&server, "$export", "").await;
+    let _ = manifest(&status).await; // first poll
+    assert_eq!(status_codes(&status, 2).await, vec![404, 404]);
+    assert_eq!(server.live_jobs(), 0);
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_mid_export() {
+    let server = MockServer::builder()
+        .patients(2)
+        .fault(rule(Target::Status, Fault::Revoke).when(Trigger::Nth(2)))
+        .start()
+        .await;
+    let token = server.issue_token("system/*.rs");
+    let r = http().get(format!("{}/$export", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let first = http().get(&status).bearer_auth(&token).send().await.unwrap().status().as_u16();
+    assert!(first == 200 || first == 202);
+    let r = http().get(&status).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("revoked"));
+    let fresh = server.issue_token("system/*.rs");
+    assert_eq!(manifest_with(&status, &fresh).await["output"].as_array().unwrap().len(), 21);
+}
+
+async fn manifest_with(url: &str, token: &str) -> Value {
+    loop {
+        let r = http().get(url).bearer_auth(token).send().await.unwrap();
+        if r.status() == 200 {
+            return r.json().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn manifests_can_take_other_shapes() {
+    use bulkmock_server::faults::model::ManifestVariant as V;
+    for (variant, check) in [
+        (
+            V::V4Ballot,
+            (|v: &Value| v.get("request").is_none() && v["outcome"].is_array() && v["extension"].is_array())
+                as fn(&Value) -> bool,
+        ),
+        (V::UnknownFields, |v: &Value| v["output"][0]["x-vendor"] == true),
+        (V::EmptyOutput, |v: &Value| v["output"].as_array().unwrap().is_empty()),
+        (V::WrongCount, |v: &Value| v["output"][0]["count"] == 3),
+        (V::OutputMissing, |v: &Value| v.get("output").is_none()),
+    ] {
+        let server = MockServer::builder()
+            .open()
+            .patients(2)
+            .fault(rule(Target::Status, Fault::Manifest { variant }))
+            .start()
+            .await;
+        let status = kickoff(&server, "$export", "_type=Patient").await;
+        let r = common::poll_until_done(&status).await;
+        assert_eq!(r.status(), 200);
+        let declared: usize = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), declared);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(check(&v), "{variant:?}: {v}");
+    }
+    let server = MockServer::builder()
+        .open()
+        .patients(2)
+        .fault(rule(Target::Status, Fault::Manifest { variant: V::NotJson }))
+        .start()
+        .await;
+    let r = common::poll_until_done(&kickoff(&server, "$export", "").await).await;
+    assert!(serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).is_err());
+}
+
+#[tokio::test]
+async fn file_content_can_be_damaged() {
+    use bulkmock_server::faults::model::ContentMutation as M;
+    for (mutation, check) in [
+        (
+            M::MalformedLine,
+            (|b: &[u8]| serde_json::from_slice::<Value>(b.split(|&c| c == b'\n').next().unwrap()).is_err())
+                as fn(&[u8]) -> bool,
+        ),
+        (M::Crlf, |b: &[u8]| b.ends_with(b"\r\n")),
+        (M::Bom, |b: &[u8]| b.starts_with(&[0xef, 0xbb, 0xbf])),
+        (M::InvalidUtf8, |b: &[u8]| std::str::from_utf8(b).is_err()),
+        (M::DuplicateLine, |b: &[u8]| b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == 4),
+        (M::NoTrailingNewline, |b: &[u8]| !b.ends_with(b"\n")),
+    ] {
+        let server = MockServer::builder()
+            .open()
+            .patients(3)
+            .fault(rule(Target::File, Fault::Content { mutation, line: 1 }))
+            .start()
+            .await;
+        let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+        assert_eq!(m.output[0].count, Some(3));
+        let r = http().get(&m.output[0].url).header("Accept-Encoding", "gzip").send().await.unwrap();
+        assert!(r.headers().get("content-encoding").is_none(), "content faults serve plain bytes");
+        let declared: usize = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), declared, "{mutation:?}");
+        assert!(check(&body), "{mutation:?}: {}", String::from_utf8_lossy(&body));
+    }
+}
+
+#[tokio::test]
+async fn gzip_and_range_trouble() {
+    use bulkmock_server::faults::model::{GzipMode, RangeMode};
+    use std::io::Read;
+    let server = MockServer::builder()
+        .open()
+        .patients(30)
+        .fault(rule(Target::File, Fault::Gzip { mode: GzipMode::Corrupt }))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Observation").await).await;
+    let gz =
+        http().get(&m.output[0].url).header("Accept-Encoding", "gzip").send().await.unwrap().bytes().await.unwrap();
+    let mut out = Vec::new();
+    assert!(flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).is_err(), "corrupt gzip fails to decode");
+
+    let server = MockServer::builder()
+        .open()
+        .patients(5)
+        .fault(rule(Target::File, Fault::Gzip { mode: GzipMode::NoHeader }))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let r = http().get(&m.output[0].url).send().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    assert!(r.bytes().await.unwrap().starts_with(&[0x1f, 0x8b]), "gzip bytes without the header");
+
+    for (mode, expected) in [(RangeMode::Ignore, 200), (RangeMode::Unsatisfiable, 416)] {
+        let server =
+            MockServer::builder().open().patients(5).fault(rule(Target::File, Fault::Range { mode })).start().await;
+        let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+        let r = http().get(&m.output[0].url).header("Range", "bytes=10-").send().await.unwrap();
+        assert_eq!(r.status(), expected, "{mode:?}");
+        if expected == 416 {
+            assert!(r.headers()["content-range"].to_str().unwrap().starts_with("bytes */"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cut_at_a_line_end_leaves_whole_lines() {
+    let cut = Fault::Truncate { after_bytes: None, fraction: Some(0.5), at_line_end: true };
+    let server = MockServer::builder().open().patients(20).fault(rule(Target::File, cut)).start().await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let (headers, body) = raw_get(&m.output[0].url).await;
+    assert!((body.len() as u64) < content_length(&headers));
+    assert!(body.ends_with(b"\n") && !body.is_empty(), "the cut falls just after a newline");
+}
+
+#[tokio::test]
+async fn redirects_point_at_the_other_host_name() {
+    let server = MockServer::builder()
+        .open()
+        .patients(2)
+        .fault(rule(Target::File, Fault::Redirect { host: None }).times(1))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = no_follow.get(&m.output[0].url).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("http://localhost:") && location.ends_with(".Patient.ndjson"), "{location}");
+    let body = http().get(&location).send().await.unwrap().text().await.unwrap();
+    assert_eq!(body.lines().count(), 2);
+    let last = server.transcript().pop().unwrap();
+    assert!(last.headers["host"].starts_with("localhost:"), "the transcript shows which host name was asked");
+}
+
+#[tokio::test]
+async fn token_responses_can_be_odd_and_short_lived() {
+    use bulkmock_server::faults::model::ExpiresIn;
+    let odd =
+        rule(Target::Token, Fault::TokenResponse { token_type: Some("Bearer".into()), expires_in: ExpiresIn::String })
+            .times(1);
+    let short = rule(Target::Token, Fault::TokenLifetime { lifetime_s: 1 });
+    let server = MockServer::builder().patients(1).fault(odd).fault(short).start().await;
+    let key = server.client_key();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let mut bodies = Vec::new();
+    for n in 0..2 {
+        let mut header = jsonwebtoken::Header::new(key.alg.algorithm());
+        header.kid = Some(key.kid.clone());
+        let claims = json!({"iss": server.client_id(), "sub": server.client_id(), "aud": server.token_url(), "exp": now + 60, "jti": format!("odd{n}")});
+        let assertion = jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap();
+        let r = http()
+            .post(server.token_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion.as_str()),
+                ("scope", "system/*.rs"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        bodies.push(r.json::<Value>().await.unwrap());
+    }
+    assert_eq!((bodies[0]["token_type"].as_str(), bodies[0]["expires_in"].as_str()), (Some("Bearer"), Some("300")));
+    assert_eq!(bodies[1]["expires_in"], 1, "the token really lives one second");
+}
