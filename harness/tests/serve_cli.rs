@@ -197,3 +197,41 @@ fn a_clients_file_registers_clients_and_bad_files_say_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("client 1") && err.contains("jwks"), "{err}");
 }
+
+#[tokio::test]
+async fn a_fault_plan_file_and_a_live_transcript() {
+    let dir = std::env::temp_dir().join(format!("bulkmock-cli-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, "[[fault]]\non = \"metadata\"\ntimes = 1\nfault = { kind = \"respond\", status = 503 }\n")
+        .unwrap();
+    let transcript = dir.join("transcript.ndjson");
+    let s = serve(
+        &["--open", "--admin", "--faults", plan.to_str().unwrap(), "--transcript", transcript.to_str().unwrap()],
+        &[],
+    );
+    assert!(s.banner.iter().any(|l| l.contains("1 rule(s)")), "{:?}", s.banner);
+    let client = reqwest::Client::new();
+    let metadata = format!("{}/metadata", s.fhir_base);
+    assert_eq!(client.get(&metadata).send().await.unwrap().status(), 503);
+    assert_eq!(client.get(&metadata).send().await.unwrap().status(), 200);
+    let origin = s.fhir_base.trim_end_matches("/fhir");
+    let rules: serde_json::Value =
+        client.get(format!("{origin}/_admin/faults")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rules[0]["fired"], 1);
+    let lines = std::fs::read_to_string(&transcript).unwrap();
+    let statuses: Vec<u64> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![503, 200]);
+
+    std::fs::write(&plan, "[[fault]]\non = \"file\"\nfault = { kind = \"drip\", bytes_per_s = 0 }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["serve", "--open", "--port", "0", "--faults", plan.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plan.toml:1: bytes_per_s must be positive"), "{err}");
+}

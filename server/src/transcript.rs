@@ -83,16 +83,33 @@ impl Transcript {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Records an exchange whose body is still streaming; `bytes` is updated as it goes.
-    pub fn record(&self, mut exchange: Exchange, bytes: Arc<AtomicU64>) {
+    /// Records an exchange whose body is still streaming; `bytes` is updated as
+    /// it goes. Returns its sequence number for [`Transcript::finish`].
+    pub fn record(&self, mut exchange: Exchange, bytes: Arc<AtomicU64>) -> u64 {
         exchange.seq = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Some(live) = &self.live
+        let seq = exchange.seq;
+        self.entries.lock().expect("transcript").push(Entry { exchange, bytes });
+        seq
+    }
+
+    /// The body of exchange `seq` is done (sent, failed or abandoned): writes
+    /// its line, with the bytes actually sent, to the live transcript file.
+    pub fn finish(&self, seq: u64) {
+        let Some(live) = &self.live else { return };
+        let exchange = self
+            .entries
+            .lock()
+            .expect("transcript")
+            .iter()
+            .rev()
+            .find(|e| e.exchange.seq == seq)
+            .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() });
+        if let Some(exchange) = exchange
             && let Ok(mut line) = serde_json::to_vec(&exchange)
         {
             line.push(b'\n');
             let _ = live.lock().expect("transcript file").write_all(&line);
         }
-        self.entries.lock().expect("transcript").push(Entry { exchange, bytes });
     }
 
     /// Every exchange so far, in order of arrival.

@@ -64,9 +64,20 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     exchange.status = response.status().as_u16();
     exchange.duration_ms = started.elapsed().as_millis() as u64;
     let bytes = Arc::new(AtomicU64::new(0));
-    let response = count_bytes(response, Arc::clone(&bytes));
-    state.transcript.record(exchange, bytes);
-    response
+    let seq = state.transcript.record(exchange, Arc::clone(&bytes));
+    count_bytes(response, bytes, Finished { state, seq })
+}
+
+/// Tells the transcript that an exchange's body is done when dropped.
+struct Finished {
+    state: Arc<AppState>,
+    seq: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.state.transcript.finish(self.seq);
+    }
 }
 
 /// Which target (and file facts) a request is.
@@ -458,7 +469,7 @@ fn set_header(state: &AppState, response: &mut Response, name: &str, value: &str
 }
 
 /// Counts body bytes as they are handed to the connection.
-fn count_bytes(response: Response, counter: Arc<AtomicU64>) -> Response {
+fn count_bytes(response: Response, counter: Arc<AtomicU64>, finished: Finished) -> Response {
     let (mut parts, body) = response.into_parts();
     let exact = axum::body::HttpBody::size_hint(&body).exact();
     if let Some(len) = exact
@@ -467,6 +478,7 @@ fn count_bytes(response: Response, counter: Arc<AtomicU64>) -> Response {
         parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     let stream = body.into_data_stream().map(move |chunk| {
+        let _ = &finished; // dropped with the stream, when the body is done
         if let Ok(bytes) = &chunk {
             counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
