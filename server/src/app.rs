@@ -78,7 +78,7 @@ impl AppState {
         };
         let source = &self.source;
         let known = |t: &str| source.type_index(t).is_some();
-        auth.registry.register(reg, id, &known).map(|c| c.id.clone())
+        auth.registry.register(reg, id, &known, self.config.seed).map(|c| c.id.clone())
     }
 
     /// The public origin (scheme, host, port) of the FHIR base.

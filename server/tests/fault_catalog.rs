@@ -50,7 +50,11 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         | Fault::Range { .. }
         | Fault::Redirect { .. }
         | Fault::TokenLifetime { .. }
-        | Fault::TokenResponse { .. } => f.kind_name(),
+        | Fault::TokenResponse { .. }
+        | Fault::Stall { .. }
+        | Fault::NarrowScope { .. }
+        | Fault::ClockSkew { .. }
+        | Fault::Unreachable => f.kind_name(),
     };
     let _ = all;
     let kinds = [
@@ -58,6 +62,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         "delay",
         "truncate",
         "drip",
+        "stall",
         "header",
         "in_progress",
         "vanish",
@@ -69,6 +74,9 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         "redirect",
         "token_lifetime",
         "token_response",
+        "narrow_scope",
+        "clock_skew",
+        "unreachable",
     ];
     assert_eq!(examples.len(), kinds.len(), "{examples:?}");
     for kind in kinds {

@@ -517,3 +517,149 @@ async fn token_responses_can_be_odd_and_short_lived() {
     assert_eq!((bodies[0]["token_type"].as_str(), bodies[0]["expires_in"].as_str()), (Some("Bearer"), Some("300")));
     assert_eq!(bodies[1]["expires_in"], 1, "the token really lives one second");
 }
+
+/// Signs a fresh assertion for `client_id` with `key`.
+fn assertion(server: &MockServer, key: &bulkmock_server::ClientKey, client_id: &str, jti: &str) -> String {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let mut header = jsonwebtoken::Header::new(key.alg.algorithm());
+    header.kid = Some(key.kid.clone());
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": server.token_url(), "exp": now + 60, "jti": jti});
+    jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap()
+}
+
+async fn token_request(server: &MockServer, assertion: &str, scope: &str) -> (u16, Value) {
+    let r = http()
+        .post(server.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn status_urls_on_the_other_host_name() {
+    let rule = rule(Target::Kickoff, Fault::Header { name: "content-location".into(), value: "{other_host}".into() });
+    let server = MockServer::builder().open().patients(2).fault(rule).start().await;
+    let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let location = r.headers()["content-location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("http://localhost:"), "{location}");
+    assert_eq!(manifest(&location).await.1.output.len(), 21, "the other host name reaches the same server");
+}
+
+#[tokio::test]
+async fn a_stalled_file_still_arrives_whole() {
+    let server = MockServer::builder()
+        .open()
+        .patients(5)
+        .fault(rule(Target::File, Fault::Stall { after_bytes: 100, stall_ms: 200 }))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let r = http().get(&m.output[0].url).send().await.unwrap();
+    let declared: usize = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len(), declared);
+    assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), 5);
+}
+
+#[tokio::test]
+async fn token_endpoint_faults_narrow_the_scope_and_skew_the_clock() {
+    let narrow = rule(Target::Token, Fault::NarrowScope { scope: "system/Patient.rs".into() }).times(1);
+    let skew = rule(Target::Token, Fault::ClockSkew { skew_s: 600 }).times(1);
+    let server = MockServer::builder().patients(1).fault(narrow).fault(skew).start().await;
+    let key = server.client_key().clone();
+    let (status, body) = token_request(
+        &server,
+        &assertion(&server, &key, server.client_id(), "n1"),
+        "system/Patient.rs system/Observation.rs",
+    )
+    .await;
+    assert_eq!((status, body["scope"].as_str().unwrap()), (200, "system/Patient.rs"), "a narrower grant than asked");
+    let (status, body) =
+        token_request(&server, &assertion(&server, &key, server.client_id(), "n2"), "system/*.rs").await;
+    assert_eq!(status, 401, "a server clock 10 minutes ahead sees the assertion as expired");
+    assert!(body["error_description"].as_str().unwrap().contains("expired"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwks_url_fetches_can_fail() {
+    let key = bulkmock_server::ClientKey::generate(bulkmock_server::KeyAlg::Es384).unwrap();
+    let jwks = serde_json::to_value(key.jwks()).unwrap();
+    let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    for (fault, needle) in [
+        (Fault::Unreachable, "connection refused"),
+        (respond(503, BodyKind::Empty), "answered HTTP 503"),
+        (Fault::Delay { delay_ms: 60_000 }, "timed out"),
+    ] {
+        let server = MockServer::builder().patients(1).fault(rule(Target::Jwks, fault).times(1)).start().await;
+        let id = server
+            .register_client(bulkmock_server::Registration { jwks_url: Some(url.clone()), ..Default::default() })
+            .unwrap();
+        let (status, body) = token_request(&server, &assertion(&server, &key, &id, "j1"), "system/*.rs").await;
+        assert_eq!(status, 401);
+        assert!(body["error_description"].as_str().unwrap().contains(needle), "{body}");
+        let (status, _) = token_request(&server, &assertion(&server, &key, &id, "j2"), "system/*.rs").await;
+        assert_eq!(status, 200, "the next fetch works");
+    }
+}
+
+#[tokio::test]
+async fn a_client_fault_profile_applies_to_that_client_only() {
+    let server = MockServer::builder().patients(2).start().await;
+    let key = bulkmock_server::ClientKey::generate(bulkmock_server::KeyAlg::Es384).unwrap();
+    let profile =
+        json!({"fault": [{"on": "kickoff", "fault": {"kind": "respond", "status": 503, "body": "transient"}}]});
+    let id = server
+        .register_client(bulkmock_server::Registration {
+            jwks: Some(serde_json::to_value(key.jwks()).unwrap()),
+            fault_profile: Some(profile),
+            ..Default::default()
+        })
+        .unwrap();
+    let (_, body) = token_request(&server, &assertion(&server, &key, &id, "p1"), "system/*.rs").await;
+    let faulty = body["access_token"].as_str().unwrap().to_string();
+    let healthy = server.issue_token("system/*.rs");
+    let kick = |token: String| http().get(format!("{}/$export", server.fhir_base())).bearer_auth(token).send();
+    assert_eq!(kick(faulty).await.unwrap().status(), 503);
+    assert_eq!(kick(healthy).await.unwrap().status(), 202);
+    let bad = server.register_client(bulkmock_server::Registration {
+        jwks: Some(serde_json::to_value(key.jwks()).unwrap()),
+        fault_profile: Some(json!([{"on": "file", "fault": {"kind": "drip", "bytes_per_s": 0}}])),
+        ..Default::default()
+    });
+    assert!(bad.unwrap_err().contains("fault_profile rule 1"));
+}
+
+#[tokio::test]
+async fn the_same_seed_and_requests_give_the_same_transcript() {
+    let run = || async {
+        let server = MockServer::builder()
+            .open()
+            .patients(4)
+            .seed(3)
+            .fault(rule(Target::File, respond(503, BodyKind::Transient)).when(Trigger::Probability(0.5)))
+            .start()
+            .await;
+        let (_, m) = manifest(&kickoff(&server, "$export", "").await).await;
+        for f in &m.output {
+            let _ = http().get(&f.url).send().await.unwrap().bytes().await;
+        }
+        server
+            .transcript()
+            .into_iter()
+            .map(|e| (e.method, e.path.split('/').skip(3).collect::<Vec<_>>().join("/"), e.status, e.bytes, e.fault))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (run().await, run().await);
+    assert!(a.iter().any(|e| e.2 == 503) && a.iter().any(|e| e.2 == 200));
+    assert_eq!(a, b, "same seed, same client behaviour: same transcript (modulo times)");
+}

@@ -54,6 +54,7 @@ pub async fn authenticate(
     assertion: &str,
     token_url: &str,
     now: i64,
+    jwks_fault: &JwksFault<'_>,
 ) -> Result<Arc<Client>, OAuthError> {
     let parts: Vec<&str> = assertion.split('.').collect();
     if parts.len() != 3 {
@@ -105,7 +106,7 @@ pub async fn authenticate(
         OAuthError::client(format!("unknown client {iss:?} (the assertion's iss); register the client first"))
     })?;
     let jku = header.get("jku").and_then(Value::as_str);
-    let key = select_key(auth, &client, kid, alg, jku).await?;
+    let key = select_key(auth, &client, kid, alg, jku, jwks_fault).await?;
     let decoding =
         DecodingKey::from_jwk(&key).map_err(|e| OAuthError::client(format!("the key {kid:?} is unusable: {e}")))?;
     // The header and claims are parsed above; only the signature is left to check.
@@ -147,12 +148,16 @@ pub fn algorithm_name(alg: &Algorithm) -> &'static str {
 
 /// Finds exactly one key by `kid` and key type (AUTH-037, E-11), re-fetching a
 /// JWKS URL once when the kid is unknown (key rotation).
+/// Asks the fault engine about a JWKS fetch for a client (target `jwks`).
+pub type JwksFault<'a> = dyn Fn(&str) -> Option<crate::faults::Fault> + Send + Sync + 'a;
+
 async fn select_key(
     auth: &AuthState,
     client: &Client,
     kid: &str,
     alg: Algorithm,
     jku: Option<&str>,
+    jwks_fault: &JwksFault<'_>,
 ) -> Result<Jwk, OAuthError> {
     let kty = kty_for(alg);
     if let Some(jku) = jku {
@@ -172,7 +177,9 @@ async fn select_key(
     }
     let (mut keys, mut fresh) = match &client.keys {
         ClientKeys::Inline(set) => (set.clone(), true),
-        ClientKeys::Url(url) => auth.jwks.get(url, false).await.map_err(OAuthError::client)?,
+        ClientKeys::Url(url) => {
+            auth.jwks.get(url, false, &|| jwks_fault(&client.id)).await.map_err(OAuthError::client)?
+        }
     };
     loop {
         let matching = matching_keys(&keys, kid, kty);
@@ -180,7 +187,8 @@ async fn select_key(
             1 => return check_key(matching[0].clone(), kid, alg),
             0 if !fresh => {
                 if let ClientKeys::Url(url) = &client.keys {
-                    (keys, fresh) = auth.jwks.get(url, true).await.map_err(OAuthError::client)?;
+                    (keys, fresh) =
+                        auth.jwks.get(url, true, &|| jwks_fault(&client.id)).await.map_err(OAuthError::client)?;
                     continue;
                 }
                 unreachable!("inline keys are always fresh");

@@ -17,6 +17,7 @@ struct Cached {
 /// A cache of fetched JWKS documents.
 pub struct JwksCache {
     http: reqwest::Client,
+    timeout: Duration,
     entries: Mutex<HashMap<String, Cached>>,
 }
 
@@ -24,17 +25,42 @@ impl JwksCache {
     /// A cache whose fetches give up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
         let http = reqwest::Client::builder().timeout(timeout).build().expect("HTTP client");
-        JwksCache { http, entries: Mutex::new(HashMap::new()) }
+        JwksCache { http, timeout, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The JWKS at `url`: from the cache unless `refresh`, or fetched.
     /// The second value tells whether it was fetched just now.
-    pub async fn get(&self, url: &str, refresh: bool) -> Result<(JwkSet, bool), String> {
+    pub async fn get(
+        &self,
+        url: &str,
+        refresh: bool,
+        fault: &(dyn Fn() -> Option<crate::faults::Fault> + Send + Sync),
+    ) -> Result<(JwkSet, bool), String> {
         if !refresh
             && let Some(c) = self.entries.lock().expect("jwks cache").get(url)
             && c.expires > Instant::now()
         {
             return Ok((c.keys.clone(), false));
+        }
+        // Faults on the server's own fetch (target `jwks`).
+        match fault() {
+            Some(crate::faults::Fault::Unreachable) => {
+                return Err(format!("fetching the client's JWKS from {url} failed: connection refused"));
+            }
+            Some(crate::faults::Fault::Respond { status, .. }) => {
+                return Err(format!("the client's JWKS URL {url} answered HTTP {status}"));
+            }
+            Some(crate::faults::Fault::Delay { delay_ms }) => {
+                let delay = Duration::from_millis(delay_ms);
+                if delay >= self.timeout {
+                    return Err(format!(
+                        "fetching the client's JWKS from {url} timed out after {} s",
+                        self.timeout.as_secs_f64()
+                    ));
+                }
+                tokio::time::sleep(delay).await;
+            }
+            _ => {}
         }
         let response = self
             .http

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::scopes::Grant;
+use crate::faults::{FaultEngine, FaultPlan};
 
 /// Where a client's public keys are.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +33,8 @@ pub struct Client {
     pub allowed: Option<Grant>,
     /// Its access-token lifetime, when not the server default.
     pub token_lifetime: Option<Duration>,
-    /// A fault profile to apply to this client's requests (stored for the fault engine).
-    pub fault_profile: Option<Value>,
+    /// This client's own fault rules, checked before the server's.
+    pub faults: Option<Arc<FaultEngine>>,
 }
 
 /// A registration request: the JSON body of `POST /auth/register`, an entry
@@ -59,7 +60,7 @@ pub struct Registration {
     /// Access-token lifetime in seconds for this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_lifetime_s: Option<u64>,
-    /// A fault profile for this client.
+    /// Fault rules for this client's requests: `{"fault": [...]}` or a list of rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_profile: Option<Value>,
 }
@@ -77,6 +78,7 @@ impl Registry {
         reg: Registration,
         id: String,
         known_type: &dyn Fn(&str) -> bool,
+        seed: u64,
     ) -> Result<Arc<Client>, String> {
         let keys = match (reg.jwks, reg.jwks_url) {
             (Some(_), Some(_)) => return Err("give either jwks or jwks_url, not both".into()),
@@ -93,13 +95,17 @@ impl Registry {
         if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("client_id {id:?} must be non-empty without spaces"));
         }
+        let faults = match reg.fault_profile {
+            None => None,
+            Some(profile) => Some(Arc::new(FaultEngine::new(parse_profile(profile)?, seed ^ fingerprint_seed(&id)))),
+        };
         let client = Arc::new(Client {
             name: reg.name.unwrap_or_else(|| id.clone()),
             id: id.clone(),
             keys,
             allowed,
             token_lifetime: reg.token_lifetime_s.map(Duration::from_secs),
-            fault_profile: reg.fault_profile,
+            faults,
         });
         let mut clients = self.clients.write().expect("registry");
         if clients.contains_key(&id) {
@@ -113,6 +119,26 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<Arc<Client>> {
         self.clients.read().expect("registry").get(id).cloned()
     }
+}
+
+/// A fault profile: a plan (`{"fault": [...]}`) or a list of rules, validated.
+fn parse_profile(profile: Value) -> Result<FaultPlan, String> {
+    let plan = match profile {
+        Value::Array(_) => FaultPlan {
+            rules: serde_json::from_value(profile)
+                .map_err(|e| format!("fault_profile is not a list of fault rules: {e}"))?,
+        },
+        other => serde_json::from_value(other).map_err(|e| format!("fault_profile is not a fault plan: {e}"))?,
+    };
+    for (i, rule) in plan.rules.iter().enumerate() {
+        rule.validate().map_err(|e| format!("fault_profile rule {}: {e}", i + 1))?;
+    }
+    Ok(plan)
+}
+
+/// A per-client seed component, so clients with profiles draw independently.
+fn fingerprint_seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Checks an inline JWKS: public keys with `kty` and `kid` (AUTH-023).

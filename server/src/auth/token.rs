@@ -13,7 +13,7 @@ use super::error::{OAuthCode, OAuthError};
 use super::scopes::Grant;
 use crate::app::AppState;
 use crate::export::job::unix_now;
-use crate::faults::apply::TokenLifetimeOverride;
+use crate::faults::apply::TokenFaults;
 
 /// The `client_assertion_type` of SMART Backend Services.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -21,11 +21,11 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// `POST /auth/token`.
 pub async fn token(
     State(state): State<Arc<AppState>>,
-    lifetime: Option<axum::Extension<TokenLifetimeOverride>>,
+    faults: Option<axum::Extension<TokenFaults>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match issue(&state, &headers, &body, lifetime.map(|e| e.0.0)).await {
+    match issue(&state, &headers, &body, faults.map(|e| e.0).unwrap_or_default()).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -51,7 +51,7 @@ async fn issue(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-    lifetime_override: Option<std::time::Duration>,
+    faults: TokenFaults,
 ) -> Result<Response, OAuthError> {
     let auth = state.auth.as_ref().ok_or_else(|| {
         OAuthError::new(OAuthCode::InvalidRequest, "authorization is off on this server (--open): no token is needed")
@@ -78,7 +78,16 @@ async fn issue(
     let assertion = field("client_assertion")
         .ok_or_else(|| OAuthError::request("client_assertion (the signed JWT) is required"))?;
     let token_url = state.token_url();
-    let client = super::assertion::authenticate(auth, assertion, &token_url, unix_now()).await?;
+    let jwks_fault = |client_id: &str| {
+        let facts = crate::faults::RequestFacts {
+            target: Some(crate::faults::Target::Jwks),
+            client_id: Some(client_id.to_string()),
+            ..Default::default()
+        };
+        crate::faults::apply::check(state, &facts).map(|f| f.fault)
+    };
+    let now = unix_now() + faults.skew_s;
+    let client = super::assertion::authenticate(auth, assertion, &token_url, now, &jwks_fault).await?;
     if let Some(id) = field("client_id")
         && id != client.id
     {
@@ -89,7 +98,11 @@ async fn issue(
     })?;
     let source = &state.source;
     let known = |t: &str| source.type_index(t).is_some();
-    let (grant, dropped) = Grant::from_request(requested, &known, client.allowed.as_ref());
+    let (mut grant, dropped) = Grant::from_request(requested, &known, client.allowed.as_ref());
+    if let Some(limit) = &faults.scope_limit {
+        let keep: Vec<&str> = limit.split_ascii_whitespace().collect();
+        grant.entries.retain(|e| keep.contains(&e.text.as_str()));
+    }
     if grant.entries.is_empty() {
         let reasons: Vec<String> = dropped.iter().map(|d| format!("{}: {}", d.scope, d.reason)).collect();
         return Err(OAuthError::new(
@@ -97,7 +110,7 @@ async fn issue(
             format!("no grantable scope in the request ({})", reasons.join("; ")),
         ));
     }
-    let lifetime = lifetime_override.or(client.token_lifetime).unwrap_or(auth.config.token_lifetime);
+    let lifetime = faults.lifetime.or(client.token_lifetime).unwrap_or(auth.config.token_lifetime);
     let scope = grant.to_scope_string();
     let access_token = auth.issue(&client.id, grant, lifetime);
     let body = json!({

@@ -41,7 +41,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     } else {
         (body, None)
     };
-    let fired = state.faults.check(&facts);
+    let fired = check(&state, &facts);
     let mut exchange = Exchange {
         seq: 0,
         at_ms: state.transcript.now_ms(),
@@ -78,6 +78,16 @@ impl Drop for Finished {
     fn drop(&mut self) {
         self.state.transcript.finish(self.seq);
     }
+}
+
+/// The client's own rules first (a registration's fault profile), then the server's.
+pub fn check(state: &AppState, facts: &RequestFacts) -> Option<Fired> {
+    let client_engine = facts
+        .client_id
+        .as_deref()
+        .and_then(|id| state.auth.as_ref()?.registry.get(id))
+        .and_then(|client| client.faults.clone());
+    client_engine.and_then(|engine| engine.check(facts)).or_else(|| state.faults.check(facts))
 }
 
 /// Which target (and file facts) a request is.
@@ -236,9 +246,16 @@ fn decode_assertion(body: &[u8]) -> Option<Value> {
     Some(json!({"header": header, "claims": claims, "fingerprint": fingerprint(&assertion)}))
 }
 
-/// A token lifetime the token handler must use instead of its own (the `token_lifetime` fault).
-#[derive(Debug, Clone, Copy)]
-pub struct TokenLifetimeOverride(pub Duration);
+/// Token-endpoint faults the token handler must apply itself.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFaults {
+    /// Issue tokens with this lifetime (`token_lifetime`).
+    pub lifetime: Option<Duration>,
+    /// Grant at most these scopes (`narrow_scope`).
+    pub scope_limit: Option<String>,
+    /// Check assertion times as if the clock were off by this many seconds (`clock_skew`).
+    pub skew_s: i64,
+}
 
 /// Largest body a fault rewrites in memory (manifests, damaged files).
 const MAX_REWRITE: usize = 64 * 1024 * 1024;
@@ -350,9 +367,20 @@ async fn apply(state: &AppState, fault: Fault, mut request: Request, next: Next)
             (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
         }
         Fault::TokenLifetime { lifetime_s } => {
-            request.extensions_mut().insert(TokenLifetimeOverride(Duration::from_secs(lifetime_s)));
+            let faults = TokenFaults { lifetime: Some(Duration::from_secs(lifetime_s)), ..TokenFaults::default() };
+            request.extensions_mut().insert(faults);
             next.run(request).await
         }
+        Fault::NarrowScope { scope } => {
+            request.extensions_mut().insert(TokenFaults { scope_limit: Some(scope), ..TokenFaults::default() });
+            next.run(request).await
+        }
+        Fault::ClockSkew { skew_s } => {
+            request.extensions_mut().insert(TokenFaults { skew_s, ..TokenFaults::default() });
+            next.run(request).await
+        }
+        Fault::Stall { after_bytes, stall_ms } => stall(next.run(request).await, after_bytes, stall_ms),
+        Fault::Unreachable => StatusCode::BAD_GATEWAY.into_response(), // only valid for `jwks`, checked at the edge
         Fault::TokenResponse { token_type, expires_in } => {
             let response = next.run(request).await;
             rewrite_json(response, |v| {
@@ -462,10 +490,46 @@ fn set_header(state: &AppState, response: &mut Response, name: &str, value: &str
     }
     let original = response.headers().get(&name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let relative = original.strip_prefix(state.origin()).unwrap_or(&original).to_string();
-    let value = value.replace("{relative}", &relative);
+    let other_host = if original.contains("://127.0.0.1") {
+        original.replacen("://127.0.0.1", "://localhost", 1)
+    } else {
+        original.replacen("://localhost", "://127.0.0.1", 1)
+    };
+    let value = value.replace("{relative}", &relative).replace("{other_host}", &other_host);
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(name, v);
     }
+}
+
+/// Sends `after_bytes`, pauses `stall_ms`, then sends the rest.
+fn stall(response: Response, after_bytes: u64, stall_ms: u64) -> Response {
+    let (parts, body) = response.into_parts();
+    let mut sent = 0u64;
+    let mut stalled = false;
+    let stream = body.into_data_stream().flat_map(move |chunk| {
+        let mut pieces: Vec<(Result<Bytes, axum::Error>, bool)> = Vec::new();
+        match chunk {
+            Ok(bytes) if !stalled && sent + bytes.len() as u64 > after_bytes => {
+                let head = (after_bytes - sent) as usize;
+                pieces.push((Ok(bytes.slice(..head)), false));
+                pieces.push((Ok(bytes.slice(head..)), true));
+                stalled = true;
+                sent += bytes.len() as u64;
+            }
+            Ok(bytes) => {
+                sent += bytes.len() as u64;
+                pieces.push((Ok(bytes), false));
+            }
+            Err(e) => pieces.push((Err(e), false)),
+        }
+        futures_util::stream::iter(pieces).then(move |(piece, pause)| async move {
+            if pause {
+                tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+            }
+            piece
+        })
+    });
+    Response::from_parts(parts, Body::from_stream(stream.fuse()))
 }
 
 /// Counts body bytes as they are handed to the connection.

@@ -61,6 +61,12 @@ pub struct FaultEngine {
     started: Instant,
 }
 
+impl std::fmt::Debug for FaultEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultEngine").field("rules", &self.list().len()).finish()
+    }
+}
+
 impl FaultEngine {
     /// An engine with `plan`'s rules; probabilities draw from `seed`.
     pub fn new(plan: FaultPlan, seed: u64) -> Self {

@@ -22,6 +22,8 @@ pub enum Target {
     File,
     /// `GET` an attachment.
     Attachment,
+    /// The server's own fetch of a client's JWKS URL.
+    Jwks,
 }
 
 /// When a matching request triggers the fault.
@@ -130,6 +132,18 @@ pub enum Fault {
         /// Seconds.
         lifetime_s: u64,
     },
+    /// Grants only these scopes of what was asked (token endpoint): a narrower grant.
+    NarrowScope {
+        /// The space-separated scopes the grant is limited to.
+        scope: String,
+    },
+    /// The token endpoint's clock runs off by this many seconds when it checks assertion times.
+    ClockSkew {
+        /// Positive: the server is ahead; negative: behind.
+        skew_s: i64,
+    },
+    /// The client's JWKS URL cannot be reached (the server's fetch fails).
+    Unreachable,
     /// Odd but parseable token responses (token endpoint).
     TokenResponse {
         /// Replace `token_type` (e.g. `Bearer`).
@@ -144,11 +158,20 @@ pub enum Fault {
         /// Bytes per second.
         bytes_per_s: u64,
     },
+    /// Send part of the body, then nothing for a while, then the rest.
+    Stall {
+        /// Bytes sent before the pause.
+        after_bytes: u64,
+        /// Length of the pause.
+        stall_ms: u64,
+    },
     /// Replace (or add) a response header; an empty value removes it.
     Header {
         /// Header name.
         name: String,
-        /// The value; `{relative}` stands for the original value made relative to the origin.
+        /// The value; `{relative}` stands for the original value made relative to the
+        /// origin, `{other_host}` for the original value on the other host name
+        /// (`localhost` and `127.0.0.1` swapped).
         value: String,
     },
 }
@@ -370,6 +393,10 @@ impl Fault {
             Fault::Range { .. } => "range",
             Fault::Redirect { .. } => "redirect",
             Fault::TokenLifetime { .. } => "token_lifetime",
+            Fault::Stall { .. } => "stall",
+            Fault::NarrowScope { .. } => "narrow_scope",
+            Fault::ClockSkew { .. } => "clock_skew",
+            Fault::Unreachable => "unreachable",
             Fault::TokenResponse { .. } => "token_response",
         }
     }
@@ -378,14 +405,18 @@ impl Fault {
     pub fn applies_to(&self, target: Target) -> bool {
         use Target::*;
         match self {
-            Fault::Respond { .. } | Fault::Delay { .. } | Fault::Header { .. } => true,
-            Fault::Truncate { .. } | Fault::Drip { .. } => true,
+            Fault::Respond { .. } | Fault::Delay { .. } => true,
+            Fault::Unreachable => target == Jwks,
+            Fault::Header { .. } | Fault::Truncate { .. } | Fault::Drip { .. } | Fault::Stall { .. } => target != Jwks,
             Fault::InProgress { .. } | Fault::Manifest { .. } => target == Status,
             Fault::Vanish => matches!(target, Status | File | Delete),
             Fault::Revoke => !matches!(target, Token | Metadata),
             Fault::Content { .. } | Fault::Gzip { .. } | Fault::Range { .. } => target == File,
             Fault::Redirect { .. } => matches!(target, File | Attachment | Status),
-            Fault::TokenLifetime { .. } | Fault::TokenResponse { .. } => target == Token,
+            Fault::TokenLifetime { .. }
+            | Fault::TokenResponse { .. }
+            | Fault::NarrowScope { .. }
+            | Fault::ClockSkew { .. } => target == Token,
         }
     }
 }
