@@ -34,6 +34,8 @@ pub struct AppState {
     pub faults: FaultEngine,
     /// Every request and response.
     pub transcript: Transcript,
+    /// Fault profiles embedded in base URLs.
+    pub profiles: crate::faults::profile::Profiles,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             jobs: JobStore::new(config.seed, config.job_ttl),
             faults: FaultEngine::new(config.faults.clone(), config.seed),
             transcript: Transcript::new(live),
+            profiles: Default::default(),
             config,
             source,
             fhir_base,
@@ -128,7 +131,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     if admin_enabled {
         app = app.nest("/_admin", crate::admin::router());
     }
-    app.with_state(state)
+    let inner = app.with_state(Arc::clone(&state));
+    // Profile URLs are rewritten before routing, so the outer router only has a fallback.
+    Router::new()
+        .fallback_service(inner)
+        .layer(axum::middleware::from_fn_with_state(state, crate::faults::profile::layer))
 }
 
 /// Serves on `listener` until `shutdown` completes.

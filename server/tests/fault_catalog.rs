@@ -43,6 +43,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         | Fault::Header { .. }
         | Fault::InProgress { .. }
         | Fault::Vanish
+        | Fault::ExpireUrls
         | Fault::Revoke
         | Fault::Manifest { .. }
         | Fault::Content { .. }
@@ -66,6 +67,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         "header",
         "in_progress",
         "vanish",
+        "expire_urls",
         "revoke",
         "manifest",
         "content",

@@ -663,3 +663,54 @@ async fn the_same_seed_and_requests_give_the_same_transcript() {
     assert!(a.iter().any(|e| e.2 == 503) && a.iter().any(|e| e.2 == 200));
     assert_eq!(a, b, "same seed, same client behaviour: same transcript (modulo times)");
 }
+
+#[tokio::test]
+async fn expired_file_urls_come_back_fresh_in_a_new_manifest() {
+    let server =
+        MockServer::builder().open().patients(3).fault(rule(Target::File, Fault::ExpireUrls).times(1)).start().await;
+    let status = kickoff(&server, "$export", "_type=Patient").await;
+    let (_, first) = manifest(&status).await;
+    let old = first.output[0].url.clone();
+    let r = http().get(&old).send().await.unwrap();
+    assert_eq!(r.status(), 410);
+    let (_, again) = manifest(&status).await;
+    let fresh = again.output[0].url.clone();
+    assert!(fresh.ends_with("?v=1"), "{fresh}");
+    assert_eq!(http().get(&fresh).send().await.unwrap().text().await.unwrap().lines().count(), 3);
+    assert_eq!(http().get(&old).send().await.unwrap().status(), 410, "the old URL stays expired");
+}
+
+#[tokio::test]
+async fn an_etag_that_changes_between_attempts() {
+    let rule = rule(Target::File, Fault::Header { name: "etag".into(), value: "\"v{n}\"".into() });
+    let server = MockServer::builder().open().patients(3).fault(rule).start().await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let a = http().get(&m.output[0].url).send().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
+    let b = http().get(&m.output[0].url).send().await.unwrap().headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!((a.as_str(), b.as_str()), ("\"v1\"", "\"v2\""));
+}
+
+#[tokio::test]
+async fn a_fault_profile_in_the_base_url_applies_to_clients_that_use_it() {
+    use bulkmock_server::faults::FaultPlan;
+    use bulkmock_server::faults::profile::encode;
+    let server = MockServer::builder().open().patients(3).start().await;
+    let plan = FaultPlan { rules: vec![rule(Target::Status, respond(503, BodyKind::Transient)).times(1)] };
+    let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
+    let base = format!("{origin}/p/{}/fhir", encode(&plan));
+    let r = http().get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    assert!(status.starts_with(&base), "the status URL keeps the profile: {status}");
+    assert_eq!(http().get(&status).send().await.unwrap().status(), 503, "the profile's fault");
+    let (_, m) = manifest(&status).await;
+    assert!(m.output[0].url.starts_with(&base), "file URLs keep the profile");
+    assert_eq!(http().get(&m.output[0].url).send().await.unwrap().text().await.unwrap().lines().count(), 3);
+    // The plain base has no faults.
+    let plain = kickoff(&server, "$export", "_type=Patient").await;
+    assert_eq!(http().get(&plain).send().await.unwrap().status(), 200);
+    // A profile that is not a plan is refused with a reason.
+    let r = http().get(format!("{origin}/p/bm90LWEtcGxhbg/fhir/metadata")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not a fault plan"));
+}

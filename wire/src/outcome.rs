@@ -66,6 +66,8 @@ pub enum IssueType {
     NotFound,
     /// The resource or job used to exist but is gone.
     Deleted,
+    /// The content or URL has expired.
+    Expired,
     /// Too much load: slow down.
     Throttled,
     /// A transient failure: retry later.

@@ -42,6 +42,8 @@ pub struct Job {
     counting_done: OnceLock<Instant>,
     failure: OnceLock<String>,
     cancelled: AtomicBool,
+    /// How often the file URLs were replaced (the `expire_urls` fault); URLs carry it as `?v=`.
+    url_generation: std::sync::atomic::AtomicU64,
     /// Cached byte layouts of files, filled on first download.
     pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
 }
@@ -87,6 +89,7 @@ impl Job {
             failure: OnceLock::new(),
             cancelled: AtomicBool::new(false),
             layouts: Mutex::new(HashMap::new()),
+            url_generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -116,6 +119,16 @@ impl Job {
             self.counted.fetch_add(1, Ordering::Release);
         }
         let _ = self.counting_done.set(Instant::now());
+    }
+
+    /// The current generation of file URLs (0 until they first expire).
+    pub fn url_generation(&self) -> u64 {
+        self.url_generation.load(Ordering::Relaxed)
+    }
+
+    /// Expires the current file URLs; the next manifest hands out fresh ones.
+    pub fn expire_urls(&self) {
+        self.url_generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Stops the work (DELETE).

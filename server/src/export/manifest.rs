@@ -34,6 +34,14 @@ impl JobUrls<'_> {
     pub fn file(&self, name: &str) -> String {
         format!("{}/bulkfiles/{}/{name}", self.fhir_base, self.job)
     }
+
+    /// The URL of a file in URL generation `generation` (`?v=` once URLs were renewed).
+    pub fn file_in(&self, name: &str, generation: u64) -> String {
+        match generation {
+            0 => self.file(name),
+            g => format!("{}?v={g}", self.file(name)),
+        }
+    }
 }
 
 /// The file name of plan file `i`.
@@ -87,7 +95,7 @@ pub fn build(
         };
         let entry = ManifestFile {
             resource_type,
-            url: urls.file(&file_name(source, kind, i)),
+            url: urls.file_in(&file_name(source, kind, i), job.url_generation()),
             count: Some(count),
             continues_in_file: None,
         };
@@ -101,7 +109,7 @@ pub fn build(
     } else {
         vec![ManifestFile {
             resource_type: Some("OperationOutcome".into()),
-            url: urls.file(ERROR_FILE),
+            url: urls.file_in(ERROR_FILE, job.url_generation()),
             count: Some(job.plan.notes.len() as u64),
             continues_in_file: None,
         }]

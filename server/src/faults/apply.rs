@@ -41,7 +41,8 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     } else {
         (body, None)
     };
-    let fired = check(&state, &facts);
+    let profile = parts.extensions.get::<super::profile::ProfileEngine>().map(|p| Arc::clone(&p.0));
+    let fired = profile.and_then(|engine| engine.check(&facts)).or_else(|| check(&state, &facts));
     let mut exchange = Exchange {
         seq: 0,
         at_ms: state.transcript.now_ms(),
@@ -58,7 +59,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     };
     let request = Request::from_parts(parts, body);
     let response = match fired {
-        Some(Fired { fault, .. }) => apply(&state, fault, request, next).await,
+        Some(Fired { fault, count, .. }) => apply(&state, fault, count, request, next).await,
         None => next.run(request).await,
     };
     exchange.status = response.status().as_u16();
@@ -260,7 +261,7 @@ pub struct TokenFaults {
 /// Largest body a fault rewrites in memory (manifests, damaged files).
 const MAX_REWRITE: usize = 64 * 1024 * 1024;
 
-async fn apply(state: &AppState, fault: Fault, mut request: Request, next: Next) -> Response {
+async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request, next: Next) -> Response {
     match fault {
         Fault::Respond { status, body, code, message, retry_after_s, retry_after_date_s } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -304,6 +305,13 @@ async fn apply(state: &AppState, fault: Fault, mut request: Request, next: Next)
             let id = request.uri().path().split('/').nth(3).unwrap_or_default().to_string();
             state.jobs.forget(&id);
             crate::error::FhirError::not_found(format!("there is no export job {id}")).into_response()
+        }
+        Fault::ExpireUrls => {
+            let id = request.uri().path().split('/').nth(3).unwrap_or_default();
+            if let Ok(job) = state.jobs.get(id) {
+                job.expire_urls();
+            }
+            crate::routes::files::expired_url().into_response()
         }
         Fault::Revoke => {
             if let (Some(auth), Some(token)) = (&state.auth, bearer_token(request.headers())) {
@@ -400,7 +408,7 @@ async fn apply(state: &AppState, fault: Fault, mut request: Request, next: Next)
         Fault::Drip { bytes_per_s } => drip(next.run(request).await, bytes_per_s),
         Fault::Header { name, value } => {
             let mut response = next.run(request).await;
-            set_header(state, &mut response, &name, &value);
+            set_header(state, &mut response, &name, &value.replace("{n}", &count.to_string()));
             response
         }
     }

@@ -31,6 +31,8 @@ pub struct Fired {
     pub label: String,
     /// The fault.
     pub fault: Fault,
+    /// How many times this rule has fired, this time included.
+    pub count: u64,
 }
 
 /// A rule with its counters, as listed by the engine.
@@ -142,7 +144,7 @@ impl FaultEngine {
                 status.retired = true;
             }
             let label = rule.name.clone().unwrap_or_else(|| format!("{target:?}#{}", status.id).to_lowercase());
-            return Some(Fired { rule_id: status.id, label, fault: rule.fault.clone() });
+            return Some(Fired { rule_id: status.id, label, fault: rule.fault.clone(), count: status.fired });
         }
         None
     }

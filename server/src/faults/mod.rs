@@ -6,6 +6,7 @@ pub mod apply;
 pub mod engine;
 pub mod file;
 pub mod model;
+pub mod profile;
 pub mod rewrite;
 
 pub use engine::{FaultEngine, Fired, RequestFacts, RuleStatus};

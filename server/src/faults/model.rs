@@ -96,6 +96,9 @@ pub enum Fault {
     },
     /// The job disappears: it is forgotten and this and later requests get 404.
     Vanish,
+    /// The export's file URLs expire: this request and any with an old URL get 410;
+    /// a re-fetched manifest hands out fresh URLs (SRV-187).
+    ExpireUrls,
     /// Revokes the presented access token; this and later requests with it get 401.
     Revoke,
     /// Rewrites a complete manifest.
@@ -171,7 +174,8 @@ pub enum Fault {
         name: String,
         /// The value; `{relative}` stands for the original value made relative to the
         /// origin, `{other_host}` for the original value on the other host name
-        /// (`localhost` and `127.0.0.1` swapped).
+        /// (`localhost` and `127.0.0.1` swapped), `{n}` for how often the rule fired
+        /// (an `ETag` that changes between attempts).
         value: String,
     },
 }
@@ -386,6 +390,7 @@ impl Fault {
             Fault::Header { .. } => "header",
             Fault::InProgress { .. } => "in_progress",
             Fault::Vanish => "vanish",
+            Fault::ExpireUrls => "expire_urls",
             Fault::Revoke => "revoke",
             Fault::Manifest { .. } => "manifest",
             Fault::Content { .. } => "content",
@@ -410,6 +415,7 @@ impl Fault {
             Fault::Header { .. } | Fault::Truncate { .. } | Fault::Drip { .. } | Fault::Stall { .. } => target != Jwks,
             Fault::InProgress { .. } | Fault::Manifest { .. } => target == Status,
             Fault::Vanish => matches!(target, Status | File | Delete),
+            Fault::ExpireUrls => target == File,
             Fault::Revoke => !matches!(target, Token | Metadata),
             Fault::Content { .. } | Fault::Gzip { .. } | Fault::Range { .. } => target == File,
             Fault::Redirect { .. } => matches!(target, File | Attachment | Status),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bulkmock_wire::{FHIR_NDJSON, IssueSeverity, IssueType, OperationOutcome};
@@ -21,9 +21,27 @@ use crate::stream::FileBody;
 pub async fn download(
     State(state): State<Arc<AppState>>,
     Path((id, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    if let Ok(job) = state.jobs.get(&id)
+        && job.url_generation() > 0
+    {
+        let generation = query.as_deref().and_then(|q| q.strip_prefix("v=")).and_then(|v| v.parse::<u64>().ok());
+        if generation != Some(job.url_generation()) {
+            return expired_url().into_response();
+        }
+    }
     download_inner(&state, &id, &name, &headers).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// 410 for a file URL that has expired (SRV-187).
+pub fn expired_url() -> FhirError {
+    FhirError::new(
+        StatusCode::GONE,
+        IssueType::Expired,
+        "this file URL has expired; fetch the manifest again for fresh URLs (SRV-187)",
+    )
 }
 
 /// Which byte range a request asks for.
