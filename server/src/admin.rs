@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::faults::{FaultPlan, FaultRule};
+use crate::transport::Peer;
 
 /// The admin routes.
 pub fn router() -> Router<Arc<AppState>> {
@@ -46,7 +47,7 @@ fn refused(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Re
 
 async fn list_faults(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(denied) = refused(&s, peer, &headers) {
@@ -58,7 +59,7 @@ async fn list_faults(
 /// Adds one rule (a JSON rule) or several (`{"fault": [...]}`); answers their ids.
 async fn add_faults(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -83,7 +84,7 @@ async fn add_faults(
 
 async fn remove_fault(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
@@ -99,7 +100,7 @@ async fn remove_fault(
 
 async fn clear_faults(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(denied) = refused(&s, peer, &headers) {
@@ -117,7 +118,7 @@ struct TranscriptQuery {
 
 async fn read_transcript(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<TranscriptQuery>,
 ) -> Response {
@@ -138,7 +139,7 @@ async fn read_transcript(
 
 async fn clear_transcript(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(denied) = refused(&s, peer, &headers) {
@@ -150,7 +151,7 @@ async fn clear_transcript(
 
 async fn reset(
     State(s): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(denied) = refused(&s, peer, &headers) {

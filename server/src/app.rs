@@ -36,6 +36,8 @@ pub struct AppState {
     pub transcript: Transcript,
     /// Fault profiles embedded in base URLs.
     pub profiles: crate::faults::profile::Profiles,
+    /// Reset switches of open connections.
+    pub connections: Arc<crate::transport::Switches>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             faults: FaultEngine::new(config.faults.clone(), config.seed),
             transcript: Transcript::new(live),
             profiles: Default::default(),
+            connections: Default::default(),
             config,
             source,
             fhir_base,
@@ -144,6 +147,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
+    let app = router(state).into_make_service_with_connect_info::<crate::transport::Peer>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -18,6 +18,7 @@ mod handle;
 pub mod routes;
 pub mod stream;
 pub mod transcript;
+pub mod transport;
 
 pub use auth::keys::{ClientKey, KeyAlg};
 pub use auth::registry::Registration;

@@ -53,6 +53,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         | Fault::TokenLifetime { .. }
         | Fault::TokenResponse { .. }
         | Fault::Stall { .. }
+        | Fault::Reset { .. }
         | Fault::NarrowScope { .. }
         | Fault::ClockSkew { .. }
         | Fault::Unreachable => f.kind_name(),
@@ -64,6 +65,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         "truncate",
         "drip",
         "stall",
+        "reset",
         "header",
         "in_progress",
         "vanish",

@@ -714,3 +714,49 @@ async fn a_fault_profile_in_the_base_url_applies_to_clients_that_use_it() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not a fault plan"));
 }
+
+/// GETs over raw TCP; returns the bytes received and how the read ended.
+async fn raw_get_until_end(url: &str) -> (Vec<u8>, std::io::Result<()>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream
+        .write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => return (all, Ok(())),
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => return (all, Err(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reset_is_seen_as_a_reset() {
+    let server = MockServer::builder()
+        .open()
+        .patients(30)
+        .fault(rule(Target::File, Fault::Reset { after_bytes: 3000 }).times(1))
+        .fault(rule(Target::Metadata, Fault::Reset { after_bytes: 0 }).times(1))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Observation").await).await;
+    let (received, end) = raw_get_until_end(&m.output[0].url).await;
+    let err = end.expect_err("the read ends in an error, not EOF");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err:?}");
+    let body_start = received.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    if let Some(start) = body_start {
+        assert!(received.len() - start <= 3000, "no more than the bytes before the reset");
+    }
+    // Before the headers: nothing at all, then the reset.
+    let (received, end) = raw_get_until_end(&format!("{}/metadata", server.fhir_base())).await;
+    assert!(received.is_empty(), "{}", String::from_utf8_lossy(&received));
+    assert_eq!(end.expect_err("reset").kind(), std::io::ErrorKind::ConnectionReset);
+    // The faults retired: the next requests are served.
+    assert_eq!(http().get(&m.output[0].url).send().await.unwrap().status(), 200);
+    assert_eq!(http().get(format!("{}/metadata", server.fhir_base())).send().await.unwrap().status(), 200);
+}

@@ -388,6 +388,11 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             next.run(request).await
         }
         Fault::Stall { after_bytes, stall_ms } => stall(next.run(request).await, after_bytes, stall_ms),
+        Fault::Reset { after_bytes } => {
+            let peer = request.extensions().get::<axum::extract::ConnectInfo<crate::transport::Peer>>().map(|c| c.0.0);
+            let response = next.run(request).await;
+            reset(state, response, peer, after_bytes)
+        }
         Fault::Unreachable => StatusCode::BAD_GATEWAY.into_response(), // only valid for `jwks`, checked at the edge
         Fault::TokenResponse { token_type, expires_in } => {
             let response = next.run(request).await;
@@ -507,6 +512,45 @@ fn set_header(state: &AppState, response: &mut Response, name: &str, value: &str
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(name, v);
     }
+}
+
+/// Sends the headers and `after_bytes` of the body, then resets the connection.
+fn reset(state: &AppState, response: Response, peer: Option<std::net::SocketAddr>, after_bytes: u64) -> Response {
+    let switches = Arc::clone(&state.connections);
+    let trip = move || {
+        if let Some(peer) = peer {
+            switches.reset(peer);
+        }
+    };
+    if after_bytes == 0 {
+        trip(); // the headers' write fails: a reset before any byte
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let limit = after_bytes;
+    let stream = futures_util::stream::unfold(
+        (body.into_data_stream(), 0u64, Some(trip)),
+        move |(mut data, sent, trip)| async move {
+            let trip = trip?;
+            if sent >= limit {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                trip();
+                return Some((
+                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by a fault")),
+                    (data, sent, None),
+                ));
+            }
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    let take = (limit - sent).min(chunk.len() as u64) as usize;
+                    Some((Ok(chunk.slice(..take)), (data, sent + take as u64, Some(trip))))
+                }
+                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (data, sent, None))),
+                None => None,
+            }
+        },
+    );
+    Response::from_parts(parts, Body::from_stream(stream.fuse()))
 }
 
 /// Sends `after_bytes`, pauses `stall_ms`, then sends the rest.

@@ -156,6 +156,11 @@ pub enum Fault {
         #[serde(default)]
         expires_in: ExpiresIn,
     },
+    /// Resets the connection (TCP RST) after this many body bytes; 0 resets it before the headers.
+    Reset {
+        /// Body bytes sent before the reset.
+        after_bytes: u64,
+    },
     /// Send the body slowly.
     Drip {
         /// Bytes per second.
@@ -399,6 +404,7 @@ impl Fault {
             Fault::Redirect { .. } => "redirect",
             Fault::TokenLifetime { .. } => "token_lifetime",
             Fault::Stall { .. } => "stall",
+            Fault::Reset { .. } => "reset",
             Fault::NarrowScope { .. } => "narrow_scope",
             Fault::ClockSkew { .. } => "clock_skew",
             Fault::Unreachable => "unreachable",
@@ -412,6 +418,7 @@ impl Fault {
         match self {
             Fault::Respond { .. } | Fault::Delay { .. } => true,
             Fault::Unreachable => target == Jwks,
+            Fault::Reset { .. } => target != Jwks,
             Fault::Header { .. } | Fault::Truncate { .. } | Fault::Drip { .. } | Fault::Stall { .. } => target != Jwks,
             Fault::InProgress { .. } | Fault::Manifest { .. } => target == Status,
             Fault::Vanish => matches!(target, Status | File | Delete),
