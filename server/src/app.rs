@@ -38,6 +38,8 @@ pub struct AppState {
     pub profiles: crate::faults::profile::Profiles,
     /// Reset switches of open connections.
     pub connections: Arc<crate::transport::Switches>,
+    /// Capability URLs handed out by the `capability_urls` fault.
+    pub capabilities: crate::faults::capability::Capabilities,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             transcript: Transcript::new(live),
             profiles: Default::default(),
             connections: Default::default(),
+            capabilities: crate::faults::capability::Capabilities::new(config.seed),
             config,
             source,
             fhir_base,

@@ -46,6 +46,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         | Fault::ExpireUrls
         | Fault::Revoke
         | Fault::Manifest { .. }
+        | Fault::CapabilityUrls { .. }
         | Fault::Content { .. }
         | Fault::Gzip { .. }
         | Fault::Range { .. }
@@ -72,6 +73,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         "expire_urls",
         "revoke",
         "manifest",
+        "capability_urls",
         "content",
         "gzip",
         "range",

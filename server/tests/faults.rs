@@ -760,3 +760,45 @@ async fn a_reset_is_seen_as_a_reset() {
     assert_eq!(http().get(&m.output[0].url).send().await.unwrap().status(), 200);
     assert_eq!(http().get(format!("{}/metadata", server.fhir_base())).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn capability_urls_work_without_a_token_until_they_expire() {
+    let live = rule(Target::Status, Fault::CapabilityUrls { ttl_s: 300 }).times(1);
+    let server = MockServer::builder().patients(3).fault(live).start().await;
+    let token = server.issue_token("system/*.rs");
+    let r =
+        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let m = manifest_with(&status, &token).await;
+    assert_eq!(m["requiresAccessToken"], false);
+    let url = m["output"][0]["url"].as_str().unwrap();
+    assert!(url.contains("?cap="), "{url}");
+    let body = http().get(url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(body.lines().count(), 3, "no token needed");
+    let bare = url.split('?').next().unwrap();
+    assert_eq!(http().get(bare).send().await.unwrap().status(), 401, "without the capability the token is needed");
+
+    let expiring = rule(Target::Status, Fault::CapabilityUrls { ttl_s: 0 });
+    let server = MockServer::builder().patients(3).fault(expiring).start().await;
+    let token = server.issue_token("system/*.rs");
+    let r =
+        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let m = manifest_with(r.headers()["content-location"].to_str().unwrap(), &token).await;
+    let r = http().get(m["output"][0]["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn duplicates_across_files() {
+    use bulkmock_server::faults::model::ContentMutation;
+    let dup = rule(Target::File, Fault::Content { mutation: ContentMutation::DuplicateAcrossFiles, line: 1 })
+        .when(Trigger::Nth(2));
+    let server = MockServer::builder().open().patients(6).resources_per_file(3).fault(dup).start().await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    assert_eq!(m.output.len(), 2);
+    let first = http().get(&m.output[0].url).send().await.unwrap().text().await.unwrap();
+    let second = http().get(&m.output[1].url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(second.lines().count(), 4, "three of its own plus one from the other file");
+    assert_eq!(second.lines().last(), first.lines().next(), "the first resource of the other file appears again");
+}

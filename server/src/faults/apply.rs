@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::engine::{Fired, RequestFacts};
-use super::model::{BodyKind, ExpiresIn, Fault, GzipMode, RangeMode, Target};
+use super::model::{BodyKind, ContentMutation, ExpiresIn, Fault, GzipMode, RangeMode, Target};
 use crate::app::AppState;
 use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
 
@@ -191,6 +191,27 @@ async fn cut_at_line_end(response: Response, after_bytes: Option<u64>, fraction:
     truncate(Response::from_parts(parts, Body::from(bytes)), Some(cut), None)
 }
 
+/// The first line of another file of the same kind in the same export
+/// (the previous one, else the next), for duplicates across files.
+fn first_line_of_sibling(state: &AppState, path: &str) -> Option<Vec<u8>> {
+    let mut segments = path.split('/').skip(3);
+    let job = state.jobs.get(segments.next()?).ok()?;
+    let index: usize = segments.next()?.split('.').next()?.parse().ok()?;
+    let kind = job.plan.files.get(index)?.kind;
+    let files = &job.plan.files;
+    let sibling = (0..index).rev().chain(index + 1..files.len()).find(|&j| files[j].kind == kind)?;
+    let selector = crate::export::content::Selector::new(&job.plan, state.source.as_ref());
+    let mut buf = Vec::new();
+    for unit in files[sibling].units.clone() {
+        selector.write_unit(&files[sibling], unit, &mut buf).ok()?;
+        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            buf.truncate(end);
+            return Some(buf);
+        }
+    }
+    None
+}
+
 /// Flips bytes in the middle of the (compressed) body, keeping its length.
 fn corrupt(response: Response) -> Response {
     let (parts, body) = response.into_parts();
@@ -327,8 +348,40 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             for h in [header::ACCEPT_ENCODING, header::RANGE, header::IF_RANGE] {
                 request.headers_mut().remove(h);
             }
+            let foreign = if mutation == ContentMutation::DuplicateAcrossFiles {
+                first_line_of_sibling(state, request.uri().path())
+            } else {
+                None
+            };
             let response = next.run(request).await;
-            rewrite_body(response, |body| super::rewrite::content(body, mutation, line)).await
+            rewrite_body(response, |body| match foreign {
+                Some(mut extra) => {
+                    let mut body = body;
+                    extra.push(b'\n');
+                    body.extend(extra);
+                    body
+                }
+                None => super::rewrite::content(body, mutation, line),
+            })
+            .await
+        }
+        Fault::CapabilityUrls { ttl_s } => {
+            let response = next.run(request).await;
+            let ttl = Duration::from_secs(ttl_s);
+            rewrite_json(response, |v| {
+                v["requiresAccessToken"] = json!(false);
+                for list in ["output", "deleted", "error"] {
+                    for item in v[list].as_array_mut().into_iter().flatten() {
+                        if let Some(url) = item["url"].as_str() {
+                            let job = url.split('/').rev().nth(1).unwrap_or_default();
+                            let cap = state.capabilities.issue(job, ttl);
+                            let sep = if url.contains('?') { '&' } else { '?' };
+                            item["url"] = json!(format!("{url}{sep}cap={cap}"));
+                        }
+                    }
+                }
+            })
+            .await
         }
         Fault::Gzip { mode } => {
             request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));

@@ -3,6 +3,7 @@
 //! wire (`apply`), and the plan file parser (`file`).
 
 pub mod apply;
+pub mod capability;
 pub mod engine;
 pub mod file;
 pub mod model;

@@ -101,6 +101,12 @@ pub enum Fault {
     ExpireUrls,
     /// Revokes the presented access token; this and later requests with it get 401.
     Revoke,
+    /// The manifest says `requiresAccessToken: false` and its file URLs carry a
+    /// capability that works without a token and expires (SRV-183).
+    CapabilityUrls {
+        /// How long each capability URL works.
+        ttl_s: u64,
+    },
     /// Rewrites a complete manifest.
     Manifest {
         /// How.
@@ -229,6 +235,8 @@ pub enum ContentMutation {
     WrongType,
     /// Line n appears twice.
     DuplicateLine,
+    /// The first resource of another file of the same type appears again at the end of this one.
+    DuplicateAcrossFiles,
 }
 
 /// Which gzip trouble.
@@ -398,6 +406,7 @@ impl Fault {
             Fault::ExpireUrls => "expire_urls",
             Fault::Revoke => "revoke",
             Fault::Manifest { .. } => "manifest",
+            Fault::CapabilityUrls { .. } => "capability_urls",
             Fault::Content { .. } => "content",
             Fault::Gzip { .. } => "gzip",
             Fault::Range { .. } => "range",
@@ -420,7 +429,7 @@ impl Fault {
             Fault::Unreachable => target == Jwks,
             Fault::Reset { .. } => target != Jwks,
             Fault::Header { .. } | Fault::Truncate { .. } | Fault::Drip { .. } | Fault::Stall { .. } => target != Jwks,
-            Fault::InProgress { .. } | Fault::Manifest { .. } => target == Status,
+            Fault::InProgress { .. } | Fault::Manifest { .. } | Fault::CapabilityUrls { .. } => target == Status,
             Fault::Vanish => matches!(target, Status | File | Delete),
             Fault::ExpireUrls => target == File,
             Fault::Revoke => !matches!(target, Token | Metadata),

@@ -117,6 +117,8 @@ pub fn content(body: Vec<u8>, mutation: ContentMutation, line: u64) -> Vec<u8> {
             let copy = lines[n].clone();
             lines.insert(n + 1, copy);
         }
+        // Needs the other file: done by `apply` with `append_line`.
+        ContentMutation::DuplicateAcrossFiles => {}
     }
     join(&lines, b"\n", true)
 }

@@ -15,6 +15,7 @@ use crate::error::FhirError;
 use crate::export::job::Job;
 use crate::export::manifest::{ERROR_FILE, file_name};
 use crate::export::plan::FileKind;
+use crate::faults::capability::Refusal;
 use crate::stream::FileBody;
 
 /// `GET [base]/bulkfiles/{job}/{name}`.
@@ -24,15 +25,35 @@ pub async fn download(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     if let Ok(job) = state.jobs.get(&id)
         && job.url_generation() > 0
+        && param("v").and_then(|v| v.parse::<u64>().ok()) != Some(job.url_generation())
     {
-        let generation = query.as_deref().and_then(|q| q.strip_prefix("v=")).and_then(|v| v.parse::<u64>().ok());
-        if generation != Some(job.url_generation()) {
-            return expired_url().into_response();
-        }
+        return expired_url().into_response();
     }
-    download_inner(&state, &id, &name, &headers).await.unwrap_or_else(IntoResponse::into_response)
+    // A capability URL opens the file without a token, until it expires (SRV-183).
+    let capability = match param("cap") {
+        None => false,
+        Some(cap) => match state.capabilities.check(cap, &id) {
+            Ok(()) => true,
+            Err(Refusal::Expired) => {
+                return FhirError::new(
+                    StatusCode::FORBIDDEN,
+                    IssueType::Expired,
+                    "this capability URL has expired; fetch the manifest again (SRV-183)",
+                )
+                .into_response();
+            }
+            Err(Refusal::Unknown) => {
+                return FhirError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, "not a valid capability URL")
+                    .into_response();
+            }
+        },
+    };
+    download_inner(&state, &id, &name, &headers, capability).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// 410 for a file URL that has expired (SRV-187).
@@ -122,8 +143,14 @@ async fn download_inner(
     id: &str,
     name: &str,
     headers: &HeaderMap,
+    capability: bool,
 ) -> Result<Response, FhirError> {
-    let (job, caller) = job_for_caller(state, id, headers)?;
+    let (job, caller) = if capability {
+        let job = state.jobs.get(id).map_err(|why| super::status::gone(state, id, why))?;
+        (job, guard::Caller { client_id: None, grant: None })
+    } else {
+        job_for_caller(state, id, headers)?
+    };
     if name == ERROR_FILE && !job.plan.notes.is_empty() {
         return Ok(error_file(&job));
     }
