@@ -802,3 +802,34 @@ async fn duplicates_across_files() {
     assert_eq!(second.lines().count(), 4, "three of its own plus one from the other file");
     assert_eq!(second.lines().last(), first.lines().next(), "the first resource of the other file appears again");
 }
+
+#[tokio::test]
+async fn the_reference_servers_embedded_settings_work_as_a_base_url() {
+    use base64::Engine;
+    let server = MockServer::builder().open().patients(5).start().await;
+    let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
+    let encode = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let settings =
+        encode(json!({"err": "transient_error", "page": 2, "dur": 0, "tlt": 15, "m": 1, "del": 0, "secure": false}));
+    let base = format!("{origin}/{settings}/fhir");
+    let r = http().get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    assert!(status.starts_with(&base), "{status}");
+    let r = http().get(&status).send().await.unwrap();
+    assert_eq!(r.status(), 500, "err=transient_error: the first poll fails");
+    assert_eq!(r.json::<Value>().await.unwrap()["issue"][0]["code"], "transient");
+    let (_, m) = manifest(&status).await;
+    assert_eq!(m.output.len(), 3, "page=2: five patients in files of two");
+    assert!(m.output.iter().all(|f| f.url.starts_with(&base)));
+
+    let failing = encode(json!({"err": "file_generation_failed"}));
+    let r = http().get(format!("{origin}/{failing}/fhir/$export")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let unknown = encode(json!({"err": "something_else"}));
+    let r = http().get(format!("{origin}/{unknown}/fhir/metadata")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("file_expired"), "the supported values are listed");
+    // Ordinary unknown paths are still plain 404s.
+    assert_eq!(http().get(format!("{origin}/nothing/fhir/metadata")).send().await.unwrap().status(), 404);
+}

@@ -23,10 +23,105 @@ use crate::app::AppState;
 #[derive(Clone)]
 pub struct ProfileEngine(pub Arc<FaultEngine>);
 
-/// Engines of the profiles seen so far, by their URL segment.
+/// Export settings a profile overrides (the reference server's `dur` and `page`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KickoffOverrides {
+    /// How long jobs started through this profile stay in progress.
+    pub job_duration: Option<std::time::Duration>,
+    /// Resources per file for jobs started through this profile.
+    pub resources_per_file: Option<u64>,
+}
+
+/// A decoded profile: its rules and export overrides.
+struct Profile {
+    engine: Arc<FaultEngine>,
+    overrides: KickoffOverrides,
+}
+
+/// Profiles seen so far, by their URL segment.
 #[derive(Default)]
 pub struct Profiles {
-    engines: Mutex<HashMap<String, Arc<FaultEngine>>>,
+    engines: Mutex<HashMap<String, Arc<Profile>>>,
+}
+
+/// The `err` values of the SMART reference server that bulkmock reproduces.
+pub const REFERENCE_ERRORS: &[&str] =
+    &["file_generation_failed", "some_file_generation_failed", "transient_error", "file_expired"];
+
+/// Decodes the SMART reference bulk data server's embedded settings (a
+/// base64url JSON object in the path before `/fhir`), so its users can switch
+/// base URLs without changing their client: `err` (see [`REFERENCE_ERRORS`]),
+/// `dur` (export seconds), `page` (resources per file), `tlt` (token lifetime
+/// in minutes). `m`, `del`, `secure`, `stu` and `opp` are accepted and have no
+/// effect here (size comes from `--patients`, deletions are built into the
+/// data, authorization from `--open`).
+pub fn decode_reference(segment: &str) -> Option<Result<(FaultPlan, KickoffOverrides), String>> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok()?;
+    let settings: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
+    const KEYS: &[&str] = &["err", "dur", "page", "tlt", "m", "del", "secure", "stu", "opp", "fileError", "extended"];
+    if settings.is_empty() || !settings.keys().all(|k| KEYS.contains(&k.as_str())) {
+        return None;
+    }
+    let number = |k: &str| settings.get(k).and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
+    let mut rules = Vec::new();
+    let outcome = |status: u16, body: super::BodyKind, code: &str, message: &str| super::Fault::Respond {
+        status,
+        body,
+        code: Some(code.into()),
+        message: Some(message.into()),
+        retry_after_s: None,
+        retry_after_date_s: None,
+    };
+    match settings.get("err").and_then(|v| v.as_str()).unwrap_or("") {
+        "" => {}
+        "file_generation_failed" => rules.push(FaultRule::new(
+            super::Target::Kickoff,
+            outcome(500, super::BodyKind::Outcome, "processing", "File generation failed"),
+        )),
+        "some_file_generation_failed" => {
+            for i in (1..1000).step_by(2) {
+                let mut rule = FaultRule::new(
+                    super::Target::File,
+                    outcome(500, super::BodyKind::Outcome, "processing", "Failed to export this file"),
+                );
+                rule.file_index = Some(i);
+                rules.push(rule);
+            }
+        }
+        "transient_error" => rules.push(
+            FaultRule::new(
+                super::Target::Status,
+                outcome(
+                    500,
+                    super::BodyKind::Transient,
+                    "transient",
+                    "An unknown error ocurred (transient_error). Please try again.",
+                ),
+            )
+            .times(1),
+        ),
+        "file_expired" => rules.push(FaultRule::new(
+            super::Target::File,
+            outcome(410, super::BodyKind::Outcome, "expired", "Access to the target resource is no longer available"),
+        )),
+        other => {
+            return Some(Err(format!(
+                "the reference server setting err={other:?} is not reproduced; supported: {}",
+                REFERENCE_ERRORS.join(", ")
+            )));
+        }
+    }
+    if let Some(minutes) = number("tlt").filter(|m| *m > 0.0) {
+        rules.push(FaultRule::new(
+            super::Target::Token,
+            super::Fault::TokenLifetime { lifetime_s: (minutes * 60.0) as u64 },
+        ));
+    }
+    let overrides = KickoffOverrides {
+        job_duration: number("dur").map(|s| std::time::Duration::from_secs_f64(s.max(0.0))),
+        resources_per_file: number("page").filter(|p| *p >= 1.0).map(|p| p as u64),
+    };
+    Some(Ok((FaultPlan { rules }, overrides)))
 }
 
 /// Largest JSON body rewritten to keep the profile prefix.
@@ -56,21 +151,40 @@ pub fn encode(plan: &FaultPlan) -> String {
 /// The outer middleware: strips `/p/{profile}`, routes the rest, restores the prefix in URLs.
 pub async fn layer(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    let Some(rest) = path.strip_prefix("/p/") else {
-        return next.run(request).await;
+    // `/p/{profile}/...` (bulkmock plans) or `/{settings}/fhir|auth/...` (the reference server's).
+    let (prefix, segment, inner_path, reference) = if let Some(rest) = path.strip_prefix("/p/") {
+        let Some((segment, inner)) = rest.split_once('/') else {
+            return crate::error::FhirError::not_found("a profile URL looks like /p/{profile}/fhir/...")
+                .into_response();
+        };
+        (format!("p/{segment}"), segment.to_string(), format!("/{inner}"), false)
+    } else {
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let (first, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let routed = matches!(first, "fhir" | "auth" | "_admin" | "p");
+        if routed || !(rest == "fhir" || rest.starts_with("fhir/") || rest.starts_with("auth/")) {
+            return next.run(request).await;
+        }
+        (first.to_string(), first.to_string(), format!("/{rest}"), true)
     };
-    let Some((segment, inner_path)) = rest.split_once('/').map(|(s, p)| (s.to_string(), format!("/{p}"))) else {
-        return crate::error::FhirError::not_found("a profile URL looks like /p/{profile}/fhir/...").into_response();
-    };
-    let engine = {
-        let mut engines = state.profiles.engines.lock().expect("profiles");
-        match engines.get(&segment) {
-            Some(e) => Arc::clone(e),
-            None => match decode(&segment) {
-                Ok(plan) => {
+    let cached = state.profiles.engines.lock().expect("profiles").get(&segment).cloned();
+    let profile = match cached {
+        Some(p) => p,
+        None => {
+            let decoded = if reference {
+                match decode_reference(&segment) {
+                    Some(result) => result,
+                    None => return next.run(request).await, // not settings: an ordinary path
+                }
+            } else {
+                decode(&segment).map(|plan| (plan, KickoffOverrides::default()))
+            };
+            match decoded {
+                Ok((plan, overrides)) => {
                     let engine = Arc::new(FaultEngine::new(plan, state.config.seed ^ 0x7072_6f66));
-                    engines.insert(segment.clone(), Arc::clone(&engine));
-                    engine
+                    let profile = Arc::new(Profile { engine, overrides });
+                    state.profiles.engines.lock().expect("profiles").insert(segment.clone(), Arc::clone(&profile));
+                    profile
                 }
                 Err(message) => {
                     return crate::error::FhirError::new(
@@ -80,22 +194,23 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut request: Request, nex
                     )
                     .into_response();
                 }
-            },
+            }
         }
     };
     let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
     if let Ok(uri) = format!("{inner_path}{query}").parse::<Uri>() {
         *request.uri_mut() = uri;
     }
-    request.extensions_mut().insert(ProfileEngine(engine));
+    request.extensions_mut().insert(ProfileEngine(Arc::clone(&profile.engine)));
+    request.extensions_mut().insert(profile.overrides);
     let response = next.run(request).await;
-    keep_prefix(&state, response, &segment).await
+    keep_prefix(&state, response, &prefix).await
 }
 
-/// Puts `/p/{profile}` back into the URLs of a response.
-async fn keep_prefix(state: &AppState, response: Response, segment: &str) -> Response {
+/// Puts the profile prefix (`p/{profile}` or the reference settings) back into the URLs of a response.
+async fn keep_prefix(state: &AppState, response: Response, prefix: &str) -> Response {
     let origin = state.origin().to_string();
-    let prefixed = format!("{origin}/p/{segment}");
+    let prefixed = format!("{origin}/{prefix}");
     let fix = |s: &str| {
         s.replace(&format!("{origin}/fhir"), &format!("{prefixed}/fhir"))
             .replace(&format!("{origin}/auth"), &format!("{prefixed}/auth"))

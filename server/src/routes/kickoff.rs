@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -15,39 +16,46 @@ use crate::export::job::{Job, unix_now};
 use crate::export::manifest::JobUrls;
 use crate::export::params::{self, ExportParams, Problem};
 use crate::export::plan::{self, Level, PlanError};
+use crate::faults::profile::KickoffOverrides;
 
 /// `GET|POST [base]/$export`.
 pub async fn system(
     State(state): State<Arc<AppState>>,
+    overrides: Option<Extension<KickoffOverrides>>,
     method: Method,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    kickoff(&state, Level::System, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
+    let o = overrides.map(|e| e.0).unwrap_or_default();
+    kickoff(&state, Level::System, o, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET|POST [base]/Patient/$export`.
 pub async fn patient(
     State(state): State<Arc<AppState>>,
+    overrides: Option<Extension<KickoffOverrides>>,
     method: Method,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    kickoff(&state, Level::Patient, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
+    let o = overrides.map(|e| e.0).unwrap_or_default();
+    kickoff(&state, Level::Patient, o, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET|POST [base]/Group/[id]/$export`.
 pub async fn group(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    overrides: Option<Extension<KickoffOverrides>>,
     method: Method,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    kickoff(&state, Level::Group(id), &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
+    let o = overrides.map(|e| e.0).unwrap_or_default();
+    kickoff(&state, Level::Group(id), o, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The preferences of a `Prefer` header set (SRV-042..047, RFC 7240).
@@ -126,9 +134,11 @@ fn parse_request(
     Ok((params, problems))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn kickoff(
     state: &Arc<AppState>,
     level: Level,
+    overrides: KickoffOverrides,
     method: &Method,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
@@ -151,7 +161,7 @@ fn kickoff(
         params,
         problems,
         prefs.lenient,
-        state.config.resources_per_file,
+        overrides.resources_per_file.unwrap_or(state.config.resources_per_file),
         unix_now(),
         caller.grant.as_deref(),
     )
@@ -170,7 +180,8 @@ fn kickoff(
     }
     let lenient_applied = prefs.lenient && !plan.notes.is_empty();
     let id = state.jobs.next_id();
-    let job = Job::new(id, plan, request_url, prefs.separate_status, state.config.job_duration, caller.client_id);
+    let duration = overrides.job_duration.unwrap_or(state.config.job_duration);
+    let job = Job::new(id, plan, request_url, prefs.separate_status, duration, caller.client_id);
     job.start_counting(Arc::clone(&state.source));
     let status_url = JobUrls { fhir_base: &state.fhir_base, job: &job.id }.status();
     state.jobs.insert(job);
