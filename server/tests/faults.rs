@@ -833,3 +833,54 @@ async fn the_reference_servers_embedded_settings_work_as_a_base_url() {
     // Ordinary unknown paths are still plain 404s.
     assert_eq!(http().get(format!("{origin}/nothing/fhir/metadata")).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn rules_can_match_the_export_level_and_the_jobs_age() {
+    let mut group_only = rule(Target::Kickoff, respond(503, BodyKind::Transient));
+    group_only.level = Some("group".into());
+    let mut group_files = rule(Target::File, respond(500, BodyKind::Outcome));
+    group_files.level = Some("group".into());
+    let late = rule(Target::Status, respond(500, BodyKind::Outcome)).when(Trigger::AfterS(3600.0));
+    let server = MockServer::builder()
+        .open()
+        .patients(4)
+        .fault(group_only.times(1))
+        .fault(group_files)
+        .fault(late)
+        .start()
+        .await;
+    assert_eq!(http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
+    assert_eq!(
+        http().get(format!("{}/Group/all-patients/$export", server.fhir_base())).send().await.unwrap().status(),
+        503
+    );
+    let group = kickoff(&server, "Group/all-patients/$export", "_type=Patient").await;
+    let (_, m) = manifest(&group).await; // the job is young: the after_s rule does not fire
+    assert_eq!(http().get(&m.output[0].url).send().await.unwrap().status(), 500, "files of group jobs fail");
+    let system = kickoff(&server, "$export", "_type=Patient").await;
+    let (_, m) = manifest(&system).await;
+    assert_eq!(http().get(&m.output[0].url).send().await.unwrap().status(), 200, "files of other levels do not");
+    let bad = MockServer::builder().open().start().await;
+    let mut wrong = rule(Target::File, Fault::Vanish);
+    wrong.level = Some("everything".into());
+    assert!(wrong.validate().unwrap_err().contains("level"));
+    drop(bad);
+}
+
+#[tokio::test]
+async fn a_partial_success_lists_a_real_error_file() {
+    use bulkmock_server::faults::model::ManifestVariant;
+    let server = MockServer::builder()
+        .open()
+        .patients(3)
+        .fault(rule(Target::Status, Fault::Manifest { variant: ManifestVariant::PartialSuccess }))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    assert_eq!(m.output.len(), 1, "data is still there");
+    assert_eq!(m.error.len(), 1);
+    let outcomes = common::lines(&m.error[0].url).await;
+    assert_eq!(Some(outcomes.len() as u64), m.error[0].count);
+    assert_eq!(outcomes[0]["resourceType"], "OperationOutcome");
+    assert_eq!(outcomes[0]["issue"][0]["severity"], "error");
+}

@@ -44,6 +44,7 @@ pub struct Job {
     cancelled: AtomicBool,
     /// How often the file URLs were replaced (the `expire_urls` fault); URLs carry it as `?v=`.
     url_generation: std::sync::atomic::AtomicU64,
+    partial_failure: AtomicBool,
     /// Cached byte layouts of files, filled on first download.
     pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
 }
@@ -90,6 +91,7 @@ impl Job {
             cancelled: AtomicBool::new(false),
             layouts: Mutex::new(HashMap::new()),
             url_generation: std::sync::atomic::AtomicU64::new(0),
+            partial_failure: AtomicBool::new(false),
         })
     }
 
@@ -129,6 +131,21 @@ impl Job {
     /// Expires the current file URLs; the next manifest hands out fresh ones.
     pub fn expire_urls(&self) {
         self.url_generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long ago the job started.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Marks the export as a partial success (the `partial_success` manifest fault).
+    pub fn inject_partial_failure(&self) {
+        self.partial_failure.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the export was marked a partial success.
+    pub fn partial_failure(&self) -> bool {
+        self.partial_failure.load(Ordering::Relaxed)
     }
 
     /// Stops the work (DELETE).

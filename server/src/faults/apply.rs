@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::engine::{Fired, RequestFacts};
-use super::model::{BodyKind, ContentMutation, ExpiresIn, Fault, GzipMode, RangeMode, Target};
+use super::model::{BodyKind, ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant, RangeMode, Target};
 use crate::app::AppState;
 use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
 
@@ -30,6 +30,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     let (parts, body) = request.into_parts();
     let mut facts = classify(parts.method.as_str(), parts.uri.path());
     facts.client_id = bearer_client(&state, &parts.headers);
+    job_facts(&state, parts.uri.path(), &mut facts);
     // A token request's body says who is asking; read it (it is small) and put it back.
     let (body, assertion) = if facts.target == Some(Target::Token) {
         let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
@@ -89,6 +90,28 @@ pub fn check(state: &AppState, facts: &RequestFacts) -> Option<Fired> {
         .and_then(|id| state.auth.as_ref()?.registry.get(id))
         .and_then(|client| client.faults.clone());
     client_engine.and_then(|engine| engine.check(facts)).or_else(|| state.faults.check(facts))
+}
+
+/// The level and age of the job a request belongs to, or the level of a kick-off.
+fn job_facts(state: &AppState, path: &str, facts: &mut RequestFacts) {
+    let segments: Vec<&str> = path.trim_start_matches("/fhir/").split('/').collect();
+    let level = |l: &crate::export::plan::Level| match l {
+        crate::export::plan::Level::System => "system",
+        crate::export::plan::Level::Patient => "patient",
+        crate::export::plan::Level::Group(_) => "group",
+    };
+    match segments.as_slice() {
+        ["$export"] => facts.level = Some("system".into()),
+        ["Patient", "$export"] => facts.level = Some("patient".into()),
+        ["Group", _, "$export"] => facts.level = Some("group".into()),
+        ["bulkstatus" | "bulkfiles", id, ..] => {
+            if let Ok(job) = state.jobs.get(id) {
+                facts.level = Some(level(&job.plan.level).into());
+                facts.job_age_s = Some(job.age().as_secs_f64());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Which target (and file facts) a request is.
@@ -341,7 +364,19 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             next.run(request).await
         }
         Fault::Manifest { variant } => {
+            let job = request.uri().path().split('/').nth(3).and_then(|id| state.jobs.get(id).ok());
             let response = next.run(request).await;
+            if variant == ManifestVariant::PartialSuccess {
+                let Some(job) = job else { return response };
+                job.inject_partial_failure();
+                let url = crate::export::manifest::JobUrls { fhir_base: &state.fhir_base, job: &job.id }
+                    .file_in(crate::export::manifest::ERROR_FILE, job.url_generation());
+                let count = job.plan.notes.len() as u64 + 1;
+                return rewrite_json(response, move |v| {
+                    v["error"] = json!([{"type": "OperationOutcome", "url": url, "count": count}]);
+                })
+                .await;
+            }
             rewrite_json(response, |v| super::rewrite::manifest(v, variant)).await
         }
         Fault::Content { mutation, line } => {

@@ -20,6 +20,10 @@ pub struct RequestFacts {
     pub file_index: Option<usize>,
     /// The calling client.
     pub client_id: Option<String>,
+    /// The export level of a kick-off or of the request's job.
+    pub level: Option<String>,
+    /// Seconds since the request's job started.
+    pub job_age_s: Option<f64>,
 }
 
 /// A fault that fired for one request.
@@ -134,7 +138,7 @@ impl FaultEngine {
                 Trigger::First(n) => status.matched <= n,
                 Trigger::From(n) => status.matched >= n,
                 Trigger::Probability(p) => rng.random::<f64>() < p,
-                Trigger::AfterS(t) => elapsed >= t,
+                Trigger::AfterS(t) => facts.job_age_s.unwrap_or(elapsed) >= t,
             };
             if !fires {
                 continue;
@@ -155,6 +159,7 @@ fn matches(rule: &FaultRule, facts: &RequestFacts) -> bool {
     same(&rule.resource_type, &facts.resource_type)
         && same(&rule.client_id, &facts.client_id)
         && rule.file_index.is_none_or(|i| facts.file_index == Some(i))
+        && same(&rule.level, &facts.level)
 }
 
 #[cfg(test)]

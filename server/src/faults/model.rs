@@ -40,7 +40,8 @@ pub enum Trigger {
     From(u64),
     /// Each matching request with this probability, drawn from the seeded generator.
     Probability(f64),
-    /// Matching requests at least this many seconds after the server started.
+    /// Matching requests at least this many seconds into their job (status, delete
+    /// and file requests), or after the server started (other requests).
     AfterS(f64),
 }
 
@@ -211,6 +212,8 @@ pub enum ManifestVariant {
     NotJson,
     /// `output` is missing.
     OutputMissing,
+    /// A partial success: an `error` file with an OperationOutcome for resources that could not be exported.
+    PartialSuccess,
 }
 
 /// How a `content` fault damages NDJSON.
@@ -307,6 +310,9 @@ pub struct FaultRule {
     /// Only requests of this client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Only kick-offs (and their jobs' requests) of this export level: `system`, `patient`, `group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
     /// When matching requests trigger it (default: every one).
     #[serde(default = "every")]
     pub when: Trigger,
@@ -330,6 +336,7 @@ impl FaultRule {
             resource_type: None,
             file_index: None,
             client_id: None,
+            level: None,
             when: Trigger::Every,
             times: None,
             fault,
@@ -374,6 +381,9 @@ impl FaultRule {
             }
             (_, Fault::Drip { bytes_per_s: 0 }) => Err("bytes_per_s must be positive".into()),
             (Trigger::From(0), _) => Err("from counts from 1".into()),
+            _ if self.level.as_deref().is_some_and(|l| !matches!(l, "system" | "patient" | "group")) => {
+                Err(format!("level must be system, patient or group, not {:?}", self.level.as_deref().unwrap_or("")))
+            }
             (_, Fault::Content { line: 0, .. }) => Err("line counts from 1".into()),
             _ if !self.fault.applies_to(self.on) => {
                 Err(format!("fault {} does not apply to {:?} requests", self.fault.kind_name(), self.on))

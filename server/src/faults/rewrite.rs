@@ -55,6 +55,8 @@ pub fn manifest(v: &mut Value, variant: ManifestVariant) {
         ManifestVariant::OutputMissing => {
             m.remove("output");
         }
+        // Needs the job (its error file): done by `apply`.
+        ManifestVariant::PartialSuccess => {}
     }
 }
 

@@ -135,6 +135,15 @@ fn error_file(job: &Job) -> Response {
         serde_json::to_writer(&mut body, &outcome).expect("serialisable");
         body.push(b'\n');
     }
+    if job.partial_failure() {
+        let mut outcome = OperationOutcome::error(
+            IssueType::Processing,
+            "some resources of this export could not be exported (injected partial success)",
+        );
+        outcome.id = Some("partial-failure".into());
+        serde_json::to_writer(&mut body, &outcome).expect("serialisable");
+        body.push(b'\n');
+    }
     ([(header::CONTENT_TYPE, FHIR_NDJSON)], body).into_response()
 }
 
@@ -151,7 +160,7 @@ async fn download_inner(
     } else {
         job_for_caller(state, id, headers)?
     };
-    if name == ERROR_FILE && !job.plan.notes.is_empty() {
+    if name == ERROR_FILE && (!job.plan.notes.is_empty() || job.partial_failure()) {
         return Ok(error_file(&job));
     }
     let not_found = || FhirError::not_found(format!("export job {id} has no file {name}"));
