@@ -5,19 +5,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bulkmock_wire::{IssueType, OperationOutcome};
+use bulkmock_wire::IssueType;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::body::{corrupt, cut_at_line_end, drip, reset, stall, truncate};
 use super::engine::{Fired, RequestFacts};
-use super::model::{BodyKind, ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant, RangeMode, Target};
+use super::model::{ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant, RangeMode, Target};
+use super::shape::{first_line_of_sibling, respond, rewrite_body, rewrite_json, set_header};
 use crate::app::AppState;
 use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
 
@@ -156,110 +158,6 @@ fn bearer_client(state: &AppState, headers: &HeaderMap) -> Option<String> {
     state.auth.as_ref()?.token(&bearer_token(headers)?).ok().map(|t| t.client_id)
 }
 
-/// Replaces a successful JSON body by `edit`ing it (a small body: manifests, token responses).
-async fn rewrite_json(response: Response, edit: impl FnOnce(&mut Value)) -> Response {
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    rewrite_body(response, |bytes| match serde_json::from_slice::<Value>(&bytes) {
-        Ok(mut v) => {
-            edit(&mut v);
-            if v.get(super::rewrite::NOT_JSON).is_some() {
-                return b"This is not JSON: the manifest could not be rendered.".to_vec();
-            }
-            serde_json::to_vec(&v).unwrap_or_default()
-        }
-        Err(_) => bytes,
-    })
-    .await
-}
-
-/// Replaces a successful body with `edit(body)`, fixing `Content-Length`.
-async fn rewrite_body(response: Response, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Response {
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_REWRITE).await {
-        Ok(b) => b,
-        Err(_) => {
-            return crate::error::FhirError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueType::TooLong,
-                "the body is too large for this fault (64 MiB at most)",
-            )
-            .into_response();
-        }
-    };
-    let edited = edit(bytes.to_vec());
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(edited.len()));
-    parts.headers.remove(header::ETAG);
-    Response::from_parts(parts, Body::from(edited))
-}
-
-/// A truncation whose cut falls just after a newline: complete lines, fewer than promised.
-async fn cut_at_line_end(response: Response, after_bytes: Option<u64>, fraction: Option<f64>) -> Response {
-    if response.status() != StatusCode::OK {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_REWRITE).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let total = bytes.len() as u64;
-    let wanted = after_bytes.unwrap_or_else(|| (total as f64 * fraction.unwrap_or(0.5)) as u64).min(total) as usize;
-    let cut = bytes[..wanted].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
-    let mut parts = parts;
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
-    truncate(Response::from_parts(parts, Body::from(bytes)), Some(cut), None)
-}
-
-/// The first line of another file of the same kind in the same export
-/// (the previous one, else the next), for duplicates across files.
-fn first_line_of_sibling(state: &AppState, path: &str) -> Option<Vec<u8>> {
-    let mut segments = path.split('/').skip(3);
-    let job = state.jobs.get(segments.next()?).ok()?;
-    let index: usize = segments.next()?.split('.').next()?.parse().ok()?;
-    let kind = job.plan.files.get(index)?.kind;
-    let files = &job.plan.files;
-    let sibling = (0..index).rev().chain(index + 1..files.len()).find(|&j| files[j].kind == kind)?;
-    let selector = crate::export::content::Selector::new(&job.plan, state.source.as_ref());
-    let mut buf = Vec::new();
-    for unit in files[sibling].units.clone() {
-        selector.write_unit(&files[sibling], unit, &mut buf).ok()?;
-        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-            buf.truncate(end);
-            return Some(buf);
-        }
-    }
-    None
-}
-
-/// Flips bytes in the middle of the (compressed) body, keeping its length.
-fn corrupt(response: Response) -> Response {
-    let (parts, body) = response.into_parts();
-    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
-    let target = len / 2;
-    let mut offset = 0u64;
-    let stream = body.into_data_stream().map(move |chunk| {
-        chunk.map(|bytes| {
-            let start = offset;
-            offset += bytes.len() as u64;
-            if (start..offset).contains(&target) {
-                let mut owned = bytes.to_vec();
-                let at = (target - start) as usize;
-                for b in owned.iter_mut().skip(at).take(16) {
-                    *b ^= 0x5a;
-                }
-                Bytes::from(owned)
-            } else {
-                bytes
-            }
-        })
-    });
-    Response::from_parts(parts, Body::from_stream(stream))
-}
-
 fn recorded_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
     RECORDED_HEADERS
         .iter()
@@ -301,9 +199,6 @@ pub struct TokenFaults {
     /// Check assertion times as if the clock were off by this many seconds (`clock_skew`).
     pub skew_s: i64,
 }
-
-/// Largest body a fault rewrites in memory (manifests, damaged files).
-const MAX_REWRITE: usize = 64 * 1024 * 1024;
 
 async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request, next: Next) -> Response {
     match fault {
@@ -505,171 +400,6 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             response
         }
     }
-}
-
-fn respond(status: StatusCode, body: BodyKind, code: Option<&str>, message: Option<&str>) -> Response {
-    let text = message.unwrap_or("injected fault");
-    match body {
-        BodyKind::Empty => status.into_response(),
-        BodyKind::Html => (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            format!("<html><head><title>{0}</title></head><body><h1>{0}</h1><p>{text}</p></body></html>", status),
-        )
-            .into_response(),
-        BodyKind::Oauth => {
-            let body = json!({"error": code.unwrap_or("temporarily_unavailable"), "error_description": text});
-            (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
-        }
-        BodyKind::Outcome | BodyKind::Transient => {
-            let default = if body == BodyKind::Transient { "transient" } else { "exception" };
-            let issue_code: IssueType =
-                serde_json::from_value(json!(code.unwrap_or(default))).unwrap_or(IssueType::Exception);
-            crate::error::outcome_response(status, &OperationOutcome::error(issue_code, text))
-        }
-    }
-}
-
-/// Sends `Content-Length` for the whole body but only its first bytes, then
-/// fails the body so the connection closes: the client sees fewer bytes than promised.
-fn truncate(response: Response, after_bytes: Option<u64>, fraction: Option<f64>) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let Some(total) = declared else {
-        return Response::from_parts(parts, body);
-    };
-    let limit = after_bytes.unwrap_or_else(|| (total as f64 * fraction.unwrap_or(0.5)) as u64).min(total);
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
-    let stream = futures_util::stream::unfold(
-        (body.into_data_stream(), 0u64, false),
-        move |(mut data, sent, done)| async move {
-            if done {
-                return None;
-            }
-            if sent >= limit {
-                // Give the connection time to write what was sent before failing it.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Some((Err(std::io::Error::other("truncated by a fault")), (data, sent, true)));
-            }
-            match data.next().await {
-                Some(Ok(chunk)) => {
-                    let take = (limit - sent).min(chunk.len() as u64) as usize;
-                    Some((Ok(chunk.slice(..take)), (data, sent + take as u64, false)))
-                }
-                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (data, sent, true))),
-                None => None,
-            }
-        },
-    );
-    Response::from_parts(parts, Body::from_stream(stream.fuse()))
-}
-
-/// Sends the body at `bytes_per_s`, in ten slices a second.
-fn drip(response: Response, bytes_per_s: u64) -> Response {
-    let (parts, body) = response.into_parts();
-    let slice = (bytes_per_s / 10).max(1) as usize;
-    let stream = body.into_data_stream().flat_map(move |chunk| {
-        let pieces: Vec<Result<Bytes, axum::Error>> = match chunk {
-            Ok(bytes) => {
-                (0..bytes.len()).step_by(slice).map(|i| Ok(bytes.slice(i..(i + slice).min(bytes.len())))).collect()
-            }
-            Err(e) => vec![Err(e)],
-        };
-        futures_util::stream::iter(pieces).then(|piece| async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            piece
-        })
-    });
-    Response::from_parts(parts, Body::from_stream(stream.fuse()))
-}
-
-fn set_header(state: &AppState, response: &mut Response, name: &str, value: &str) {
-    let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else { return };
-    if value.is_empty() {
-        response.headers_mut().remove(&name);
-        return;
-    }
-    let original = response.headers().get(&name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let relative = original.strip_prefix(state.origin()).unwrap_or(&original).to_string();
-    let other_host = if original.contains("://127.0.0.1") {
-        original.replacen("://127.0.0.1", "://localhost", 1)
-    } else {
-        original.replacen("://localhost", "://127.0.0.1", 1)
-    };
-    let value = value.replace("{relative}", &relative).replace("{other_host}", &other_host);
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        response.headers_mut().insert(name, v);
-    }
-}
-
-/// Sends the headers and `after_bytes` of the body, then resets the connection.
-fn reset(state: &AppState, response: Response, peer: Option<std::net::SocketAddr>, after_bytes: u64) -> Response {
-    let switches = Arc::clone(&state.connections);
-    let trip = move || {
-        if let Some(peer) = peer {
-            switches.reset(peer);
-        }
-    };
-    if after_bytes == 0 {
-        trip(); // the headers' write fails: a reset before any byte
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let limit = after_bytes;
-    let stream = futures_util::stream::unfold(
-        (body.into_data_stream(), 0u64, Some(trip)),
-        move |(mut data, sent, trip)| async move {
-            let trip = trip?;
-            if sent >= limit {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                trip();
-                return Some((
-                    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by a fault")),
-                    (data, sent, None),
-                ));
-            }
-            match data.next().await {
-                Some(Ok(chunk)) => {
-                    let take = (limit - sent).min(chunk.len() as u64) as usize;
-                    Some((Ok(chunk.slice(..take)), (data, sent + take as u64, Some(trip))))
-                }
-                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (data, sent, None))),
-                None => None,
-            }
-        },
-    );
-    Response::from_parts(parts, Body::from_stream(stream.fuse()))
-}
-
-/// Sends `after_bytes`, pauses `stall_ms`, then sends the rest.
-fn stall(response: Response, after_bytes: u64, stall_ms: u64) -> Response {
-    let (parts, body) = response.into_parts();
-    let mut sent = 0u64;
-    let mut stalled = false;
-    let stream = body.into_data_stream().flat_map(move |chunk| {
-        let mut pieces: Vec<(Result<Bytes, axum::Error>, bool)> = Vec::new();
-        match chunk {
-            Ok(bytes) if !stalled && sent + bytes.len() as u64 > after_bytes => {
-                let head = (after_bytes - sent) as usize;
-                pieces.push((Ok(bytes.slice(..head)), false));
-                pieces.push((Ok(bytes.slice(head..)), true));
-                stalled = true;
-                sent += bytes.len() as u64;
-            }
-            Ok(bytes) => {
-                sent += bytes.len() as u64;
-                pieces.push((Ok(bytes), false));
-            }
-            Err(e) => pieces.push((Err(e), false)),
-        }
-        futures_util::stream::iter(pieces).then(move |(piece, pause)| async move {
-            if pause {
-                tokio::time::sleep(Duration::from_millis(stall_ms)).await;
-            }
-            piece
-        })
-    });
-    Response::from_parts(parts, Body::from_stream(stream.fuse()))
 }
 
 /// Counts body bytes as they are handed to the connection.

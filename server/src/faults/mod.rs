@@ -3,12 +3,14 @@
 //! wire (`apply`), and the plan file parser (`file`).
 
 pub mod apply;
+mod body;
 pub mod capability;
 pub mod engine;
 pub mod file;
 pub mod model;
 pub mod profile;
 pub mod rewrite;
+mod shape;
 
 pub use engine::{FaultEngine, Fired, RequestFacts, RuleStatus};
 pub use model::{BodyKind, Fault, FaultPlan, FaultRule, Target, Trigger};
