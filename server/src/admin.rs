@@ -17,13 +17,27 @@ use crate::app::AppState;
 use crate::faults::{FaultPlan, FaultRule};
 use crate::transport::Peer;
 
-/// The admin routes.
-pub fn router() -> Router<Arc<AppState>> {
+/// The admin routes, every one behind [`guard`].
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
         .route("/faults/{id}", delete(remove_fault))
         .route("/transcript", get(read_transcript).delete(clear_transcript))
         .route("/reset", post(reset))
+        .layer(axum::middleware::from_fn_with_state(state, guard))
+}
+
+/// Lets a request through when [`refused`] has nothing against it.
+async fn guard(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match refused(&state, peer, request.headers()) {
+        Some(denied) => denied,
+        None => next.run(request).await,
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -45,27 +59,12 @@ fn refused(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Re
     None
 }
 
-async fn list_faults(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn list_faults(State(s): State<Arc<AppState>>) -> Response {
     axum::Json(s.faults.list()).into_response()
 }
 
 /// Adds one rule (a JSON rule) or several (`{"fault": [...]}`); answers their ids.
-async fn add_faults(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn add_faults(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
     let rules = match serde_json::from_slice::<FaultRule>(&body) {
         Ok(rule) => vec![rule],
         Err(single) => match serde_json::from_slice::<FaultPlan>(&body) {
@@ -82,15 +81,7 @@ async fn add_faults(
     (StatusCode::CREATED, axum::Json(json!({"ids": ids}))).into_response()
 }
 
-async fn remove_fault(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn remove_fault(State(s): State<Arc<AppState>>, Path(id): Path<u64>) -> Response {
     if s.faults.remove(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -98,14 +89,7 @@ async fn remove_fault(
     }
 }
 
-async fn clear_faults(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn clear_faults(State(s): State<Arc<AppState>>) -> Response {
     s.faults.clear();
     StatusCode::NO_CONTENT.into_response()
 }
@@ -116,15 +100,7 @@ struct TranscriptQuery {
     format: Option<String>,
 }
 
-async fn read_transcript(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    Query(q): Query<TranscriptQuery>,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn read_transcript(State(s): State<Arc<AppState>>, Query(q): Query<TranscriptQuery>) -> Response {
     let exchanges = s.transcript.exchanges();
     if q.format.as_deref() == Some("ndjson") {
         let mut body = Vec::new();
@@ -137,26 +113,12 @@ async fn read_transcript(
     axum::Json(exchanges).into_response()
 }
 
-async fn clear_transcript(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn clear_transcript(State(s): State<Arc<AppState>>) -> Response {
     s.transcript.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn reset(
-    State(s): State<Arc<AppState>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = refused(&s, peer, &headers) {
-        return denied;
-    }
+async fn reset(State(s): State<Arc<AppState>>) -> Response {
     s.faults.clear();
     s.transcript.clear();
     StatusCode::NO_CONTENT.into_response()

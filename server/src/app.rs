@@ -135,7 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::faults::apply::layer));
     if admin_enabled {
-        app = app.nest("/_admin", crate::admin::router());
+        app = app.nest("/_admin", crate::admin::router(Arc::clone(&state)));
     }
     let inner = app.with_state(Arc::clone(&state));
     // Profile URLs are rewritten before routing, so the outer router only has a fallback.

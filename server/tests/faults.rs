@@ -158,32 +158,12 @@ async fn the_token_endpoint_can_fail_with_oauth_errors_and_recover() {
     )
     .times(1);
     let server = MockServer::builder().patients(1).fault(rule).start().await;
-    let key = server.client_key();
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    let mut statuses = Vec::new();
-    for n in 0..2 {
-        let mut header = jsonwebtoken::Header::new(key.alg.algorithm());
-        header.kid = Some(key.kid.clone());
-        let claims = json!({"iss": server.client_id(), "sub": server.client_id(), "aud": server.token_url(), "exp": now + 60, "jti": format!("f{n}")});
-        let assertion = jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap();
-        let r = http()
-            .post(server.token_url())
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", assertion.as_str()),
-                ("scope", "system/*.rs"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        statuses.push(r.status().as_u16());
-        if n == 0 {
-            let e: Value = r.json().await.unwrap();
-            assert_eq!(e["error"], "invalid_client");
-        }
-    }
-    assert_eq!(statuses, vec![401, 200], "a false replay, then a fresh assertion works");
+    let key = server.client_key().clone();
+    let (status, body) =
+        token_request(&server, &assertion(&server, &key, server.client_id(), "f0"), "system/*.rs").await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "a false replay");
+    let (status, _) = token_request(&server, &assertion(&server, &key, server.client_id(), "f1"), "system/*.rs").await;
+    assert_eq!(status, 200, "then a fresh assertion works");
     let t = server.transcript();
     assert_eq!(t[0].client_id.as_deref(), Some("bulkmock-demo"));
     assert_eq!(t[0].assertion.as_ref().unwrap()["claims"]["jti"], "f0", "token requests keep the decoded claims");
@@ -493,29 +473,12 @@ async fn token_responses_can_be_odd_and_short_lived() {
             .times(1);
     let short = rule(Target::Token, Fault::TokenLifetime { lifetime_s: 1 });
     let server = MockServer::builder().patients(1).fault(odd).fault(short).start().await;
-    let key = server.client_key();
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
-    let mut bodies = Vec::new();
-    for n in 0..2 {
-        let mut header = jsonwebtoken::Header::new(key.alg.algorithm());
-        header.kid = Some(key.kid.clone());
-        let claims = json!({"iss": server.client_id(), "sub": server.client_id(), "aud": server.token_url(), "exp": now + 60, "jti": format!("odd{n}")});
-        let assertion = jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap();
-        let r = http()
-            .post(server.token_url())
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                ("client_assertion", assertion.as_str()),
-                ("scope", "system/*.rs"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        bodies.push(r.json::<Value>().await.unwrap());
-    }
-    assert_eq!((bodies[0]["token_type"].as_str(), bodies[0]["expires_in"].as_str()), (Some("Bearer"), Some("300")));
-    assert_eq!(bodies[1]["expires_in"], 1, "the token really lives one second");
+    let key = server.client_key().clone();
+    let (_, first) = token_request(&server, &assertion(&server, &key, server.client_id(), "odd0"), "system/*.rs").await;
+    let (_, second) =
+        token_request(&server, &assertion(&server, &key, server.client_id(), "odd1"), "system/*.rs").await;
+    assert_eq!((first["token_type"].as_str(), first["expires_in"].as_str()), (Some("Bearer"), Some("300")));
+    assert_eq!(second["expires_in"], 1, "the token really lives one second");
 }
 
 /// Signs a fresh assertion for `client_id` with `key`.
@@ -883,4 +846,18 @@ async fn a_partial_success_lists_a_real_error_file() {
     assert_eq!(Some(outcomes.len() as u64), m.error[0].count);
     assert_eq!(outcomes[0]["resourceType"], "OperationOutcome");
     assert_eq!(outcomes[0]["issue"][0]["severity"], "error");
+}
+
+#[tokio::test]
+async fn the_admin_api_can_require_a_secret() {
+    let config = bulkmock_server::ServerConfig {
+        open: true,
+        admin: bulkmock_server::config::AdminConfig { enabled: true, any_host: false, token: Some("s3cret".into()) },
+        ..Default::default()
+    };
+    let server = MockServer::builder().config(config).start().await;
+    let url = format!("{}/_admin/faults", server.fhir_base().trim_end_matches("/fhir"));
+    assert_eq!(http().get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(http().get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    assert_eq!(http().get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
 }
