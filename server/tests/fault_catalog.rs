@@ -57,7 +57,8 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         | Fault::Reset { .. }
         | Fault::NarrowScope { .. }
         | Fault::ClockSkew { .. }
-        | Fault::Unreachable => f.kind_name(),
+        | Fault::Unreachable
+        | Fault::Rotated => f.kind_name(),
     };
     let _ = all;
     let kinds = [
@@ -83,6 +84,7 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         "narrow_scope",
         "clock_skew",
         "unreachable",
+        "rotated",
     ];
     assert_eq!(examples.len(), kinds.len(), "{examples:?}");
     for kind in kinds {

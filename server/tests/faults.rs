@@ -559,6 +559,7 @@ async fn jwks_url_fetches_can_fail() {
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     for (fault, needle) in [
+        (Fault::Rotated, "no key with kid"),
         (Fault::Unreachable, "connection refused"),
         (respond(503, BodyKind::Empty), "answered HTTP 503"),
         (Fault::Delay { delay_ms: 60_000 }, "timed out"),

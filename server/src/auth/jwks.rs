@@ -43,7 +43,9 @@ impl JwksCache {
             return Ok((c.keys.clone(), false));
         }
         // Faults on the server's own fetch (target `jwks`).
-        match fault() {
+        let fault = fault();
+        let rotated = matches!(fault, Some(crate::faults::Fault::Rotated));
+        match fault {
             Some(crate::faults::Fault::Unreachable) => {
                 return Err(format!("fetching the client's JWKS from {url} failed: connection refused"));
             }
@@ -73,10 +75,15 @@ impl JwksCache {
             return Err(format!("the client's JWKS URL {url} answered HTTP {}", response.status().as_u16()));
         }
         let max_age = cache_lifetime(response.headers().get("cache-control").and_then(|v| v.to_str().ok()));
-        let keys: JwkSet = response
+        let mut keys: JwkSet = response
             .json()
             .await
             .map_err(|e| format!("the document at the client's JWKS URL {url} is not a JWK Set: {e}"))?;
+        if rotated {
+            for key in &mut keys.keys {
+                key.common.key_id = key.common.key_id.as_ref().map(|kid| format!("{kid}-rotated"));
+            }
+        }
         let mut entries = self.entries.lock().expect("jwks cache");
         match max_age {
             Some(age) if !age.is_zero() => {

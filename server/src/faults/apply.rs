@@ -376,7 +376,8 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             let response = next.run(request).await;
             reset(state, response, peer, after_bytes)
         }
-        Fault::Unreachable => StatusCode::BAD_GATEWAY.into_response(), // only valid for `jwks`, checked at the edge
+        // Only valid for `jwks` (checked at the edge), where the JWKS fetch applies them.
+        Fault::Unreachable | Fault::Rotated => StatusCode::BAD_GATEWAY.into_response(),
         Fault::TokenResponse { token_type, expires_in } => {
             let response = next.run(request).await;
             rewrite_json(response, |v| {

@@ -154,6 +154,9 @@ pub enum Fault {
     },
     /// The client's JWKS URL cannot be reached (the server's fetch fails).
     Unreachable,
+    /// The client's JWKS URL answers with its keys rotated to new kids, so the
+    /// assertion's `kid` is not found.
+    Rotated,
     /// Odd but parseable token responses (token endpoint).
     TokenResponse {
         /// Replace `token_type` (e.g. `Bearer`).
@@ -427,6 +430,7 @@ impl Fault {
             Fault::NarrowScope { .. } => "narrow_scope",
             Fault::ClockSkew { .. } => "clock_skew",
             Fault::Unreachable => "unreachable",
+            Fault::Rotated => "rotated",
             Fault::TokenResponse { .. } => "token_response",
         }
     }
@@ -436,7 +440,7 @@ impl Fault {
         use Target::*;
         match self {
             Fault::Respond { .. } | Fault::Delay { .. } => true,
-            Fault::Unreachable => target == Jwks,
+            Fault::Unreachable | Fault::Rotated => target == Jwks,
             Fault::Reset { .. } => target != Jwks,
             Fault::Header { .. } | Fault::Truncate { .. } | Fault::Drip { .. } | Fault::Stall { .. } => target != Jwks,
             Fault::InProgress { .. } | Fault::Manifest { .. } | Fault::CapabilityUrls { .. } => target == Status,
