@@ -29,7 +29,7 @@ impl Drop for Server {
 impl Server {
     fn start(patients: u64, resources_per_file: u64) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-            .args(["serve", "--port", "0", "--job-duration", "0s"])
+            .args(["serve", "--open", "--port", "0", "--job-duration", "0s"])
             .args(["--patients", &patients.to_string()])
             .args(["--resources-per-file", &resources_per_file.to_string()])
             .stdout(Stdio::piped())
