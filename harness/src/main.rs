@@ -1,5 +1,6 @@
 //! `bulkmock`: serve the mock FHIR Bulk Data server.
 
+mod export;
 mod keys;
 mod serve;
 
@@ -19,6 +20,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Write a new client key pair (private PEM and JWK, public JWKS).
     Keys(keys::KeysArgs),
+    /// Run a Bulk Data export with the reference client.
+    Export(Box<export::ExportArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Keys(args) => keys::run(args),
+        Command::Export(args) => export::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -235,3 +235,29 @@ async fn a_fault_plan_file_and_a_live_transcript() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plan.toml:1: bytes_per_s must be positive"), "{err}");
 }
+
+#[test]
+fn export_runs_the_reference_client_against_serve() {
+    let state = std::env::temp_dir().join(format!("bulkmock-cli-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let s = serve(&["--state-dir", state.to_str().unwrap(), "--patients", "4", "--job-duration", "0s"], &[]);
+    let key = banner_value(&s.banner, "client key:").split(' ').next().unwrap().to_string();
+    let out = state.join("out");
+    let result = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["export", "--fhir-url", &s.fhir_base, "--client-id", "bulkmock-demo", "--key", &key])
+        .args(["--type", "Patient", "--type", "Observation", "--out", out.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["resources"]["Patient"], 4);
+    assert_eq!(summary["resources"]["Observation"], 32);
+    assert_eq!(std::fs::read_to_string(out.join("Patient.ndjson")).unwrap().lines().count(), 4);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["export", "--fhir-url", &s.fhir_base, "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "without credentials the server says 401");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}

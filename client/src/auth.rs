@@ -1,0 +1,167 @@
+//! SMART Backend Services for the client: discovery, signed assertions, a
+//! token cache that renews ahead of expiry (CLI-010..028).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::error::ClientError;
+
+/// A client's identity: id, private key, key id, the scopes it asks for.
+/// `Debug` never shows the key.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The registered client id (`iss` and `sub`).
+    pub client_id: String,
+    key: EncodingKey,
+    alg: Algorithm,
+    /// The key id (`kid` header).
+    pub kid: String,
+    /// The scopes requested, space-separated.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Credentials from a PKCS#8 PEM private key (RSA signs RS384, EC P-384 signs ES384).
+    pub fn from_pem(client_id: &str, pem: &[u8], kid: &str, scope: &str) -> Result<Credentials, ClientError> {
+        let (key, alg) = match EncodingKey::from_rsa_pem(pem) {
+            Ok(k) => (k, Algorithm::RS384),
+            Err(_) => (
+                EncodingKey::from_ec_pem(pem).map_err(|e| ClientError::Key(format!("neither RSA nor EC PEM: {e}")))?,
+                Algorithm::ES384,
+            ),
+        };
+        Ok(Credentials { client_id: client_id.into(), key, alg, kid: kid.into(), scope: scope.into() })
+    }
+
+    /// A fresh signed assertion for `token_url` (new `jti`, `exp` four minutes ahead).
+    pub fn assertion(&self, token_url: &str) -> Result<String, ClientError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        // Unique per assertion: time, a process-wide counter and the process id (CLI-022).
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let jti = format!("{nanos:x}-{n:x}-{:x}", std::process::id());
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        let claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": token_url,
+            "exp": now + 240, "iat": now, "jti": jti});
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| ClientError::Key(e.to_string()))
+    }
+}
+
+/// Finds the token endpoint: `.well-known/smart-configuration`, then the
+/// CapabilityStatement's `oauth-uris`; relative URLs resolve against the base (CLI-011).
+pub async fn discover_token_url(http: &reqwest::Client, fhir_base: &url::Url) -> Result<String, ClientError> {
+    let join = |path: &str| fhir_base.join(path).map(|u| u.to_string()).unwrap_or_default();
+    let well_known = join(".well-known/smart-configuration");
+    let transport = |url: &str| {
+        let url = url.to_string();
+        move |source| ClientError::Transport { url, source }
+    };
+    let r = http.get(&well_known).header("Accept", "application/json").send().await.map_err(transport(&well_known))?;
+    if r.status().is_success()
+        && let Ok(doc) = r.json::<Value>().await
+        && let Some(endpoint) = doc["token_endpoint"].as_str()
+    {
+        return Ok(fhir_base.join(endpoint).map(|u| u.to_string()).unwrap_or_else(|_| endpoint.to_string()));
+    }
+    let metadata = join("metadata");
+    let r = http.get(&metadata).header("Accept", "application/fhir+json").send().await.map_err(transport(&metadata))?;
+    let cs: Value = r.json().await.map_err(transport(&metadata))?;
+    cs["rest"][0]["security"]["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["extension"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["url"] == "token")
+        .and_then(|e| e["valueUri"].as_str().map(str::to_string))
+        .ok_or_else(|| ClientError::Protocol("the server announces no token endpoint".into()))
+}
+
+struct Cached {
+    token: String,
+    renew_at: Instant,
+}
+
+/// Access tokens: reused while valid, renewed ahead of expiry or on demand.
+pub struct Tokens {
+    credentials: Credentials,
+    token_url: String,
+    cached: Mutex<Option<Cached>>,
+    /// Token requests made.
+    pub requests: std::sync::atomic::AtomicU32,
+}
+
+impl Tokens {
+    /// A token source for `credentials` at `token_url`.
+    pub fn new(credentials: Credentials, token_url: String) -> Self {
+        Tokens { credentials, token_url, cached: Mutex::new(None), requests: Default::default() }
+    }
+
+    /// A valid token; `renew` forces a new one (after a 401).
+    pub async fn get(&self, http: &reqwest::Client, renew: bool) -> Result<String, ClientError> {
+        let mut cached = self.cached.lock().await;
+        if !renew
+            && let Some(c) = cached.as_ref()
+            && Instant::now() < c.renew_at
+        {
+            return Ok(c.token.clone());
+        }
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let assertion = self.credentials.assertion(&self.token_url)?;
+        let url = self.token_url.clone();
+        let r = http
+            .post(&url)
+            .header("Accept", "application/json")
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion.as_str()),
+                ("scope", self.credentials.scope.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        let status = r.status().as_u16();
+        let body = r.bytes().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?.to_vec();
+        let doc: Value = serde_json::from_slice(&body).map_err(|_| ClientError::Unparseable {
+            status,
+            url: url.clone(),
+            body: body.clone(),
+        })?;
+        if status != 200 {
+            return Err(ClientError::OAuth {
+                status,
+                error: doc["error"].as_str().unwrap_or("unknown").into(),
+                description: doc["error_description"].as_str().unwrap_or("").into(),
+            });
+        }
+        let token = doc["access_token"]
+            .as_str()
+            .ok_or_else(|| ClientError::Protocol("token response without access_token".into()))?;
+        if !doc["token_type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")) {
+            return Err(ClientError::Protocol(format!("token_type {} is not bearer", doc["token_type"])));
+        }
+        // expires_in may be a number, a string, or missing (then assume the usual 300 s).
+        let lifetime = doc["expires_in"]
+            .as_u64()
+            .or_else(|| doc["expires_in"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(300);
+        let renew_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(lifetime / 2));
+        *cached = Some(Cached { token: token.to_string(), renew_at });
+        Ok(token.to_string())
+    }
+}
