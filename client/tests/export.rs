@@ -52,27 +52,13 @@ async fn a_clean_system_export_downloads_exactly_the_data_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recoverable_faults_still_give_the_exact_export() {
-    let transient = Fault::Respond {
-        status: 503,
-        body: BodyKind::Transient,
-        code: None,
-        message: None,
-        retry_after_s: Some(0),
-        retry_after_date_s: None,
-    };
+    let transient = Fault::respond(503, BodyKind::Transient).with_retry_after_s(0);
     let server = MockServer::builder()
         .patients(30)
         .fault(
             FaultRule::new(
                 Target::Kickoff,
-                Fault::Respond {
-                    status: 429,
-                    body: BodyKind::Outcome,
-                    code: Some("throttled".into()),
-                    message: None,
-                    retry_after_s: Some(0),
-                    retry_after_date_s: None,
-                },
+                Fault::respond(429, BodyKind::Outcome).with_code("throttled").with_retry_after_s(0),
             )
             .times(1),
         )
@@ -119,14 +105,7 @@ async fn fatal_failures_stop_with_the_servers_reason() {
         other => panic!("expected the OperationOutcome, got {other:?}"),
     }
 
-    let fatal = Fault::Respond {
-        status: 500,
-        body: BodyKind::Outcome,
-        code: Some("processing".into()),
-        message: Some("export failed".into()),
-        retry_after_s: None,
-        retry_after_date_s: None,
-    };
+    let fatal = Fault::respond(500, BodyKind::Outcome).with_code("processing").with_message("export failed");
     let server = MockServer::builder().patients(2).fault(FaultRule::new(Target::Status, fatal)).start().await;
     let err = client(&server).await.export(&ExportRequest::new(Level::System), &out_dir("fatal")).await.unwrap_err();
     assert!(err.to_string().contains("export failed"), "{err}");

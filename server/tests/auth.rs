@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bulkmock_server::{ClientKey, KeyAlg, MockServer, Registration};
-use common::{http, manifest};
+use common::http;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
@@ -299,15 +299,11 @@ async fn hostile_and_malformed_token_requests_are_rejected_precisely() {
         })
         .unwrap();
 
-    let good = |c: &mut Value| {
-        let _ = c;
-    };
     let with = |f: &dyn Fn(&mut Value, &mut Value)| {
         let (mut h, mut c) = (header(&key), claims(&server, &id));
         f(&mut h, &mut c);
         sign(&key, &h, &c)
     };
-    let _ = good;
     let public_pem_secret = EncodingKey::from_secret(serde_json::to_string(&key.public_jwk).unwrap().as_bytes());
     let replayed = with(&|_, _| {});
     let mut cases: Vec<(Case, Vec<(String, String)>)> = Vec::new();
@@ -663,5 +659,4 @@ async fn attachments_and_groups_are_guarded_too() {
         200
     );
     assert_eq!(http().get(format!("{base}/metadata")).send().await.unwrap().status(), 200, "metadata stays public");
-    let _ = manifest; // shared helper used by other test files
 }

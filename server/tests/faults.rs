@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn respond(status: u16, body: BodyKind) -> Fault {
-    Fault::Respond { status, body, code: None, message: None, retry_after_s: None, retry_after_date_s: None }
+    Fault::respond(status, body)
 }
 
 /// GETs `url` over a raw TCP connection and returns (headers, body bytes received before EOF).
@@ -69,14 +69,7 @@ async fn a_truncated_file_sends_exactly_the_cut_bytes_then_closes() {
 async fn a_status_error_twice_then_the_job_continues() {
     let rule = FaultRule::new(
         Target::Status,
-        Fault::Respond {
-            status: 503,
-            body: BodyKind::Transient,
-            code: None,
-            message: Some("busy".into()),
-            retry_after_s: Some(1),
-            retry_after_date_s: None,
-        },
+        Fault::respond(503, BodyKind::Transient).with_message("busy").with_retry_after_s(1),
     )
     .times(2)
     .named("503 twice");
@@ -99,14 +92,7 @@ async fn a_status_error_twice_then_the_job_continues() {
 async fn retry_after_as_an_http_date_lies_in_the_future() {
     let rule = FaultRule::new(
         Target::Kickoff,
-        Fault::Respond {
-            status: 429,
-            body: BodyKind::Outcome,
-            code: Some("throttled".into()),
-            message: None,
-            retry_after_s: None,
-            retry_after_date_s: Some(30),
-        },
+        Fault::respond(429, BodyKind::Outcome).with_code("throttled").with_retry_after_date_s(30),
     );
     let server = MockServer::builder().open().fault(rule.times(1)).start().await;
     let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
@@ -147,14 +133,7 @@ async fn headers_can_be_removed_or_made_relative() {
 async fn the_token_endpoint_can_fail_with_oauth_errors_and_recover() {
     let rule = FaultRule::new(
         Target::Token,
-        Fault::Respond {
-            status: 401,
-            body: BodyKind::Oauth,
-            code: Some("invalid_client".into()),
-            message: Some("jti already used (replay)".into()),
-            retry_after_s: None,
-            retry_after_date_s: None,
-        },
+        Fault::respond(401, BodyKind::Oauth).with_code("invalid_client").with_message("jti already used (replay)"),
     )
     .times(1);
     let server = MockServer::builder().patients(1).fault(rule).start().await;
@@ -824,11 +803,9 @@ async fn rules_can_match_the_export_level_and_the_jobs_age() {
     let system = kickoff(&server, "$export", "_type=Patient").await;
     let (_, m) = manifest(&system).await;
     assert_eq!(http().get(&m.output[0].url).send().await.unwrap().status(), 200, "files of other levels do not");
-    let bad = MockServer::builder().open().start().await;
     let mut wrong = rule(Target::File, Fault::Vanish);
     wrong.level = Some("everything".into());
     assert!(wrong.validate().unwrap_err().contains("level"));
-    drop(bad);
 }
 
 #[tokio::test]

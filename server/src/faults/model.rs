@@ -406,6 +406,43 @@ pub struct FaultPlan {
 }
 
 impl Fault {
+    /// A `respond` fault with this status and body, no code, message or Retry-After.
+    pub fn respond(status: u16, body: BodyKind) -> Fault {
+        Fault::Respond { status, body, code: None, message: None, retry_after_s: None, retry_after_date_s: None }
+    }
+
+    /// Sets the `code` of a `respond` fault (other kinds are returned unchanged).
+    pub fn with_code(mut self, value: &str) -> Fault {
+        if let Fault::Respond { code, .. } = &mut self {
+            *code = Some(value.to_string());
+        }
+        self
+    }
+
+    /// Sets the `message` of a `respond` fault (other kinds are returned unchanged).
+    pub fn with_message(mut self, value: &str) -> Fault {
+        if let Fault::Respond { message, .. } = &mut self {
+            *message = Some(value.to_string());
+        }
+        self
+    }
+
+    /// Sets `retry_after_s` of a `respond` fault (other kinds are returned unchanged).
+    pub fn with_retry_after_s(mut self, seconds: u64) -> Fault {
+        if let Fault::Respond { retry_after_s, .. } = &mut self {
+            *retry_after_s = Some(seconds);
+        }
+        self
+    }
+
+    /// Sets `retry_after_date_s` of a `respond` fault (other kinds are returned unchanged).
+    pub fn with_retry_after_date_s(mut self, seconds: u64) -> Fault {
+        if let Fault::Respond { retry_after_date_s, .. } = &mut self {
+            *retry_after_date_s = Some(seconds);
+        }
+        self
+    }
+
     /// The `kind` name.
     pub fn kind_name(&self) -> &'static str {
         match self {

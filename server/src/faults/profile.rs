@@ -64,13 +64,8 @@ pub fn decode_reference(segment: &str) -> Option<Result<(FaultPlan, KickoffOverr
     }
     let number = |k: &str| settings.get(k).and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
     let mut rules = Vec::new();
-    let outcome = |status: u16, body: super::BodyKind, code: &str, message: &str| super::Fault::Respond {
-        status,
-        body,
-        code: Some(code.into()),
-        message: Some(message.into()),
-        retry_after_s: None,
-        retry_after_date_s: None,
+    let outcome = |status: u16, body: super::BodyKind, code: &str, message: &str| {
+        super::Fault::respond(status, body).with_code(code).with_message(message)
     };
     match settings.get("err").and_then(|v| v.as_str()).unwrap_or("") {
         "" => {}

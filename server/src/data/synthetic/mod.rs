@@ -20,7 +20,7 @@ mod people;
 use std::ops::Range;
 
 use super::json::JsonWriter;
-use super::{DataSource, GROUP_IDENTIFIER_SYSTEM, GroupDef, Header, PatientSet, TypeIdx, TypeInfo};
+use super::{DataSource, GroupDef, Header, PatientSet, TypeIdx, TypeInfo};
 
 /// Default population size.
 pub const DEFAULT_PATIENTS: u64 = 100;
@@ -250,7 +250,7 @@ impl Synthetic {
                 T::Practitioner => people::practitioner(&ctx, w),
                 T::Organization => people::organization(&ctx, w),
                 T::Location => people::location(&ctx, w),
-                T::Group => people::group(&ctx, &self.groups[idx as usize], w),
+                T::Group => people::group(&self.groups[idx as usize], w),
                 T::Encounter => clinical::encounter(&ctx, w),
                 T::Condition => clinical::condition(&ctx, w),
                 T::Observation => clinical::observation(&ctx, w),
@@ -381,8 +381,6 @@ impl DataSource for Synthetic {
 
 /// Identifier system of patient MRNs.
 pub const MRN_SYSTEM: &str = "https://bulkmock.dev/fhir/mrn";
-/// Identifier system of built-in Groups (re-exported for documentation).
-pub const GROUP_SYSTEM: &str = GROUP_IDENTIFIER_SYSTEM;
 
 #[cfg(test)]
 mod tests;

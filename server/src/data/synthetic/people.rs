@@ -167,7 +167,7 @@ pub fn location(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
 }
 
 /// Group: members are listed up to [`MAX_LISTED_MEMBERS`]; `quantity` is always exact.
-pub fn group(c: &Ctx<'_>, g: &GroupDef, w: &mut JsonWriter<'_>) {
+pub fn group(g: &GroupDef, w: &mut JsonWriter<'_>) {
     w.arr("identifier", |w| {
         w.item_obj(|w| {
             w.str("system", GROUP_IDENTIFIER_SYSTEM);
@@ -186,5 +186,4 @@ pub fn group(c: &Ctx<'_>, g: &GroupDef, w: &mut JsonWriter<'_>) {
             }
         });
     }
-    let _ = c;
 }
