@@ -5,9 +5,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use tokio::sync::Mutex;
 
 use crate::error::ClientError;
+use crate::events::{Event, Observer};
 
 /// A client's identity: id, private key, key id, the scopes it asks for.
 /// `Debug` never shows the key.
@@ -43,6 +46,21 @@ impl Credentials {
             ),
         };
         Ok(Credentials { client_id: client_id.into(), key, alg, kid: kid.into(), scope: scope.into() })
+    }
+
+    /// Credentials from a private JWK (RSA signs RS384, EC P-384 signs ES384); the
+    /// key id is the JWK's `kid`.
+    pub fn from_jwk(client_id: &str, jwk: &Value, scope: &str) -> Result<Credentials, ClientError> {
+        let (key, alg) = crate::jwk::signing_key(jwk).map_err(ClientError::Key)?;
+        let kid = jwk["kid"].as_str().ok_or_else(|| ClientError::Key("the JWK has no `kid`".into()))?;
+        let credentials = Credentials { client_id: client_id.into(), key, alg, kid: kid.into(), scope: scope.into() };
+        credentials.assertion("https://check.invalid/token")?; // a key that cannot sign fails here, not mid-export
+        Ok(credentials)
+    }
+
+    /// The signing algorithm (RS384 or ES384).
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
     }
 
     /// A fresh signed assertion for `token_url` (new `jti`, `exp` four minutes ahead).
@@ -96,31 +114,51 @@ struct Cached {
     renew_at: Instant,
 }
 
-/// Access tokens: reused while valid, renewed ahead of expiry or on demand.
-pub struct Tokens {
+/// Access tokens: reused while valid, renewed ahead of expiry or after a 401.
+pub(crate) struct Tokens {
     credentials: Credentials,
     token_url: String,
     cached: Mutex<Option<Cached>>,
+    observer: Observer,
     /// Token requests made.
-    pub requests: std::sync::atomic::AtomicU32,
+    pub requests: AtomicU32,
 }
 
 impl Tokens {
     /// A token source for `credentials` at `token_url`.
-    pub fn new(credentials: Credentials, token_url: String) -> Self {
-        Tokens { credentials, token_url, cached: Mutex::new(None), requests: Default::default() }
+    pub fn new(credentials: Credentials, token_url: String, observer: Observer) -> Self {
+        Tokens { credentials, token_url, cached: Mutex::new(None), observer, requests: AtomicU32::new(0) }
     }
 
-    /// A valid token; `renew` forces a new one (after a 401).
-    pub async fn get(&self, http: &reqwest::Client, renew: bool) -> Result<String, ClientError> {
+    /// A valid token. `rejected` is a token the server just refused (401): unless
+    /// another request already replaced it, a new one is fetched (CLI-027).
+    pub async fn get(&self, http: &reqwest::Client, rejected: Option<&str>) -> Result<String, ClientError> {
         let mut cached = self.cached.lock().await;
-        if !renew
-            && let Some(c) = cached.as_ref()
+        if let Some(c) = cached.as_ref()
             && Instant::now() < c.renew_at
+            && rejected != Some(c.token.as_str())
         {
             return Ok(c.token.clone());
         }
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let renewal = cached.is_some();
+        let (token, lifetime, granted) = self.request(http).await?;
+        let renew_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(lifetime / 2));
+        *cached = Some(Cached { token: token.clone(), renew_at });
+        if let Some(granted) = &granted
+            && narrower(&self.credentials.scope, granted)
+        {
+            (self.observer)(&Event::ScopeNarrowed {
+                requested: self.credentials.scope.clone(),
+                granted: granted.clone(),
+            });
+        }
+        (self.observer)(&Event::Token { renewal, granted_scope: granted });
+        Ok(token)
+    }
+
+    /// One token request: (token, lifetime in seconds, granted scope).
+    async fn request(&self, http: &reqwest::Client) -> Result<(String, u64, Option<String>), ClientError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let assertion = self.credentials.assertion(&self.token_url)?;
         let url = self.token_url.clone();
         let r = http
@@ -152,6 +190,7 @@ impl Tokens {
         let token = doc["access_token"]
             .as_str()
             .ok_or_else(|| ClientError::Protocol("token response without access_token".into()))?;
+        // CLI-029: `bearer` and `Bearer` alike.
         if !doc["token_type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")) {
             return Err(ClientError::Protocol(format!("token_type {} is not bearer", doc["token_type"])));
         }
@@ -160,8 +199,21 @@ impl Tokens {
             .as_u64()
             .or_else(|| doc["expires_in"].as_str().and_then(|s| s.parse().ok()))
             .unwrap_or(300);
-        let renew_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(lifetime / 2));
-        *cached = Some(Cached { token: token.to_string(), renew_at });
-        Ok(token.to_string())
+        let granted = doc["scope"].as_str().map(str::to_string);
+        if let Some(granted) = &granted
+            && !granted.split_whitespace().any(|s| s.starts_with("system/"))
+        {
+            return Err(ClientError::ScopeNotGranted {
+                requested: self.credentials.scope.clone(),
+                granted: granted.clone(),
+            });
+        }
+        Ok((token.to_string(), lifetime, granted))
     }
+}
+
+/// Whether `granted` lacks a scope of `requested`.
+fn narrower(requested: &str, granted: &str) -> bool {
+    let granted: Vec<&str> = granted.split_whitespace().collect();
+    requested.split_whitespace().any(|s| !granted.contains(&s))
 }

@@ -25,6 +25,14 @@ pub enum ClientError {
         /// The `error_description`.
         description: String,
     },
+    /// The token was granted without any `system/` scope to export with (CLI-026).
+    #[error("the server granted {granted:?} for {requested:?}: no system scope to export with")]
+    ScopeNotGranted {
+        /// What was asked.
+        requested: String,
+        /// What was granted.
+        granted: String,
+    },
     /// The server answered with something that is not what the protocol says (raw body kept).
     #[error("{status} from {url} with an unparseable body ({} bytes)", .body.len())]
     Unparseable {

@@ -1,27 +1,13 @@
-//! The client against the mock: a clean export, recoverable faults it must
-//! survive with the exact data, fatal ones it must report without hammering.
+//! The client against a well-behaved mock: exact output, every level and
+//! parameter path, parallel and gzip, partial manifests, resuming a job.
 
-use std::time::Duration;
+mod common;
 
-use bulkmock_client::{Client, ClientError, Credentials, ExportRequest, Level, Policy};
-use bulkmock_server::{BodyKind, Fault, FaultRule, MockServer, Target, Trigger};
+use std::sync::{Arc, Mutex};
 
-fn fast() -> Policy {
-    Policy { min_wait: Duration::from_millis(10), max_wait: Duration::from_secs(2), ..Policy::default() }
-}
-
-async fn client(server: &MockServer) -> Client {
-    let key = server.client_key();
-    let credentials =
-        Credentials::from_pem(server.client_id(), key.private_pem.as_bytes(), &key.kid, "system/*.rs").unwrap();
-    Client::new(server.fhir_base(), Some(credentials), fast()).await.unwrap()
-}
-
-fn out_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("bulkmock-client-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use bulkmock_client::{Client, ClientError, Credentials, Event, ExportRequest, Level};
+use bulkmock_server::{KeyAlg, MockServer};
+use common::*;
 
 /// Non-deleted resources of `ty` in the data set (every patient).
 fn expected(server: &MockServer, ty: &str) -> u64 {
@@ -37,89 +23,145 @@ fn expected(server: &MockServer, ty: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_system_export_downloads_exactly_the_data_set() {
-    let server = MockServer::builder().patients(20).start().await;
+    let server = server().await;
+    let log: Arc<Mutex<Vec<Event>>> = Arc::default();
     let out = out_dir("clean");
-    let summary = client(&server).await.export(&ExportRequest::new(Level::System), &out).await.unwrap();
+    let client = client_with(&server, 4, true, log.clone()).await;
+    let summary = client.export(&ExportRequest::new(Level::System), &out).await.unwrap();
+    assert_eq!(summary.resources.len(), 21);
     for (ty, n) in &summary.resources {
         assert_eq!(*n, expected(&server, ty), "{ty}");
         let lines = std::fs::read_to_string(out.join(format!("{ty}.ndjson"))).unwrap().lines().count() as u64;
         assert_eq!(lines, *n, "{ty} file");
     }
-    assert_eq!(summary.resources.len(), 21);
-    assert!(out.join("manifest.json").exists());
-    assert_eq!(server.live_jobs(), 0, "the job was deleted after the download");
+    let manifest: bulkmock_wire::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(summary.files as usize, manifest.output.len() + manifest.error.len());
+    assert!(manifest.output.len() > 21, "several files per type were merged: {}", manifest.output.len());
+    assert!(!out.join(".parts").exists(), "no leftovers");
+    assert_eq!(server.live_jobs(), 0, "the job was deleted after the download (CLI-100)");
+    assert_eq!(summary.retries, 0);
+
+    let events = log.lock().unwrap();
+    assert!(matches!(events.iter().find(|e| matches!(e, Event::KickedOff { .. })), Some(Event::KickedOff { .. })));
+    let done = events.iter().filter(|e| matches!(e, Event::FileDone { .. })).count();
+    assert_eq!(done as u64, summary.files, "one FileDone per file");
+    assert!(matches!(events.last(), Some(Event::Deleted { .. })));
+
+    let files = server.transcript().into_iter().filter(|e| e.path.contains("bulkfiles")).collect::<Vec<_>>();
+    assert!(files.iter().all(|e| e.headers.get("accept-encoding").map(String::as_str) == Some("gzip")), "CLI-083");
+    assert!(files.iter().all(|e| e.headers.get("accept").map(String::as_str) == Some("application/fhir+ndjson")));
+    assert!(files.iter().all(|e| e.headers.contains_key("authorization")), "requiresAccessToken=true (CLI-081)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn recoverable_faults_still_give_the_exact_export() {
-    let transient = Fault::respond(503, BodyKind::Transient).with_retry_after_s(0);
+async fn gzip_and_parallel_downloads_give_the_same_bytes_as_plain_sequential_ones() {
+    let server = server().await;
+    let request = ExportRequest::new(Level::Patient);
+    let plain = baseline(&server, &request, "plain").await;
+    let out = out_dir("gzip-parallel");
+    let summary = client_with(&server, 8, true, Arc::default()).await.export(&request, &out).await.unwrap();
+    assert_eq!(files(&out), plain);
+    let transcript = server.transcript();
+    let gzip = transcript.iter().filter(|e| e.path.contains("bulkfiles") && e.headers["accept-encoding"] == "gzip");
+    assert_eq!(gzip.count() as u64, summary.files, "the second run asked for gzip for every file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_manifests_and_separate_export_status_give_the_same_export() {
     let server = MockServer::builder()
-        .patients(30)
-        .fault(
-            FaultRule::new(
-                Target::Kickoff,
-                Fault::respond(429, BodyKind::Outcome).with_code("throttled").with_retry_after_s(0),
-            )
-            .times(1),
-        )
-        .fault(FaultRule::new(Target::Status, transient.clone()).times(2))
-        .fault(
-            FaultRule::new(
-                Target::File,
-                Fault::Truncate { after_bytes: Some(5000), fraction: None, at_line_end: false },
-            )
-            .resource_type("Observation")
-            .times(1),
-        )
-        .fault(FaultRule::new(Target::File, Fault::Reset { after_bytes: 3000 }).resource_type("Encounter").times(1))
-        .fault(FaultRule::new(Target::File, transient).resource_type("Condition").times(2))
-        .fault(FaultRule::new(Target::File, Fault::Revoke).when(Trigger::Nth(5)))
+        .patients(12)
+        .resources_per_file(40)
+        .manifest_page_size(4)
+        .job_duration(std::time::Duration::from_millis(300))
         .start()
         .await;
-    let out = out_dir("faults");
-    let c = client(&server).await;
-    let summary = c.export(&ExportRequest::new(Level::Patient), &out).await.unwrap();
-    for ty in ["Observation", "Encounter", "Condition", "Patient"] {
-        assert_eq!(summary.resources[ty], expected(&server, ty), "{ty}: nothing lost or duplicated");
-    }
-    let observations = std::fs::read_to_string(out.join("Observation.ndjson")).unwrap();
-    let ids: std::collections::HashSet<String> = observations
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(ids.len() as u64, expected(&server, "Observation"), "no duplicate lines after the resume");
-    let fired = server.transcript().iter().filter(|e| e.fault.is_some()).count();
-    assert!(fired >= 8, "every fault happened on the wire: {fired}");
-    assert!(summary.retries >= 5, "retries counted: {}", summary.retries);
-    assert!(c.token_requests() >= 2, "a revoked token was renewed");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn fatal_failures_stop_with_the_servers_reason() {
-    let server = MockServer::builder().patients(2).start().await;
+    let expected = baseline(&server, &ExportRequest::new(Level::System), "pages").await;
     let mut request = ExportRequest::new(Level::System);
-    request.types = vec!["Spaceship".into()];
-    let err = client(&server).await.kick_off(&request).await.unwrap_err();
-    match &err {
-        ClientError::Outcome { status: 400, outcome, .. } => assert!(outcome.message().contains("Spaceship"), "{err}"),
-        other => panic!("expected the OperationOutcome, got {other:?}"),
+    request.allow_partial_manifests = true;
+    request.separate_export_status = true;
+    let log: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let out = out_dir("pages");
+    let from = mark(&server);
+    let summary = client_with(&server, 3, true, log.clone()).await.export(&request, &out).await.unwrap();
+    assert_eq!(files(&out), expected);
+    let pages = server.transcript().iter().filter(|e| e.seq >= from && e.path.contains("/page/")).count();
+    assert!(pages >= 2, "link next was followed: {pages} page requests");
+    let manifest: bulkmock_wire::Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest.link.is_empty(), "the saved manifest is the merged whole");
+    assert_eq!(manifest.output.len() + manifest.error.len(), summary.files as usize);
+    let kickoff = server.transcript().into_iter().find(|e| e.seq >= from && e.path.ends_with("$export")).unwrap();
+    assert_eq!(kickoff.headers["prefer"], "respond-async, separate-export-status");
+    let pages_seen = log.lock().unwrap().iter().filter(|e| matches!(e, Event::Manifest { .. })).count();
+    assert!(pages_seen >= 2, "{pages_seen}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_resumed_by_its_status_url_from_another_client() {
+    let server = server().await;
+    let request = ExportRequest::new(Level::System);
+    let expected = baseline(&server, &request, "resume").await;
+    let job = client(&server).await.kick_off(&request).await.unwrap();
+    let status_url = job.status_url().to_string();
+    drop(job);
+    let out = out_dir("resume");
+    let later = client(&server).await;
+    let summary = later.job(&status_url).download(&out).await.unwrap();
+    assert_eq!(files(&out), expected);
+    assert_eq!(summary.status_url, status_url);
+    later.job(&status_url).delete().await.unwrap();
+    assert_eq!(server.live_jobs(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_kickoff_sends_typed_parameters_and_the_server_applies_them() {
+    let server = server().await;
+    let mut request = ExportRequest::new(Level::Group("diabetes-cohort".into()));
+    request.types = vec!["Patient".into(), "Condition".into()];
+    request.since = Some("2000-01-01T00:00:00Z".into());
+    request.post = true;
+    let out = out_dir("post");
+    let from = mark(&server);
+    let summary = client(&server).await.export(&request, &out).await.unwrap();
+    assert_eq!(summary.resources.keys().collect::<Vec<_>>(), ["Condition", "Patient"]);
+    let kickoff = server.transcript().into_iter().find(|e| e.seq >= from && e.path.ends_with("$export")).unwrap();
+    assert_eq!(kickoff.method, "POST");
+    assert_eq!(kickoff.headers["content-type"], "application/fhir+json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_jwks_sign_rs384_and_es384() {
+    for alg in [KeyAlg::Rs384, KeyAlg::Es384] {
+        let server = MockServer::builder().patients(2).client_alg(alg).start().await;
+        let key = server.client_key();
+        let credentials = Credentials::from_jwk(server.client_id(), &key.private_jwk, "system/Patient.rs").unwrap();
+        assert_eq!(format!("{:?}", credentials.algorithm()), alg.name());
+        let client = Client::builder(server.fhir_base()).credentials(credentials).policy(fast()).build().await.unwrap();
+        let mut request = ExportRequest::new(Level::Patient);
+        request.types = vec!["Patient".into()];
+        let summary = client.export(&request, &out_dir(&format!("jwk-{}", alg.name()))).await.unwrap();
+        assert_eq!(summary.resources["Patient"], 2, "{alg:?}");
+        let token = server.transcript().into_iter().find(|e| e.assertion.is_some()).unwrap();
+        assert_eq!(token.assertion.unwrap()["header"]["alg"], alg.name());
     }
+}
 
-    let fatal = Fault::respond(500, BodyKind::Outcome).with_code("processing").with_message("export failed");
-    let server = MockServer::builder().patients(2).fault(FaultRule::new(Target::Status, fatal)).start().await;
-    let err = client(&server).await.export(&ExportRequest::new(Level::System), &out_dir("fatal")).await.unwrap_err();
-    assert!(err.to_string().contains("export failed"), "{err}");
-    let polls = server.transcript().iter().filter(|e| e.path.contains("bulkstatus")).count();
-    assert_eq!(polls, 1, "a fatal status is not retried");
-
-    let broken = Fault::Content { mutation: bulkmock_server::faults::model::ContentMutation::MalformedLine, line: 2 };
-    let server = MockServer::builder()
-        .patients(3)
-        .fault(FaultRule::new(Target::File, broken).resource_type("Patient"))
-        .start()
-        .await;
+#[tokio::test(flavor = "multi_thread")]
+async fn an_output_folder_holding_an_export_is_left_alone() {
+    let server = MockServer::builder().patients(2).start().await;
+    let out = out_dir("twice");
+    let c = client(&server).await;
     let mut request = ExportRequest::new(Level::System);
     request.types = vec!["Patient".into()];
-    let err = client(&server).await.export(&request, &out_dir("broken")).await.unwrap_err();
-    assert!(matches!(err, ClientError::Integrity { .. }), "a damaged line is never accepted: {err}");
+    c.export(&request, &out).await.unwrap();
+    let before = files(&out);
+    let from = mark(&server);
+    let err = c.export(&request, &out).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{err}"
+    );
+    assert_eq!(files(&out), before, "nothing changed");
+    assert_eq!(requests(&server, from, "$export"), 0, "no job was started");
 }

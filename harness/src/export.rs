@@ -1,9 +1,13 @@
 //! `bulkmock export`: run a Bulk Data export with the reference client.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use bulkmock_client::{Client, Credentials, ExportRequest, Level, Policy};
+use bulkmock_client::{Client, ClientError, Credentials, ExportRequest, Level, Policy, Summary};
 use clap::Args;
+
+use crate::progress;
 
 /// Flags of `bulkmock export`.
 #[derive(Args, Debug)]
@@ -14,10 +18,10 @@ pub struct ExportArgs {
     /// The registered client id (omit for open servers).
     #[arg(long, env = "BULKMOCK_CLIENT_ID", requires = "key")]
     client_id: Option<String>,
-    /// The client's private key, PKCS#8 PEM.
+    /// The client's private key: PKCS#8 PEM or a private JWK (JSON).
     #[arg(long, env = "BULKMOCK_KEY", requires = "client_id")]
     key: Option<PathBuf>,
-    /// The key id; read from jwks.json or private.jwk.json next to the key when not given.
+    /// The key id for a PEM key; read from jwks.json or private.jwk.json next to the key when not given.
     #[arg(long, env = "BULKMOCK_KID")]
     kid: Option<String>,
     /// Scopes to ask for.
@@ -50,83 +54,213 @@ pub struct ExportArgs {
     /// Kick off with POST and a Parameters body.
     #[arg(long)]
     post: bool,
-    /// Output folder.
+    /// Ask for a manifest in pages while the job runs (allowPartialManifests).
+    #[arg(long)]
+    partial_manifests: bool,
+    /// Ask for `Prefer: separate-export-status`.
+    #[arg(long)]
+    separate_status: bool,
+    /// Files downloaded at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Do not ask for gzip file bodies.
+    #[arg(long)]
+    no_gzip: bool,
+    /// Output folder (must not hold an earlier export).
     #[arg(long)]
     out: PathBuf,
+    /// Resume an existing job: poll and download from this status URL instead of kicking off.
+    #[arg(long, conflicts_with_all = ["patient", "group", "types", "since", "until", "type_filters", "elements", "post"])]
+    status_url: Option<String>,
     /// Keep the job on the server afterwards (no DELETE).
     #[arg(long)]
     no_delete: bool,
-    /// Print the summary as JSON.
+    /// A JSON event log on stdout (one object per line, the summary last).
     #[arg(long)]
     json: bool,
 }
 
+/// Exit codes, one per kind of failure (documented in the README).
+pub mod exit {
+    /// The export finished and every file was checked.
+    pub const OK: u8 = 0;
+    /// Bad flags or an unreadable key file.
+    pub const USAGE: u8 = 2;
+    /// Authorization failed: token refused, no usable scope, key cannot sign, 401/403 from the server.
+    pub const AUTH: u8 = 3;
+    /// The server refused or failed the export (an OperationOutcome).
+    pub const SERVER: u8 = 4;
+    /// The server could not be reached, or connections kept failing.
+    pub const NETWORK: u8 = 5;
+    /// Downloaded data is damaged (a bad line, a count that does not match).
+    pub const DATA: u8 = 6;
+    /// Gave up: retries or polls used up on transient answers.
+    pub const GAVE_UP: u8 = 7;
+    /// The output folder could not be written, or already holds an export.
+    pub const OUTPUT: u8 = 8;
+    /// The server broke the protocol (unparseable body, missing header, redirect loop).
+    pub const PROTOCOL: u8 = 9;
+}
+
+/// The exit code for an error.
+pub fn exit_code(error: &ClientError) -> u8 {
+    match error {
+        ClientError::OAuth { .. } | ClientError::ScopeNotGranted { .. } | ClientError::Key(_) => exit::AUTH,
+        ClientError::Outcome { status: 401 | 403, .. } => exit::AUTH,
+        ClientError::Outcome { .. } => exit::SERVER,
+        ClientError::Transport { .. } => exit::NETWORK,
+        ClientError::Integrity { .. } => exit::DATA,
+        ClientError::Io { .. } => exit::OUTPUT,
+        ClientError::Protocol(_) | ClientError::Unparseable { .. } => exit::PROTOCOL,
+        ClientError::Exhausted { last, .. } => match **last {
+            ClientError::Transport { .. } => exit::NETWORK,
+            _ => exit::GAVE_UP,
+        },
+    }
+}
+
 /// The key id next to a key file: `jwks.json` or `private.jwk.json`.
-fn kid_beside(key: &std::path::Path) -> Option<String> {
+fn kid_beside(key: &Path) -> Option<String> {
     let dir = key.parent()?;
     for name in ["jwks.json", "private.jwk.json"] {
-        let text = std::fs::read_to_string(dir.join(name)).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let kid = v["keys"][0]["kid"].as_str().or_else(|| v["kid"].as_str());
-        if let Some(kid) = kid {
+        let Ok(text) = std::fs::read_to_string(dir.join(name)) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        if let Some(kid) = v["keys"][0]["kid"].as_str().or_else(|| v["kid"].as_str()) {
             return Some(kid.to_string());
         }
     }
     None
 }
 
-/// Runs the export; exit code 0 on success, 1 on failure, 2 on bad usage.
-pub fn run(args: ExportArgs) -> Result<(), String> {
-    let credentials = match (&args.client_id, &args.key) {
-        (Some(id), Some(key)) => {
-            let pem = std::fs::read(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
-            let kid = args.kid.clone().or_else(|| kid_beside(key)).ok_or_else(|| {
+/// Credentials from the flags: a private JWK file or a PEM file.
+fn credentials(args: &ExportArgs) -> Result<Option<Credentials>, String> {
+    let (Some(id), Some(key)) = (&args.client_id, &args.key) else { return Ok(None) };
+    let bytes = std::fs::read(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
+    let credentials = if bytes.trim_ascii_start().starts_with(b"{") {
+        let jwk: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("--key {}: not a JWK: {e}", key.display()))?;
+        Credentials::from_jwk(id, &jwk, &args.scope)
+    } else {
+        let kid =
+            args.kid.clone().or_else(|| kid_beside(key)).ok_or_else(|| {
                 format!("--kid is needed: no jwks.json or private.jwk.json next to {}", key.display())
             })?;
-            Some(Credentials::from_pem(id, &pem, &kid, &args.scope).map_err(|e| e.to_string())?)
-        }
-        _ => None,
+        Credentials::from_pem(id, &bytes, &kid, &args.scope)
     };
+    credentials.map(Some).map_err(|e| format!("--key {}: {e}", key.display()))
+}
+
+fn request(args: &ExportArgs) -> ExportRequest {
     let level = match (&args.group, args.patient) {
         (Some(id), _) => Level::Group(id.clone()),
         (None, true) => Level::Patient,
         (None, false) => Level::System,
     };
-    let request = ExportRequest {
-        level,
-        types: args.types.clone(),
-        since: args.since.clone(),
-        until: args.until.clone(),
-        type_filters: args.type_filters.clone(),
-        elements: args.elements.clone(),
-        post: args.post,
+    let mut request = ExportRequest::new(level);
+    request.types = args.types.clone();
+    request.since = args.since.clone();
+    request.until = args.until.clone();
+    request.type_filters = args.type_filters.clone();
+    request.elements = args.elements.clone();
+    request.post = args.post;
+    request.allow_partial_manifests = args.partial_manifests;
+    request.separate_export_status = args.separate_status;
+    request
+}
+
+async fn export(args: &ExportArgs, credentials: Option<Credentials>) -> Result<Summary, ClientError> {
+    let observer = if args.json {
+        progress::json()
+    } else if std::io::stderr().is_terminal() {
+        progress::bars()
+    } else {
+        progress::plain()
     };
     let policy = Policy { delete_after: !args.no_delete, ..Policy::default() };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let summary = runtime.block_on(async {
-        let client = Client::new(&args.fhir_url, credentials, policy).await?;
-        client.export(&request, &args.out).await
-    });
-    let summary = summary.map_err(|e| e.to_string())?;
-    if args.json {
-        let json = serde_json::json!({
-            "resources": summary.resources, "deleted": summary.deleted, "errors": summary.errors,
-            "bytes": summary.bytes, "retries": summary.retries, "out": args.out,
-        });
-        println!("{json}");
-    } else {
-        for (ty, n) in &summary.resources {
-            println!("{n:>10}  {ty}");
-        }
-        println!(
-            "{} resources, {} deleted, {} errors, {} bytes, {} retries -> {}",
-            summary.resources.values().sum::<u64>(),
-            summary.deleted,
-            summary.errors,
-            summary.bytes,
-            summary.retries,
-            args.out.display()
-        );
+    let mut builder =
+        Client::builder(&args.fhir_url).policy(policy).parallel(args.parallel).gzip(!args.no_gzip).observer(observer);
+    if let Some(c) = credentials {
+        builder = builder.credentials(c);
     }
-    Ok(())
+    let client = builder.build().await?;
+    match &args.status_url {
+        None => client.export(&request(args), &args.out).await,
+        Some(url) => {
+            let job = client.job(url);
+            let summary = job.download(&args.out).await?;
+            if !args.no_delete {
+                job.delete().await?;
+            }
+            Ok(summary)
+        }
+    }
+}
+
+/// Runs the export and prints the summary; the exit code says how it ended.
+pub fn run(args: ExportArgs) -> ExitCode {
+    let credentials = match credentials(&args) {
+        Ok(c) => c,
+        Err(message) => return fail(&args, exit::USAGE, "usage", &message),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&args, exit::OUTPUT, "runtime", &e.to_string()),
+    };
+    match runtime.block_on(export(&args, credentials)) {
+        Ok(summary) => {
+            print_summary(&args, &summary);
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => fail(&args, exit_code(&e), kind(&e), &e.to_string()),
+    }
+}
+
+fn kind(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Outcome { .. } => "outcome",
+        ClientError::OAuth { .. } => "oauth",
+        ClientError::ScopeNotGranted { .. } => "scope",
+        ClientError::Unparseable { .. } => "unparseable",
+        ClientError::Protocol(_) => "protocol",
+        ClientError::Transport { .. } => "transport",
+        ClientError::Integrity { .. } => "integrity",
+        ClientError::Key(_) => "key",
+        ClientError::Io { .. } => "io",
+        ClientError::Exhausted { .. } => "exhausted",
+    }
+}
+
+fn fail(args: &ExportArgs, code: u8, kind: &str, message: &str) -> ExitCode {
+    if args.json {
+        println!("{}", serde_json::json!({"event": "error", "kind": kind, "message": message, "exit_code": code}));
+    } else {
+        eprintln!("bulkmock export: {message}");
+    }
+    ExitCode::from(code)
+}
+
+fn print_summary(args: &ExportArgs, summary: &Summary) {
+    if args.json {
+        let mut value = serde_json::to_value(summary).unwrap_or_default();
+        value["event"] = "summary".into();
+        value["out"] = args.out.display().to_string().into();
+        println!("{value}");
+        return;
+    }
+    for (ty, n) in &summary.resources {
+        println!("{n:>10}  {ty}");
+    }
+    println!(
+        "{} resources in {} files, {} deleted, {} errors, {} bytes, {} retries -> {}",
+        summary.total_resources(),
+        summary.files,
+        summary.deleted,
+        summary.errors,
+        summary.bytes,
+        summary.retries,
+        args.out.display()
+    );
+    for issue in &summary.error_issues {
+        println!("  server reported: {issue}");
+    }
 }

@@ -1,7 +1,8 @@
-//! `bulkmock`: serve the mock FHIR Bulk Data server.
+//! `bulkmock`: serve the mock FHIR Bulk Data server, run the reference client.
 
 mod export;
 mod keys;
+mod progress;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +34,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Keys(args) => keys::run(args),
-        Command::Export(args) => export::run(*args),
+        Command::Export(args) => return export::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -243,21 +243,81 @@ fn export_runs_the_reference_client_against_serve() {
     let s = serve(&["--state-dir", state.to_str().unwrap(), "--patients", "4", "--job-duration", "0s"], &[]);
     let key = banner_value(&s.banner, "client key:").split(' ').next().unwrap().to_string();
     let out = state.join("out");
-    let result = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-        .args(["export", "--fhir-url", &s.fhir_base, "--client-id", "bulkmock-demo", "--key", &key])
-        .args(["--type", "Patient", "--type", "Observation", "--out", out.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
+    let export = |extra: &[&str], out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+            .args(["export", "--fhir-url", &s.fhir_base, "--client-id", "bulkmock-demo", "--key", &key])
+            .args(["--out", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let result = export(&["--type", "Patient", "--type", "Observation", "--json", "--no-delete"], &out);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&result.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events[0]["event"], "token");
+    assert!(events.iter().any(|e| e["event"] == "kicked_off"));
+    assert!(events.iter().any(|e| e["event"] == "file_done"));
+    assert!(!events.iter().any(|e| e["event"] == "file_bytes"), "byte counts stay out of the log");
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
     assert_eq!(summary["resources"]["Patient"], 4);
     assert_eq!(summary["resources"]["Observation"], 32);
     assert_eq!(std::fs::read_to_string(out.join("Patient.ndjson")).unwrap().lines().count(), 4);
 
+    // The same job again by its status URL, plain lines on stderr (not a terminal).
+    let status_url = summary["status_url"].as_str().unwrap();
+    let again = state.join("again");
+    let resumed = export(&["--status-url", status_url], &again);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(log.contains("files") && log.contains("job deleted on the server"), "{log}");
+    assert!(!log.contains("export accepted"), "no new kick-off");
+    assert_eq!(
+        std::fs::read(again.join("Patient.ndjson")).unwrap(),
+        std::fs::read(out.join("Patient.ndjson")).unwrap()
+    );
+
+    let occupied = export(&["--type", "Patient"], &out);
+    assert_eq!(occupied.status.code(), Some(8), "an output folder holding an export is refused");
+    assert!(String::from_utf8_lossy(&occupied.stderr).contains("already holds an export"));
+
     let refused = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-        .args(["export", "--fhir-url", &s.fhir_base, "--out", out.to_str().unwrap()])
+        .args(["export", "--fhir-url", &s.fhir_base, "--out", state.join("refused").to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(!refused.status.success(), "without credentials the server says 401");
+    assert_eq!(refused.status.code(), Some(3), "without credentials the server says 401: an authorization failure");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}
+
+#[test]
+fn export_exit_codes_and_json_errors_name_the_failure() {
+    let state = std::env::temp_dir().join(format!("bulkmock-cli-exit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    let plan = state.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[[fault]]\non = \"file\"\nresource_type = \"Patient\"\nfault = { kind = \"content\", mutation = \"malformed_line\", line = 2 }\n",
+    )
+    .unwrap();
+    let s = serve(&["--open", "--patients", "4", "--job-duration", "0s", "--faults", plan.to_str().unwrap()], &[]);
+    let result = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["export", "--fhir-url", &s.fhir_base, "--type", "Patient", "--json"])
+        .args(["--out", state.join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(6), "damaged data");
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&result.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["kind"], "integrity");
+    assert_eq!(last["exit_code"], 6);
+    assert!(last["message"].as_str().unwrap().contains("line 2 is not valid JSON"), "{last}");
+
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["export", "--fhir-url", "http://127.0.0.1:9/fhir", "--out", state.join("none").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(5), "{}", String::from_utf8_lossy(&unreachable.stderr));
 }

@@ -1,0 +1,222 @@
+//! The client and its builder: one FHIR server, credentials, a policy.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use reqwest::Method;
+
+use crate::auth::{Credentials, Tokens};
+use crate::error::ClientError;
+use crate::events::{self, Event, Observer};
+use crate::http::Http;
+use crate::job::ExportJob;
+use crate::policy::{Policy, Waits, retry_after};
+use crate::request::ExportRequest;
+use crate::summary::Summary;
+
+/// What every part of an export shares.
+pub(crate) struct Inner {
+    pub http: Http,
+    pub base: url::Url,
+    pub policy: Policy,
+    pub waits: Waits,
+    pub observer: Observer,
+    pub parallel: usize,
+    pub gzip: bool,
+    /// Requests retried so far.
+    pub retries: AtomicU64,
+}
+
+impl Inner {
+    /// Reports an event.
+    pub fn emit(&self, event: Event) {
+        (self.observer)(&event);
+    }
+
+    /// Counts and reports a retry, then waits.
+    pub async fn retry(&self, url: &str, attempt: u32, wait: std::time::Duration, reason: String) {
+        self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.emit(Event::Retry {
+            url: url.to_string(),
+            attempt: attempt + 1,
+            wait_ms: wait.as_millis() as u64,
+            reason,
+        });
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A Bulk Data client for one FHIR server. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    fhir_base: String,
+    credentials: Option<Credentials>,
+    policy: Policy,
+    observer: Observer,
+    parallel: usize,
+    gzip: bool,
+    seed: u64,
+}
+
+impl ClientBuilder {
+    /// Credentials for SMART Backend Services; without them no token is sent (open servers).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Retry, polling and timeout limits.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Receives progress events.
+    pub fn observer(mut self, observer: Observer) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Files downloaded at once (default 4, at least 1).
+    pub fn parallel(mut self, n: usize) -> Self {
+        self.parallel = n.max(1);
+        self
+    }
+
+    /// Ask for gzip file bodies (default on, CLI-083).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+
+    /// Seeds the backoff jitter, for repeatable runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Builds the client; with credentials, finds the token endpoint (CLI-010, CLI-011).
+    pub async fn build(self) -> Result<Client, ClientError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .read_timeout(self.policy.read_timeout)
+            .connect_timeout(self.policy.connect_timeout)
+            .build()
+            .map_err(|source| ClientError::Transport { url: self.fhir_base.clone(), source })?;
+        let mut base = url::Url::parse(&self.fhir_base)
+            .map_err(|e| ClientError::Protocol(format!("bad FHIR base URL {:?}: {e}", self.fhir_base)))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let tokens = match self.credentials {
+            None => None,
+            Some(c) => {
+                let token_url = crate::auth::discover_token_url(&client, &base).await?;
+                Some(Tokens::new(c, token_url, self.observer.clone()))
+            }
+        };
+        let waits = Waits::new(&self.policy, self.seed);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http: Http { client, tokens },
+                base,
+                policy: self.policy,
+                waits,
+                observer: self.observer,
+                parallel: self.parallel,
+                gzip: self.gzip,
+                retries: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A builder for the server at `fhir_base`.
+    pub fn builder(fhir_base: &str) -> ClientBuilder {
+        ClientBuilder {
+            fhir_base: fhir_base.to_string(),
+            credentials: None,
+            policy: Policy::default(),
+            observer: events::ignore(),
+            parallel: 4,
+            gzip: true,
+            seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        }
+    }
+
+    /// Token requests made so far.
+    pub fn token_requests(&self) -> u32 {
+        self.inner.http.token_requests()
+    }
+
+    /// Kicks off an export (CLI-040..053): 202 gives the job; 429 waits for
+    /// Retry-After and tries again within the policy; other errors are returned
+    /// with the server's OperationOutcome.
+    pub async fn kick_off(&self, request: &ExportRequest) -> Result<ExportJob, ClientError> {
+        let inner = &self.inner;
+        let url = inner.base.join(&request.path()).map_err(|e| ClientError::Protocol(e.to_string()))?.to_string();
+        let body = request.parameters().to_string();
+        let query = request.query();
+        let mut attempt = 0;
+        loop {
+            let sent = if request.needs_post() {
+                inner
+                    .http
+                    .send(Method::POST, &url, true, |b| {
+                        kickoff_headers(b, request).header("Content-Type", "application/fhir+json").body(body.clone())
+                    })
+                    .await?
+            } else {
+                inner.http.send(Method::GET, &url, true, |b| kickoff_headers(b.query(&query), request)).await?
+            };
+            let r = sent.response;
+            let status = r.status().as_u16();
+            if status == 202 {
+                let location =
+                    r.headers().get(reqwest::header::CONTENT_LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(
+                        || ClientError::Protocol("the kick-off answered 202 without Content-Location".into()),
+                    )?;
+                let status_url = inner.base.join(location).map_err(|e| {
+                    ClientError::Protocol(format!("the kick-off's Content-Location {location:?} is not a URL: {e}"))
+                })?;
+                inner.emit(Event::KickedOff { status_url: status_url.to_string() });
+                return Ok(self.job(status_url.as_str()));
+            }
+            let wait = retry_after(r.headers());
+            let error = ClientError::from_body(status, &url, r.bytes().await.unwrap_or_default().to_vec());
+            attempt += 1;
+            if status == 429 && attempt < inner.policy.max_attempts {
+                let wait = inner.waits.next(wait, attempt - 1);
+                inner.retry(&url, attempt - 1, wait, error.to_string()).await;
+                continue;
+            }
+            return Err(error);
+        }
+    }
+
+    /// The job behind an existing status URL, to resume polling and downloading.
+    pub fn job(&self, status_url: &str) -> ExportJob {
+        ExportJob::new(self.clone(), status_url.to_string())
+    }
+
+    /// Kick-off, wait, download into `out`, and (per the policy) DELETE.
+    pub async fn export(&self, request: &ExportRequest, out: &std::path::Path) -> Result<Summary, ClientError> {
+        crate::download::ensure_fresh(out)?;
+        let job = self.kick_off(request).await?;
+        let summary = job.download(out).await?;
+        if self.inner.policy.delete_after {
+            job.delete().await?;
+        }
+        Ok(summary)
+    }
+}
+
+fn kickoff_headers(b: reqwest::RequestBuilder, request: &ExportRequest) -> reqwest::RequestBuilder {
+    b.header("Accept", "application/fhir+json").header("Prefer", request.prefer())
+}

@@ -1,0 +1,206 @@
+//! Checks NDJSON line by line as it streams in and writes the good lines to a
+//! part file (CLI-092): one JSON object per line, `resourceType` as the manifest
+//! says, a final line never silently kept when cut. CRLF endings, a leading BOM
+//! and blank lines are tolerated and normalised away.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Why a line could not be kept.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// The data is damaged: what and on which line.
+    Bad(String),
+    /// The part file could not be written.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for LineError {
+    fn from(e: std::io::Error) -> Self {
+        LineError::Io(e)
+    }
+}
+
+/// The first member a line needs; the rest is validated and skipped.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "resourceType", borrow, default)]
+    resource_type: Option<Cow<'a, str>>,
+}
+
+/// Checks one line (without its newline): a JSON object of the expected type.
+pub(crate) fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("is not UTF-8 ({e})"))?;
+    if !text.trim_start().starts_with('{') {
+        return Err("is not a JSON object".into());
+    }
+    let head: Head<'_> = serde_json::from_str(text).map_err(|e| format!("is not valid JSON ({e})"))?;
+    match (head.resource_type.as_deref(), expected) {
+        (None, _) => Err("has no resourceType".into()),
+        (Some(found), Some(expected)) if found != expected => {
+            Err(format!("is a {found}, but the manifest lists the file as {expected}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Streams decoded body bytes into a part file, line by line.
+pub(crate) struct LineSink {
+    expected: Option<String>,
+    out: BufWriter<File>,
+    pending: Vec<u8>,
+    /// Decoded body bytes up to and including the last newline: where a resume starts.
+    pub committed: u64,
+    /// Resources (non-blank lines) written.
+    pub resources: u64,
+    /// Lines seen, blank ones included (for messages).
+    line_no: u64,
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl LineSink {
+    /// A sink writing to `path` (created or emptied), expecting `resourceType` `expected`.
+    pub fn create(path: &Path, expected: Option<&str>) -> std::io::Result<LineSink> {
+        Ok(LineSink {
+            expected: expected.map(str::to_string),
+            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+            pending: Vec::new(),
+            committed: 0,
+            resources: 0,
+            line_no: 0,
+        })
+    }
+
+    /// Takes the next decoded bytes of the body.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', chunk) {
+            let piece = &chunk[start..newline];
+            let length = (self.pending.len() + piece.len() + 1) as u64;
+            if self.pending.is_empty() {
+                self.line(piece)?;
+            } else {
+                let mut joined = std::mem::take(&mut self.pending);
+                joined.extend_from_slice(piece);
+                self.line(&joined)?;
+                joined.clear();
+                self.pending = joined;
+            }
+            self.committed += length;
+            start = newline + 1;
+        }
+        self.pending.extend_from_slice(&chunk[start..]);
+        Ok(())
+    }
+
+    /// The body ended normally: a last line without newline is kept only if it
+    /// is a whole resource (a cut one never parses as a JSON object).
+    pub fn finish(&mut self) -> Result<(), LineError> {
+        if !self.pending.is_empty() {
+            let last = std::mem::take(&mut self.pending);
+            self.line(&last).map_err(|e| match e {
+                LineError::Bad(why) => LineError::Bad(format!("{why}; the file ends without a newline")),
+                io => io,
+            })?;
+            self.committed += last.len() as u64;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// The body was cut: drop the incomplete line, keep every whole one.
+    pub fn rollback(&mut self) -> std::io::Result<()> {
+        self.pending.clear();
+        self.out.flush()
+    }
+
+    /// The server sends the file from the start again: forget everything.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.pending.clear();
+        self.out.flush()?;
+        let file = self.out.get_mut();
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        self.committed = 0;
+        self.resources = 0;
+        self.line_no = 0;
+        Ok(())
+    }
+
+    fn line(&mut self, raw: &[u8]) -> Result<(), LineError> {
+        self.line_no += 1;
+        let mut line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if self.line_no == 1 {
+            line = line.strip_prefix(BOM).unwrap_or(line);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        check_line(line, self.expected.as_deref())
+            .map_err(|why| LineError::Bad(format!("line {} {why}", self.line_no)))?;
+        self.out.write_all(line)?;
+        self.out.write_all(b"\n")?;
+        self.resources += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(tag: &str) -> (LineSink, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("bulkmock-lines-{tag}-{}", std::process::id()));
+        (LineSink::create(&path, Some("Patient")).unwrap(), path)
+    }
+
+    #[test]
+    fn lines_split_across_chunks_are_joined_and_normalised() {
+        let (mut s, path) = sink("join");
+        for chunk in [
+            &b"\xEF\xBB\xBF{\"resourceType\":\"Pat"[..],
+            b"ient\",\"id\":\"a\"}\r\n\n{\"resourceType\":",
+            b"\"Patient\"}",
+        ] {
+            s.feed(chunk).unwrap();
+        }
+        assert_eq!(s.resources, 1);
+        assert_eq!(s.committed, 41, "bytes through the last newline");
+        s.finish().unwrap();
+        assert_eq!(s.resources, 2, "a complete last line without newline is kept");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\"}\n");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_cut_line_is_dropped_on_rollback_and_rejected_at_the_end() {
+        let (mut s, path) = sink("cut");
+        s.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Pa").unwrap();
+        s.rollback().unwrap();
+        assert_eq!((s.committed, s.resources), (27, 1));
+        s.feed(b"{\"resourceType\":\"Pa").unwrap();
+        let Err(LineError::Bad(why)) = s.finish() else { panic!("a cut last line must fail") };
+        assert!(why.contains("line 2") && why.contains("without a newline"), "{why}");
+        s.restart().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        assert!(check_line(b"{\"resourceType\":\"Patient\"", Some("Patient")).unwrap_err().contains("not valid JSON"));
+        assert!(check_line(b"[1]", None).unwrap_err().contains("not a JSON object"));
+        assert!(check_line(b"{\"id\":1}", None).unwrap_err().contains("no resourceType"));
+        assert!(
+            check_line(b"{\"resourceType\":\"Observation\"}", Some("Patient")).unwrap_err().contains("Observation")
+        );
+        assert!(check_line(b"{\"resourceType\":\"Patient\",\"x\":\"\xff\"}", None).unwrap_err().contains("UTF-8"));
+        assert!(check_line(b"{\"resourceType\":\"Patient\"} x", None).is_err(), "trailing garbage");
+    }
+}
