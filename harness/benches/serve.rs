@@ -8,55 +8,13 @@
 //! for BENCHMARKS.md. `BENCH_PATIENTS` (default 1,000,000) and
 //! `BENCH_SECONDS` (parallel phase, default 30) change the size.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-struct Server {
-    child: Child,
-    fhir_base: String,
-}
+mod common;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(patients: u64, resources_per_file: u64) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-            .args(["serve", "--open", "--port", "0", "--job-duration", "0s"])
-            .args(["--patients", &patients.to_string()])
-            .args(["--resources-per-file", &resources_per_file.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn bulkmock");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let fhir_base = loop {
-            let line = lines.next().expect("banner").unwrap();
-            if let Some(base) = line.trim().strip_prefix("FHIR base:") {
-                break base.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, fhir_base }
-    }
-
-    /// Peak resident memory of the server process so far, in MB.
-    fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    }
-}
+use common::Server;
 
 async fn export(http: &reqwest::Client, base: &str, query: &str) -> (Duration, serde_json::Value) {
     let start = Instant::now();

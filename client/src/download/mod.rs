@@ -1,11 +1,12 @@
-//! Downloads: a pool of parallel file fetches fed while the job is polled, part
-//! files merged in manifest order into one NDJSON per type at the end.
+//! Downloads: a pool of parallel file fetches fed while the job is polled; each
+//! finished part is merged in manifest order into one NDJSON per type.
 //!
 //! Invariant: the output folder only gets data files once every file arrived
 //! whole and checked; until then everything lives in `.parts/`.
 
 mod file;
 pub(crate) mod lines;
+mod merge;
 mod urls;
 
 use std::path::{Path, PathBuf};
@@ -40,14 +41,14 @@ pub(crate) struct FileTask {
 }
 
 impl FileTask {
-    /// The output file name (within `deleted/` or `error/` for those groups).
-    fn target(&self, out: &Path) -> PathBuf {
+    /// The output file, relative to the output folder (`deleted/` and `error/` for those groups).
+    fn target(&self) -> String {
         let (dir, fallback) = match self.place.group {
-            Group::Output => (out.to_path_buf(), "output"),
-            Group::Deleted => (out.join("deleted"), "Bundle"),
-            Group::Error => (out.join("error"), "OperationOutcome"),
+            Group::Output => ("", "output"),
+            Group::Deleted => ("deleted/", "Bundle"),
+            Group::Error => ("error/", "OperationOutcome"),
         };
-        dir.join(format!("{}.ndjson", self.resource_type.as_deref().unwrap_or(fallback)))
+        format!("{dir}{}.ndjson", self.resource_type.as_deref().unwrap_or(fallback))
     }
 }
 
@@ -56,7 +57,7 @@ pub(crate) struct Pool {
     inner: Arc<Inner>,
     book: Arc<UrlBook>,
     out: PathBuf,
-    parts: PathBuf,
+    merger: Arc<merge::Merger>,
     set: JoinSet<Result<Done, ClientError>>,
     permits: Arc<Semaphore>,
     tasks: Vec<Arc<FileTask>>,
@@ -79,7 +80,7 @@ impl Pool {
             inner,
             book: Arc::new(UrlBook::default()),
             out: out.to_path_buf(),
-            parts,
+            merger: Arc::new(merge::Merger::new(parts)),
             set: JoinSet::new(),
             permits,
             tasks: Vec::new(),
@@ -96,19 +97,27 @@ impl Pool {
         let files =
             groups.into_iter().flat_map(|(group, files)| files.iter().enumerate().map(move |(i, f)| (group, i, f)));
         for (group, index, file) in files.skip(skip) {
-            let task = Arc::new(FileTask {
-                ordinal: self.tasks.len(),
+            let mut task = FileTask {
+                ordinal: 0,
                 place: FileRef { page_url: page_url.to_string(), group, index },
                 resource_type: file.resource_type.clone(),
                 count: file.count,
-            });
+            };
+            task.ordinal = self.merger.expect(task.target());
+            let task = Arc::new(task);
             self.tasks.push(task.clone());
             self.done.push(None);
             let (inner, book, permits) = (self.inner.clone(), self.book.clone(), self.permits.clone());
-            let part = self.parts.join(format!("{}.part", task.ordinal));
+            let merger = self.merger.clone();
             self.set.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-                file::fetch(&inner, &book, &task, &part).await
+                let permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let done = file::fetch(&inner, &book, &task, &merger.part(task.ordinal)).await?;
+                drop(permit); // the next download starts while this part is merged
+                let is_error = task.place.group == Group::Error;
+                tokio::task::spawn_blocking(move || merger.finished(task.ordinal, is_error))
+                    .await
+                    .expect("merging does not panic")?;
+                Ok(done)
             });
         }
     }
@@ -146,12 +155,31 @@ impl Pool {
         while let Some(joined) = self.set.join_next().await {
             self.settle(joined)?;
         }
-        let (out, parts, tasks, done) =
-            (self.out.clone(), self.parts.clone(), self.tasks.clone(), std::mem::take(&mut self.done));
+        let mut summary = Summary::default();
+        for (task, done) in self.tasks.iter().zip(&self.done) {
+            let done = done.as_ref().expect("every download finished");
+            match task.place.group {
+                Group::Output => {
+                    let ty = task.resource_type.clone().unwrap_or_else(|| "output".into());
+                    *summary.resources.entry(ty).or_default() += done.resources;
+                }
+                Group::Deleted => summary.deleted += done.resources,
+                Group::Error => summary.errors += done.resources,
+            }
+            summary.files += 1;
+            summary.bytes += done.bytes;
+        }
+        let (merger, out) = (self.merger.clone(), self.out.clone());
         let manifest_json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
-        tokio::task::spawn_blocking(move || assemble(&out, &parts, &tasks, &done, &manifest_json))
-            .await
-            .expect("the merge does not panic")
+        summary.error_issues = tokio::task::spawn_blocking(move || -> Result<Vec<String>, ClientError> {
+            let issues = merger.publish(&out)?;
+            let path = out.join("manifest.json"); // last: its presence means the export is whole
+            std::fs::write(&path, manifest_json).map_err(io(&path))?;
+            Ok(issues)
+        })
+        .await
+        .expect("publishing does not panic")?;
+        Ok(summary)
     }
 }
 
@@ -178,68 +206,5 @@ fn flatten(joined: Result<Result<Done, ClientError>, tokio::task::JoinError>) ->
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(ClientError::Protocol("a download was cancelled".into())),
-    }
-}
-
-/// Moves the parts into place in manifest order (the first part of a type is
-/// renamed, later ones appended), writes `manifest.json` last, and sums up.
-fn assemble(
-    out: &Path,
-    parts: &Path,
-    tasks: &[Arc<FileTask>],
-    done: &[Option<Done>],
-    manifest_json: &[u8],
-) -> Result<Summary, ClientError> {
-    let mut summary = Summary::default();
-    for dir in [out.join("deleted"), out.join("error")] {
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    }
-    for (task, done) in tasks.iter().zip(done) {
-        let done = done.as_ref().expect("every download finished");
-        let part = parts.join(format!("{}.part", task.ordinal));
-        let target = task.target(out);
-        match task.place.group {
-            Group::Output => {
-                *summary.resources.entry(task.resource_type.clone().unwrap_or_else(|| "output".into())).or_default() +=
-                    done.resources
-            }
-            Group::Deleted => summary.deleted += done.resources,
-            Group::Error => {
-                summary.errors += done.resources;
-                collect_issues(&part, &mut summary.error_issues);
-            }
-        }
-        summary.files += 1;
-        summary.bytes += done.bytes;
-        if target.exists() {
-            let mut from = std::fs::File::open(&part).map_err(io(&part))?;
-            let mut to = std::fs::OpenOptions::new().append(true).open(&target).map_err(io(&target))?;
-            std::io::copy(&mut from, &mut to).map_err(io(&target))?;
-            std::fs::remove_file(&part).map_err(io(&part))?;
-        } else {
-            std::fs::rename(&part, &target).map_err(io(&target))?;
-        }
-    }
-    let _ = std::fs::remove_dir(parts);
-    let path = out.join("manifest.json");
-    std::fs::write(&path, manifest_json).map_err(io(&path))?;
-    Ok(summary)
-}
-
-/// Issues shown in the summary at most.
-const MAX_ISSUES: usize = 20;
-
-/// Reads `severity: text` of each issue in an error file (CLI-088).
-fn collect_issues(part: &Path, issues: &mut Vec<String>) {
-    let Ok(text) = std::fs::read_to_string(part) else { return };
-    for line in text.lines() {
-        let Ok(outcome) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        for issue in outcome["issue"].as_array().into_iter().flatten() {
-            if issues.len() >= MAX_ISSUES {
-                return;
-            }
-            let text = issue["diagnostics"].as_str().or(issue["details"]["text"].as_str()).unwrap_or("(no text)");
-            issues.push(format!("{}: {text}", issue["severity"].as_str().unwrap_or("error")));
-        }
     }
 }

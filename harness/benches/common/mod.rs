@@ -1,0 +1,58 @@
+//! Shared by the benches: the release `bulkmock serve` as a child process, and
+//! peak memory from `/proc`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A running `bulkmock serve --open`, killed on drop.
+pub struct Server {
+    child: Child,
+    /// Its FHIR base URL.
+    pub fhir_base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts an open server with zero job duration and these sizes.
+    pub fn start(patients: u64, resources_per_file: u64) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+            .args(["serve", "--open", "--port", "0", "--job-duration", "0s"])
+            .args(["--patients", &patients.to_string()])
+            .args(["--resources-per-file", &resources_per_file.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn bulkmock serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let fhir_base = loop {
+            let line = lines.next().expect("banner").unwrap();
+            if let Some(base) = line.trim().strip_prefix("FHIR base:") {
+                break base.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, fhir_base }
+    }
+
+    /// Peak resident memory of the server so far, in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        peak_rss_mb(self.child.id()).unwrap_or(f64::NAN)
+    }
+}
+
+/// Peak resident memory of process `pid` so far, in MB.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+}
