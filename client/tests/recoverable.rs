@@ -73,8 +73,13 @@ async fn truncated_bodies_resume_with_range_in_gzip_and_plain() {
     let cut = |n| Fault::Truncate { after_bytes: Some(n), fraction: None, at_line_end: false };
     let rules = vec![file("Observation", cut(700)).times(2), file("Encounter", cut(1500)).times(1)];
     let (_, from) = assert_recovers(&server, Level::System, rules, "truncate").await;
-    let ranged = server.transcript().iter().filter(|e| e.seq >= from && e.headers.contains_key("range")).count();
-    assert!(ranged >= 3, "cut files resumed with Range: {ranged}");
+    // Which files the two Observation cuts hit depends on download order, and a cut
+    // before the first whole line restarts instead; the Encounter cut (1,500 gzip
+    // bytes, many lines) always resumes.
+    let transcript = server.transcript();
+    let ranged: Vec<_> = transcript.iter().filter(|e| e.seq >= from && e.headers.contains_key("range")).collect();
+    assert!(ranged.iter().any(|e| e.path.contains("Encounter") && e.status == 206), "the cut file resumed with Range");
+    assert!(ranged.iter().all(|e| e.headers["accept-encoding"] == "identity"), "resumes ask for identity bytes");
 }
 
 #[tokio::test(flavor = "multi_thread")]
