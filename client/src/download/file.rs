@@ -1,4 +1,4 @@
-//! One file: streamed to a part file through the line checker, resumed with
+//! One file: streamed through the line checker to its output, resumed with
 //! `Range` after a cut (CLI-080..093).
 //!
 //! Resume rules: the offset is the decoded body up to the last whole line, so a
@@ -7,12 +7,12 @@
 //! another ETag or a 416 start the file over.
 
 use std::io::Write;
-use std::path::Path;
 
 use futures_util::StreamExt;
 use reqwest::{Method, header};
 
 use super::lines::{LineError, LineSink};
+use super::output::{Finished, Output};
 use super::urls::{Location, UrlBook};
 use super::{Done, FileTask};
 use crate::client::Inner;
@@ -97,16 +97,20 @@ fn range_start(headers: &header::HeaderMap) -> Option<u64> {
     value.trim().strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
 }
 
-/// Downloads one file into `part`, checking every line and the count.
-pub(crate) async fn fetch(inner: &Inner, book: &UrlBook, task: &FileTask, part: &Path) -> Result<Done, ClientError> {
-    let io = |source| ClientError::Io { path: part.to_path_buf(), source };
+/// Downloads one file into `out`, checking every line and the count.
+pub(crate) async fn fetch(
+    inner: &Inner,
+    book: &UrlBook,
+    task: &FileTask,
+    out: Output,
+) -> Result<(Done, Finished), ClientError> {
     let mut location: Location = book.current(&task.place).await?;
     inner.emit(Event::FileStarted {
         file: task.ordinal,
         url: location.url.clone(),
         resource_type: task.resource_type.clone(),
     });
-    let mut sink = LineSink::create(part, task.resource_type.as_deref()).map_err(io)?;
+    let mut sink = LineSink::new(out, task.resource_type.as_deref());
     let mut etag: Option<String> = None;
     let mut wire_bytes = 0u64;
     let mut attempt = 0u32;
@@ -140,13 +144,13 @@ pub(crate) async fn fetch(inner: &Inner, book: &UrlBook, task: &FileTask, part: 
             match status {
                 200 => {
                     if offset > 0 {
-                        sink.restart().map_err(io)?; // Range ignored: the whole file again
+                        sink.restart().map_err(io_at(&sink))?; // Range ignored: the whole file again
                     }
                 }
                 206 => {
                     let same_etag = etag.is_none() || identity_etag(r.headers()) == etag;
                     if range_start(r.headers()) != Some(offset) || !same_etag {
-                        sink.restart().map_err(io)?;
+                        sink.restart().map_err(io_at(&sink))?;
                         etag = None;
                         break 'attempt ClientError::Integrity {
                             url: url.clone(),
@@ -157,7 +161,7 @@ pub(crate) async fn fetch(inner: &Inner, book: &UrlBook, task: &FileTask, part: 
                     }
                 }
                 416 => {
-                    sink.restart().map_err(io)?;
+                    sink.restart().map_err(io_at(&sink))?;
                     break 'attempt ClientError::from_body(416, &url, Vec::new());
                 }
                 401 if sent.left_origin => {
@@ -225,30 +229,31 @@ pub(crate) async fn fetch(inner: &Inner, book: &UrlBook, task: &FileTask, part: 
             }
             match cut {
                 None => {
-                    sink.finish().map_err(|e| line_error(&url, part, e))?;
+                    let path = sink.path();
+                    let (resources, finished) = sink.finish().map_err(|e| line_error(&url, path, e))?;
                     if let Some(count) = task.count
-                        && count != sink.resources
+                        && count != resources
                     {
                         return Err(ClientError::Integrity {
                             url,
-                            problem: format!("{} resources arrived, the manifest's count says {count}", sink.resources),
+                            problem: format!("{resources} resources arrived, the manifest's count says {count}"),
                         });
                     }
                     inner.emit(Event::FileDone {
                         file: task.ordinal,
                         resource_type: task.resource_type.clone(),
-                        resources: sink.resources,
+                        resources,
                         bytes: wire_bytes,
                     });
-                    return Ok(Done { ordinal: task.ordinal, resources: sink.resources, bytes: wire_bytes });
+                    return Ok((Done { ordinal: task.ordinal, resources, bytes: wire_bytes }, finished));
                 }
-                Some(Cut::Line(e)) => return Err(line_error(&url, part, e)),
+                Some(Cut::Line(e)) => return Err(line_error(&url, sink.path(), e)),
                 Some(Cut::Body(why)) => {
-                    sink.rollback().map_err(io)?;
+                    sink.rollback().map_err(io_at(&sink))?;
                     ClientError::Integrity { url: url.clone(), problem: why }
                 }
                 Some(Cut::Corrupt(why)) => {
-                    sink.restart().map_err(io)?;
+                    sink.restart().map_err(io_at(&sink))?;
                     etag = None;
                     gzip = false;
                     ClientError::Integrity { url: url.clone(), problem: why }
@@ -267,9 +272,14 @@ fn exhausted(url: &str, attempts: u32, last: ClientError) -> ClientError {
     ClientError::Exhausted { url: url.to_string(), attempts, last: Box::new(last) }
 }
 
-fn line_error(url: &str, part: &Path, e: LineError) -> ClientError {
+fn io_at(sink: &LineSink) -> impl FnOnce(std::io::Error) -> ClientError {
+    let path = sink.path();
+    move |source| ClientError::Io { path, source }
+}
+
+fn line_error(url: &str, part: std::path::PathBuf, e: LineError) -> ClientError {
     match e {
         LineError::Bad(problem) => ClientError::Integrity { url: url.to_string(), problem },
-        LineError::Io(source) => ClientError::Io { path: part.to_path_buf(), source },
+        LineError::Io(source) => ClientError::Io { path: part, source },
     }
 }

@@ -4,11 +4,10 @@
 //! and blank lines are tolerated and normalised away.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::Path;
 
 use serde::Deserialize;
+
+use super::output::{Finished, Output};
 
 /// Why a line could not be kept.
 #[derive(Debug)]
@@ -48,10 +47,10 @@ pub(crate) fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), Stri
     }
 }
 
-/// Streams decoded body bytes into a part file, line by line.
+/// Streams decoded body bytes through the checks into an [`Output`], line by line.
 pub(crate) struct LineSink {
     expected: Option<String>,
-    out: BufWriter<File>,
+    out: Output,
     pending: Vec<u8>,
     /// Decoded body bytes up to and including the last newline: where a resume starts.
     pub committed: u64,
@@ -63,54 +62,87 @@ pub(crate) struct LineSink {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// What a checked line becomes.
+enum Kept<'a> {
+    /// Written as it came.
+    AsIs,
+    /// Written without its CR or BOM.
+    Trimmed(&'a [u8]),
+    /// Blank: dropped.
+    Blank,
+}
+
 impl LineSink {
-    /// A sink writing to `path` (created or emptied), expecting `resourceType` `expected`.
-    pub fn create(path: &Path, expected: Option<&str>) -> std::io::Result<LineSink> {
-        Ok(LineSink {
+    /// A sink writing to `out`, expecting `resourceType` `expected`.
+    pub fn new(out: Output, expected: Option<&str>) -> LineSink {
+        LineSink {
             expected: expected.map(str::to_string),
-            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+            out,
             pending: Vec::new(),
             committed: 0,
             resources: 0,
             line_no: 0,
-        })
+        }
     }
 
-    /// Takes the next decoded bytes of the body.
+    /// The file being written, for messages.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.out.path()
+    }
+
+    /// Takes the next decoded bytes of the body. Runs of lines that need no
+    /// change are written in one call.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
+        self.out.advance()?;
         let mut start = 0;
+        let mut run = 0; // start of checked bytes not written yet
         for newline in memchr::memchr_iter(b'\n', chunk) {
             let piece = &chunk[start..newline];
             let length = (self.pending.len() + piece.len() + 1) as u64;
             if self.pending.is_empty() {
-                self.line(piece)?;
+                match self.check(piece) {
+                    Ok(Kept::AsIs) => {}
+                    Ok(kept) => {
+                        self.out.write(&chunk[run..start])?;
+                        self.keep(kept, piece)?;
+                        run = newline + 1;
+                    }
+                    Err(e) => {
+                        self.out.write(&chunk[run..start])?;
+                        return Err(e);
+                    }
+                }
             } else {
                 let mut joined = std::mem::take(&mut self.pending);
                 joined.extend_from_slice(piece);
-                self.line(&joined)?;
+                let kept = self.check(&joined)?;
+                self.keep(kept, &joined)?;
                 joined.clear();
                 self.pending = joined;
+                run = newline + 1;
             }
             self.committed += length;
             start = newline + 1;
         }
+        self.out.write(&chunk[run..start])?;
         self.pending.extend_from_slice(&chunk[start..]);
         Ok(())
     }
 
     /// The body ended normally: a last line without newline is kept only if it
-    /// is a whole resource (a cut one never parses as a JSON object).
-    pub fn finish(&mut self) -> Result<(), LineError> {
+    /// is a whole resource (a cut one never parses as a JSON object). Returns
+    /// the resources written and where they are.
+    pub fn finish(mut self) -> Result<(u64, Finished), LineError> {
         if !self.pending.is_empty() {
             let last = std::mem::take(&mut self.pending);
-            self.line(&last).map_err(|e| match e {
+            let kept = self.check(&last).map_err(|e| match e {
                 LineError::Bad(why) => LineError::Bad(format!("{why}; the file ends without a newline")),
                 io => io,
             })?;
+            self.keep(kept, &last)?;
             self.committed += last.len() as u64;
         }
-        self.out.flush()?;
-        Ok(())
+        Ok((self.resources, self.out.finish()?))
     }
 
     /// The body was cut: drop the incomplete line, keep every whole one.
@@ -122,31 +154,38 @@ impl LineSink {
     /// The server sends the file from the start again: forget everything.
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.pending.clear();
-        self.out.flush()?;
-        let file = self.out.get_mut();
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
+        self.out.restart()?;
         self.committed = 0;
         self.resources = 0;
         self.line_no = 0;
         Ok(())
     }
 
-    fn line(&mut self, raw: &[u8]) -> Result<(), LineError> {
+    /// Checks one line (without its newline) and counts it.
+    fn check<'a>(&mut self, raw: &'a [u8]) -> Result<Kept<'a>, LineError> {
         self.line_no += 1;
         let mut line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if self.line_no == 1 {
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
+            return Ok(Kept::Blank);
         }
         check_line(line, self.expected.as_deref())
             .map_err(|why| LineError::Bad(format!("line {} {why}", self.line_no)))?;
-        self.out.write_all(line)?;
-        self.out.write_all(b"\n")?;
         self.resources += 1;
-        Ok(())
+        Ok(if line.len() == raw.len() { Kept::AsIs } else { Kept::Trimmed(line) })
+    }
+
+    /// Writes a checked line on its own.
+    fn keep(&mut self, kept: Kept<'_>, raw: &[u8]) -> std::io::Result<()> {
+        let line = match kept {
+            Kept::Blank => return Ok(()),
+            Kept::AsIs => raw,
+            Kept::Trimmed(line) => line,
+        };
+        self.out.write(line)?;
+        self.out.write(b"\n")
     }
 }
 
@@ -156,7 +195,7 @@ mod tests {
 
     fn sink(tag: &str) -> (LineSink, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("bulkmock-lines-{tag}-{}", std::process::id()));
-        (LineSink::create(&path, Some("Patient")).unwrap(), path)
+        (LineSink::new(Output::part(&path).unwrap(), Some("Patient")), path)
     }
 
     #[test]
@@ -171,8 +210,8 @@ mod tests {
         }
         assert_eq!(s.resources, 1);
         assert_eq!(s.committed, 41, "bytes through the last newline");
-        s.finish().unwrap();
-        assert_eq!(s.resources, 2, "a complete last line without newline is kept");
+        let (resources, _) = s.finish().unwrap();
+        assert_eq!(resources, 2, "a complete last line without newline is kept");
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\"}\n");
         std::fs::remove_file(path).unwrap();
@@ -184,11 +223,11 @@ mod tests {
         s.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Pa").unwrap();
         s.rollback().unwrap();
         assert_eq!((s.committed, s.resources), (27, 1));
-        s.feed(b"{\"resourceType\":\"Pa").unwrap();
-        let Err(LineError::Bad(why)) = s.finish() else { panic!("a cut last line must fail") };
-        assert!(why.contains("line 2") && why.contains("without a newline"), "{why}");
         s.restart().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        s.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Pa").unwrap();
+        let Err(LineError::Bad(why)) = s.finish() else { panic!("a cut last line must fail") };
+        assert!(why.contains("line 2") && why.contains("without a newline"), "{why}");
         std::fs::remove_file(path).unwrap();
     }
 

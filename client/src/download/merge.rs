@@ -1,17 +1,25 @@
-//! Merging finished parts, in manifest order, into one staged file per output
-//! target while other files still download (so the copying overlaps the
-//! network). Staged files live in `.parts/merged/` and move into the output
-//! folder only when the whole export succeeded.
+//! Merging files, in manifest order, into one staged file per output target
+//! while other files still download. The file next in line writes straight
+//! into the staged file (see `output`); files that finish earlier wait, in
+//! memory or as parts, and are appended as soon as everything before them is
+//! in. Staged files live in `.parts/merged/` and move into the output folder
+//! only when the whole export succeeded.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Seek;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::output::Finished;
 use crate::error::ClientError;
 
 /// Issues shown in the summary at most.
 const MAX_ISSUES: usize = 20;
+
+/// Bytes all waiting files may hold in memory together; beyond it they spill to part files.
+const MEMORY_BUDGET: usize = 32 << 20;
 
 #[derive(Default)]
 struct Queue {
@@ -19,6 +27,8 @@ struct Queue {
     order: Vec<usize>,
     /// How many of them are merged.
     merged: usize,
+    /// The file next in line writes straight into the staged file.
+    writing: bool,
 }
 
 #[derive(Default)]
@@ -26,20 +36,57 @@ struct State {
     /// Target (relative path) of each ordinal.
     targets: Vec<String>,
     queues: HashMap<String, Queue>,
-    finished: Vec<bool>,
+    /// Finished files not merged yet.
+    finished: Vec<Option<Finished>>,
     issues: Vec<String>,
 }
 
-/// Appends parts to their targets as soon as all earlier parts of the same target are in.
+/// Appends files to their targets as soon as all earlier files of the same target are in.
 pub(crate) struct Merger {
     parts: PathBuf,
     state: Mutex<State>,
+    /// Bytes held in memory by waiting files.
+    buffered: AtomicUsize,
+    /// The most `buffered` may reach.
+    budget: usize,
 }
 
 impl Merger {
     /// A merger for parts in `parts`.
     pub fn new(parts: PathBuf) -> Self {
-        Merger { parts, state: Mutex::new(State::default()) }
+        Merger { parts, state: Mutex::new(State::default()), buffered: AtomicUsize::new(0), budget: MEMORY_BUDGET }
+    }
+
+    /// Takes `bytes` of the memory budget; false when it would be exceeded.
+    pub fn reserve(&self, bytes: usize) -> bool {
+        let before = self.buffered.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > self.budget {
+            self.buffered.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `bytes` of the memory budget.
+    pub fn release(&self, bytes: usize) {
+        self.buffered.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// When `ordinal` is next in line for its target and nobody writes there
+    /// yet: the staged file, opened at its end, its path and its length. Never
+    /// waits for the lock (`None` then; the caller tries again later).
+    pub fn try_claim(&self, ordinal: usize) -> std::io::Result<Option<(File, PathBuf, u64)>> {
+        let Ok(mut s) = self.state.try_lock() else { return Ok(None) };
+        let target = s.targets[ordinal].clone();
+        let queue = s.queues.get_mut(&target).expect("every target has a queue");
+        if queue.writing || queue.order.get(queue.merged) != Some(&ordinal) {
+            return Ok(None);
+        }
+        let staged = self.staged(&target);
+        let mut file = open_staged(&staged)?;
+        let base = file.seek(std::io::SeekFrom::End(0))?;
+        queue.writing = true;
+        Ok(Some((file, staged, base)))
     }
 
     /// The part file of `ordinal`.
@@ -57,32 +104,44 @@ impl Merger {
         let ordinal = s.targets.len();
         s.queues.entry(target.clone()).or_default().order.push(ordinal);
         s.targets.push(target);
-        s.finished.push(false);
+        s.finished.push(None);
         ordinal
     }
 
-    /// Records a finished part and merges every part that is now next in line
+    /// Records a finished file and merges every file that is now next in line
     /// (blocking file I/O: call from a blocking thread).
-    pub fn finished(&self, ordinal: usize, is_error_file: bool) -> Result<(), ClientError> {
+    pub fn finished(&self, ordinal: usize, how: Finished, is_error_file: bool) -> Result<(), ClientError> {
         let mut s = self.state.lock().expect("merge state");
-        s.finished[ordinal] = true;
         if is_error_file && s.issues.len() < MAX_ISSUES {
             let part = self.part(ordinal);
             collect_issues(&part, &mut s.issues);
         }
         let target = s.targets[ordinal].clone();
+        if matches!(how, Finished::Direct) {
+            s.queues.get_mut(&target).expect("queue").writing = false;
+        }
+        s.finished[ordinal] = Some(how);
         loop {
             let queue = &s.queues[&target];
             let Some(&next) = queue.order.get(queue.merged) else { break };
-            if !s.finished[next] {
-                break;
+            match s.finished[next].take() {
+                None => break,
+                Some(Finished::Direct) => {}
+                Some(Finished::Memory(held)) => {
+                    let staged = self.staged(&target);
+                    let written = open_staged(&staged)
+                        .and_then(|mut f| f.seek(std::io::SeekFrom::End(0)).and_then(|_| held.write_to(&mut f)));
+                    written.map_err(|source| ClientError::Io { path: staged, source })?;
+                    self.release(held.taken());
+                }
+                Some(Finished::Part) => self.append(next, &target)?,
             }
-            self.append(next, &target)?;
             s.queues.get_mut(&target).expect("queue").merged += 1;
         }
         Ok(())
     }
 
+    /// Appends the part of `ordinal` to the staged `target` (or makes it the staged file).
     fn append(&self, ordinal: usize, target: &str) -> Result<(), ClientError> {
         let part = self.part(ordinal);
         let staged = self.staged(target);
@@ -90,17 +149,16 @@ impl Merger {
             let path = path.to_path_buf();
             move |source| ClientError::Io { path, source }
         };
-        if let Some(dir) = staged.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
         if staged.exists() {
-            let mut from = std::fs::File::open(&part).map_err(io(&part))?;
-            // Not O_APPEND: copy_file_range (std::io::copy's fast path on Linux) refuses it.
-            let mut to = std::fs::OpenOptions::new().write(true).open(&staged).map_err(io(&staged))?;
+            let mut from = File::open(&part).map_err(io(&part))?;
+            let mut to = open_staged(&staged).map_err(io(&staged))?;
             to.seek(std::io::SeekFrom::End(0)).map_err(io(&staged))?;
             std::io::copy(&mut from, &mut to).map_err(io(&staged))?;
             std::fs::remove_file(&part).map_err(io(&part))?;
         } else {
+            if let Some(dir) = staged.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
             std::fs::rename(&part, &staged).map_err(io(&staged))?;
         }
         Ok(())
@@ -128,6 +186,15 @@ impl Merger {
     }
 }
 
+/// Opens (creating it and its folder if needed) a staged file for writing.
+/// Not O_APPEND: copy_file_range (std::io::copy's fast path on Linux) refuses it.
+fn open_staged(staged: &Path) -> std::io::Result<File> {
+    if let Some(dir) = staged.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(staged)
+}
+
 /// Reads `severity: text` of each issue in an error file (CLI-088).
 fn collect_issues(part: &Path, issues: &mut Vec<String>) {
     use std::io::BufRead;
@@ -141,5 +208,52 @@ fn collect_issues(part: &Path, issues: &mut Vec<String>) {
             let text = issue["diagnostics"].as_str().or(issue["details"]["text"].as_str()).unwrap_or("(no text)");
             issues.push(format!("{}: {text}", issue["severity"].as_str().unwrap_or("error")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::output::{BLOCK, Output};
+    use super::*;
+
+    #[test]
+    fn files_merge_in_order_whether_direct_in_memory_or_spilled() {
+        let dir = std::env::temp_dir().join(format!("bulkmock-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let parts = dir.join(".parts");
+        std::fs::create_dir_all(&parts).unwrap();
+        let merger = Arc::new(Merger { budget: BLOCK, ..Merger::new(parts.clone()) });
+        let [a, b, c] = [0, 1, 2].map(|_| merger.expect("Patient.ndjson".into()));
+
+        let mut second = Output::queued(merger.clone(), b);
+        second.advance().unwrap();
+        second.write(b"b1\n").unwrap(); // waits in memory: the first file is not in
+        let mut third = Output::queued(merger.clone(), c);
+        third.write(b"c1\n").unwrap(); // the budget's one block is taken: spills to a part
+        assert!(merger.part(c).exists());
+
+        let mut first = Output::queued(merger.clone(), a);
+        first.advance().unwrap(); // next in line: writes into the staged file
+        assert!(first.path().ends_with("merged/Patient.ndjson"));
+        first.write(b"damaged\n").unwrap();
+        first.restart().unwrap();
+        first.write(b"a1\n").unwrap();
+        merger.finished(b, second.finish().unwrap(), false).unwrap();
+        merger.finished(a, first.finish().unwrap(), false).unwrap(); // brings the second in too
+
+        third.advance().unwrap(); // now next in line: its part moves into the staged file
+        assert!(!merger.part(c).exists());
+        assert!(third.path().ends_with("merged/Patient.ndjson"));
+        third.restart().unwrap(); // back to where the third file began, not further
+        third.write(b"c1\nc2\n").unwrap();
+        merger.finished(c, third.finish().unwrap(), false).unwrap();
+
+        merger.publish(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("Patient.ndjson")).unwrap(), "a1\nb1\nc1\nc2\n");
+        assert_eq!(merger.buffered.load(Ordering::Relaxed), 0, "memory budget given back");
+        assert!(!parts.exists(), "no parts left behind");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,5 +1,5 @@
-//! Downloads: a pool of parallel file fetches fed while the job is polled; each
-//! finished part is merged in manifest order into one NDJSON per type.
+//! Downloads: a pool of parallel file fetches fed while the job is polled; the
+//! files are merged in manifest order into one NDJSON per type as they arrive.
 //!
 //! Invariant: the output folder only gets data files once every file arrived
 //! whole and checked; until then everything lives in `.parts/`.
@@ -7,6 +7,7 @@
 mod file;
 pub(crate) mod lines;
 mod merge;
+mod output;
 mod urls;
 
 use std::path::{Path, PathBuf};
@@ -111,10 +112,17 @@ impl Pool {
             let merger = self.merger.clone();
             self.set.spawn(async move {
                 let permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-                let done = file::fetch(&inner, &book, &task, &merger.part(task.ordinal)).await?;
-                drop(permit); // the next download starts while this part is merged
                 let is_error = task.place.group == Group::Error;
-                tokio::task::spawn_blocking(move || merger.finished(task.ordinal, is_error))
+                let out = if is_error {
+                    // Error files stay whole parts: their issues are read for the summary.
+                    let part = merger.part(task.ordinal);
+                    output::Output::part(&part).map_err(io(&part))?
+                } else {
+                    output::Output::queued(merger.clone(), task.ordinal)
+                };
+                let (done, finished) = file::fetch(&inner, &book, &task, out).await?;
+                drop(permit); // the next download starts while this file is merged
+                tokio::task::spawn_blocking(move || merger.finished(task.ordinal, finished, is_error))
                     .await
                     .expect("merging does not panic")?;
                 Ok(done)

@@ -1,0 +1,193 @@
+//! Where the checked lines of one file go. A file that is next in line for its
+//! merged output writes straight into it; a file still waiting for earlier
+//! files of its type is held in memory (within a shared budget) and spills to
+//! a part file beyond it. So most bytes are written once, not written to a
+//! part and copied again.
+//!
+//! Invariant: only the file next in line writes into a merged file, and only
+//! after every earlier file of its target is in; a restart truncates back to
+//! where this file began, never into an earlier file.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::merge::Merger;
+
+/// Write buffer of a file destination.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Memory is taken in blocks of this size: no reallocation, no slack beyond one block.
+pub(crate) const BLOCK: usize = 1 << 20;
+
+/// Bytes held in memory, in blocks of [`BLOCK`] capacity.
+#[derive(Default)]
+pub(crate) struct Held {
+    blocks: Vec<Vec<u8>>,
+}
+
+impl Held {
+    /// Memory taken, as counted against the budget.
+    pub fn taken(&self) -> usize {
+        self.blocks.len() * BLOCK
+    }
+
+    /// Writes every block to `to`.
+    pub fn write_to(&self, to: &mut impl Write) -> std::io::Result<()> {
+        self.blocks.iter().try_for_each(|b| to.write_all(b))
+    }
+
+    /// Appends `bytes` if the merger grants the blocks needed; false (nothing appended) otherwise.
+    fn append(&mut self, mut bytes: &[u8], merger: &Merger) -> bool {
+        let free = self.blocks.last().map_or(0, |b| BLOCK - b.len());
+        let needed = bytes.len().saturating_sub(free).div_ceil(BLOCK);
+        if needed > 0 && !merger.reserve(needed * BLOCK) {
+            return false;
+        }
+        while !bytes.is_empty() {
+            if self.blocks.last().is_none_or(|b| b.len() == BLOCK) {
+                self.blocks.push(Vec::with_capacity(BLOCK));
+            }
+            let block = self.blocks.last_mut().expect("a block");
+            let take = (BLOCK - block.len()).min(bytes.len());
+            block.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        true
+    }
+}
+
+/// Which merge line a file waits in.
+struct Place {
+    merger: Arc<Merger>,
+    ordinal: usize,
+}
+
+enum Dest {
+    /// Waiting for earlier files; blocks counted against the merger's budget.
+    Memory(Held),
+    /// A part file (`base` 0) or the merged file from `base` on (`direct`).
+    File { file: BufWriter<File>, path: PathBuf, base: u64, direct: bool },
+}
+
+/// The destination of one file's lines.
+pub(crate) struct Output {
+    dest: Dest,
+    place: Option<Place>,
+}
+
+/// How a finished file's lines are held, for the merger.
+pub(crate) enum Finished {
+    /// Already in the merged file.
+    Direct,
+    /// In memory, to append.
+    Memory(Held),
+    /// In the part file, to append.
+    Part,
+}
+
+impl Output {
+    /// A plain part file at `path` (created or emptied), merged when finished.
+    pub fn part(path: &Path) -> std::io::Result<Output> {
+        let file = BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?);
+        Ok(Output { dest: Dest::File { file, path: path.to_path_buf(), base: 0, direct: false }, place: None })
+    }
+
+    /// Output for file `ordinal`, written straight into its merged file once it is next in line.
+    pub fn queued(merger: Arc<Merger>, ordinal: usize) -> Output {
+        Output { dest: Dest::Memory(Held::default()), place: Some(Place { merger, ordinal }) }
+    }
+
+    /// The file being written, for error messages.
+    pub fn path(&self) -> PathBuf {
+        match (&self.dest, &self.place) {
+            (Dest::File { path, .. }, _) => path.clone(),
+            (Dest::Memory(_), Some(p)) => p.merger.part(p.ordinal),
+            (Dest::Memory(_), None) => PathBuf::new(),
+        }
+    }
+
+    /// Appends checked bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.dest {
+            Dest::File { file, .. } => file.write_all(bytes),
+            Dest::Memory(held) => {
+                let place = self.place.as_ref().expect("memory output has a place");
+                if held.append(bytes, &place.merger) {
+                    return Ok(());
+                }
+                // Over budget: spill to a part file and go on there.
+                let path = place.merger.part(place.ordinal);
+                let mut file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&path)?);
+                held.write_to(&mut file)?;
+                file.write_all(bytes)?;
+                place.merger.release(held.taken());
+                self.dest = Dest::File { file, path, base: 0, direct: false };
+                Ok(())
+            }
+        }
+    }
+
+    /// Switches to writing straight into the merged file when this file is
+    /// next in line, moving what it holds so far there.
+    pub fn advance(&mut self) -> std::io::Result<()> {
+        let Some(place) = &self.place else { return Ok(()) };
+        if matches!(self.dest, Dest::File { direct: true, .. }) {
+            return Ok(());
+        }
+        let Some((mut merged, path, base)) = place.merger.try_claim(place.ordinal)? else { return Ok(()) };
+        match &mut self.dest {
+            Dest::Memory(held) => {
+                held.write_to(&mut merged)?;
+                place.merger.release(held.taken());
+            }
+            Dest::File { file, path: part, .. } => {
+                file.flush()?;
+                let mut from = File::open(&*part)?;
+                std::io::copy(&mut from, &mut merged)?;
+                std::fs::remove_file(&*part)?;
+            }
+        }
+        let file = BufWriter::with_capacity(WRITE_BUFFER, merged);
+        self.dest = Dest::File { file, path, base, direct: true };
+        Ok(())
+    }
+
+    /// Writes out buffered bytes.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.dest {
+            Dest::File { file, .. } => file.flush(),
+            Dest::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Forgets everything this file wrote.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        match &mut self.dest {
+            Dest::File { file, base, .. } => {
+                file.flush()?;
+                let f = file.get_mut();
+                f.set_len(*base)?;
+                f.seek(SeekFrom::Start(*base))?;
+            }
+            Dest::Memory(held) => {
+                if let Some(place) = &self.place {
+                    place.merger.release(held.taken());
+                }
+                *held = Held::default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and tells how the lines are held.
+    pub fn finish(mut self) -> std::io::Result<Finished> {
+        self.flush()?;
+        Ok(match self.dest {
+            Dest::Memory(held) => Finished::Memory(held),
+            Dest::File { direct: true, .. } => Finished::Direct,
+            Dest::File { direct: false, .. } => Finished::Part,
+        })
+    }
+}
