@@ -23,6 +23,8 @@ pub(crate) struct Inner {
     pub observer: Observer,
     pub parallel: usize,
     pub gzip: bool,
+    /// Bytes that files waiting for earlier files of their type may hold.
+    pub memory_budget: usize,
     /// Requests retried so far.
     pub retries: AtomicU64,
 }
@@ -60,6 +62,7 @@ pub struct ClientBuilder {
     observer: Observer,
     parallel: usize,
     gzip: bool,
+    memory_budget: usize,
     seed: u64,
 }
 
@@ -85,6 +88,13 @@ impl ClientBuilder {
     /// Files downloaded at once (default 4, at least 1).
     pub fn parallel(mut self, n: usize) -> Self {
         self.parallel = n.max(1);
+        self
+    }
+
+    /// Memory that downloaded files waiting for earlier files of their type may
+    /// hold together (default 32 MiB); past it they stop reading until their turn.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
         self
     }
 
@@ -130,6 +140,7 @@ impl ClientBuilder {
                 observer: self.observer,
                 parallel: self.parallel,
                 gzip: self.gzip,
+                memory_budget: self.memory_budget,
                 retries: AtomicU64::new(0),
             }),
         })
@@ -146,6 +157,7 @@ impl Client {
             observer: events::ignore(),
             parallel: 4,
             gzip: true,
+            memory_budget: 32 << 20,
             seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
         }
     }

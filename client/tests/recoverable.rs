@@ -312,3 +312,27 @@ async fn a_narrower_grant_is_reported_and_the_export_holds_what_was_granted() {
             .any(|e| matches!(e, Event::ScopeNarrowed { granted, .. } if granted.contains("Condition")))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_waiting_behind_a_slow_one_pause_within_the_memory_budget() {
+    let server = server().await;
+    let request = ExportRequest::new(Level::System);
+    let expected = baseline(&server, &request, "budget").await;
+    // A one-byte budget: every file that waits for an earlier one of its type
+    // stops reading after its first chunk; the slow first Observation file
+    // holds the others back.
+    server.faults().add(file("Observation", Fault::Delay { delay_ms: 300 }).times(1));
+    let out = out_dir("budget");
+    let client = Client::builder(server.fhir_base())
+        .credentials(credentials(&server))
+        .policy(fast())
+        .parallel(8)
+        .memory_budget(1)
+        .seed(7)
+        .build()
+        .await
+        .unwrap();
+    let export = tokio::time::timeout(std::time::Duration::from_secs(60), client.export(&request, &out));
+    export.await.expect("the earliest unfinished file always proceeds: no deadlock").unwrap();
+    assert_eq!(files(&out), expected, "the same export, in order");
+}

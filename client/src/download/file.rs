@@ -213,6 +213,10 @@ pub(crate) async fn fetch(
                             cut = Some(c);
                             break;
                         }
+                        if let Err(e) = sink.wait_turn().await {
+                            cut = Some(Cut::Line(LineError::Io(e)));
+                            break;
+                        }
                     }
                     Err(e) => {
                         cut = Some(Cut::Body(format!("the transfer broke: {e}")));

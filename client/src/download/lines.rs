@@ -145,6 +145,11 @@ impl LineSink {
         Ok((self.resources, self.out.finish()?))
     }
 
+    /// Waits, before more is read, while this file may not buffer more (see [`Output::wait_turn`]).
+    pub async fn wait_turn(&mut self) -> std::io::Result<()> {
+        self.out.wait_turn().await
+    }
+
     /// The body was cut: drop the incomplete line, keep every whole one.
     pub fn rollback(&mut self) -> std::io::Result<()> {
         self.pending.clear();
@@ -214,6 +219,19 @@ mod tests {
         assert_eq!(resources, 2, "a complete last line without newline is kept");
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"resourceType\":\"Patient\"}\n");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn runs_of_clean_lines_keep_their_place_around_normalised_ones() {
+        let (mut s, path) = sink("runs");
+        let p = |id: &str| format!("{{\"resourceType\":\"Patient\",\"id\":\"{id}\"}}");
+        let chunk = format!("{}\n{}\n{}\r\n\n{}\n{}\n", p("a"), p("b"), p("c"), p("d"), p("e"));
+        s.feed(chunk.as_bytes()).unwrap();
+        let (resources, _) = s.finish().unwrap();
+        assert_eq!(resources, 5);
+        let expected = format!("{}\n{}\n{}\n{}\n{}\n", p("a"), p("b"), p("c"), p("d"), p("e"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
         std::fs::remove_file(path).unwrap();
     }
 

@@ -18,9 +18,6 @@ use crate::error::ClientError;
 /// Issues shown in the summary at most.
 const MAX_ISSUES: usize = 20;
 
-/// Bytes all waiting files may hold in memory together; beyond it they spill to part files.
-const MEMORY_BUDGET: usize = 32 << 20;
-
 #[derive(Default)]
 struct Queue {
     /// Ordinals of this target's files, in manifest order.
@@ -47,29 +44,50 @@ pub(crate) struct Merger {
     state: Mutex<State>,
     /// Bytes held in memory by waiting files.
     buffered: AtomicUsize,
-    /// The most `buffered` may reach.
+    /// Past this, waiting files pause.
     budget: usize,
+    /// Woken when memory is given back or a file is merged.
+    progress: tokio::sync::Notify,
 }
 
 impl Merger {
-    /// A merger for parts in `parts`.
-    pub fn new(parts: PathBuf) -> Self {
-        Merger { parts, state: Mutex::new(State::default()), buffered: AtomicUsize::new(0), budget: MEMORY_BUDGET }
+    /// A merger for parts in `parts`; waiting files may hold `budget` bytes in
+    /// memory together, beyond it they stop reading until their turn
+    /// (backpressure, not disk).
+    pub fn new(parts: PathBuf, budget: usize) -> Self {
+        Merger {
+            parts,
+            state: Mutex::new(State::default()),
+            buffered: AtomicUsize::new(0),
+            budget,
+            progress: tokio::sync::Notify::new(),
+        }
     }
 
-    /// Takes `bytes` of the memory budget; false when it would be exceeded.
-    pub fn reserve(&self, bytes: usize) -> bool {
-        let before = self.buffered.fetch_add(bytes, Ordering::Relaxed);
-        if before + bytes > self.budget {
-            self.buffered.fetch_sub(bytes, Ordering::Relaxed);
-            return false;
-        }
-        true
+    /// Counts `bytes` more held in memory.
+    pub fn reserve(&self, bytes: usize) {
+        self.buffered.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Gives back `bytes` of the memory budget.
     pub fn release(&self, bytes: usize) {
         self.buffered.fetch_sub(bytes, Ordering::Relaxed);
+        self.progress.notify_waiters();
+    }
+
+    /// Whether waiting files hold more memory than the budget.
+    pub fn over_budget(&self) -> bool {
+        self.buffered.load(Ordering::Relaxed) > self.budget
+    }
+
+    /// Waits until memory is given back or a file is merged (or a short while passes).
+    pub async fn progressed(&self) {
+        let wake = self.progress.notified();
+        if !self.over_budget() {
+            return;
+        }
+        // The timeout covers a claim that failed only because the lock was busy.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(20), wake).await;
     }
 
     /// When `ordinal` is next in line for its target and nobody writes there
@@ -138,6 +156,8 @@ impl Merger {
             }
             s.queues.get_mut(&target).expect("queue").merged += 1;
         }
+        drop(s);
+        self.progress.notify_waiters();
         Ok(())
     }
 
@@ -219,20 +239,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn files_merge_in_order_whether_direct_in_memory_or_spilled() {
+    fn files_merge_in_order_whether_direct_or_from_memory() {
         let dir = std::env::temp_dir().join(format!("bulkmock-merge-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let parts = dir.join(".parts");
         std::fs::create_dir_all(&parts).unwrap();
-        let merger = Arc::new(Merger { budget: BLOCK, ..Merger::new(parts.clone()) });
+        let merger = Arc::new(Merger::new(parts.clone(), BLOCK));
         let [a, b, c] = [0, 1, 2].map(|_| merger.expect("Patient.ndjson".into()));
 
         let mut second = Output::queued(merger.clone(), b);
         second.advance().unwrap();
         second.write(b"b1\n").unwrap(); // waits in memory: the first file is not in
+        assert!(!merger.over_budget(), "one block is within the budget");
         let mut third = Output::queued(merger.clone(), c);
-        third.write(b"c1\n").unwrap(); // the budget's one block is taken: spills to a part
-        assert!(merger.part(c).exists());
+        third.write(b"c1\n").unwrap();
+        assert!(merger.over_budget(), "a second block is past it: waiting files pause");
 
         let mut first = Output::queued(merger.clone(), a);
         first.advance().unwrap(); // next in line: writes into the staged file
@@ -243,9 +264,9 @@ mod tests {
         merger.finished(b, second.finish().unwrap(), false).unwrap();
         merger.finished(a, first.finish().unwrap(), false).unwrap(); // brings the second in too
 
-        third.advance().unwrap(); // now next in line: its part moves into the staged file
-        assert!(!merger.part(c).exists());
+        third.advance().unwrap(); // now next in line: what it holds moves into the staged file
         assert!(third.path().ends_with("merged/Patient.ndjson"));
+        assert!(!merger.over_budget());
         third.restart().unwrap(); // back to where the third file began, not further
         third.write(b"c1\nc2\n").unwrap();
         merger.finished(c, third.finish().unwrap(), false).unwrap();

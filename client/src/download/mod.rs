@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bulkmock_wire::Manifest;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
 use crate::client::Inner;
@@ -61,6 +61,8 @@ pub(crate) struct Pool {
     merger: Arc<merge::Merger>,
     set: JoinSet<Result<Done, ClientError>>,
     permits: Arc<Semaphore>,
+    /// Signalled when the last file added so far holds its permit.
+    turn: Option<oneshot::Receiver<()>>,
     tasks: Vec<Arc<FileTask>>,
     done: Vec<Option<Done>>,
 }
@@ -77,13 +79,15 @@ impl Pool {
         let _ = std::fs::remove_dir_all(&parts); // leftovers of a failed run
         std::fs::create_dir_all(&parts).map_err(io(&parts))?;
         let permits = Arc::new(Semaphore::new(inner.parallel));
+        let merger = Arc::new(merge::Merger::new(parts, inner.memory_budget));
         Ok(Pool {
             inner,
             book: Arc::new(UrlBook::default()),
             out: out.to_path_buf(),
-            merger: Arc::new(merge::Merger::new(parts)),
+            merger,
             set: JoinSet::new(),
             permits,
+            turn: None,
             tasks: Vec::new(),
             done: Vec::new(),
         })
@@ -110,8 +114,16 @@ impl Pool {
             self.done.push(None);
             let (inner, book, permits) = (self.inner.clone(), self.book.clone(), self.permits.clone());
             let merger = self.merger.clone();
+            // Permits go out in manifest order, so the earliest unfinished file
+            // always downloads: it is next in line and never waits for memory.
+            let (my_turn, next_turn) = (self.turn.take(), oneshot::channel());
+            self.turn = Some(next_turn.1);
             self.set.spawn(async move {
+                if let Some(turn) = my_turn {
+                    let _ = turn.await; // an error: the file before ended early; go on
+                }
                 let permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let _ = next_turn.0.send(());
                 let is_error = task.place.group == Group::Error;
                 let out = if is_error {
                     // Error files stay whole parts: their issues are read for the summary.

@@ -1,8 +1,9 @@
 //! Where the checked lines of one file go. A file that is next in line for its
 //! merged output writes straight into it; a file still waiting for earlier
-//! files of its type is held in memory (within a shared budget) and spills to
-//! a part file beyond it. So most bytes are written once, not written to a
-//! part and copied again.
+//! files of its type is held in memory, and past a shared budget it stops
+//! reading until it is next in line or memory is given back. So every byte is
+//! written once, never to a part and copied again (error files excepted: they
+//! stay whole parts so their issues can be read).
 //!
 //! Invariant: only the file next in line writes into a merged file, and only
 //! after every earlier file of its target is in; a restart truncates back to
@@ -38,13 +39,11 @@ impl Held {
         self.blocks.iter().try_for_each(|b| to.write_all(b))
     }
 
-    /// Appends `bytes` if the merger grants the blocks needed; false (nothing appended) otherwise.
-    fn append(&mut self, mut bytes: &[u8], merger: &Merger) -> bool {
+    /// Appends `bytes`, counting new blocks against the merger's budget.
+    fn append(&mut self, mut bytes: &[u8], merger: &Merger) {
         let free = self.blocks.last().map_or(0, |b| BLOCK - b.len());
         let needed = bytes.len().saturating_sub(free).div_ceil(BLOCK);
-        if needed > 0 && !merger.reserve(needed * BLOCK) {
-            return false;
-        }
+        merger.reserve(needed * BLOCK);
         while !bytes.is_empty() {
             if self.blocks.last().is_none_or(|b| b.len() == BLOCK) {
                 self.blocks.push(Vec::with_capacity(BLOCK));
@@ -54,7 +53,6 @@ impl Held {
             block.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
         }
-        true
     }
 }
 
@@ -114,16 +112,7 @@ impl Output {
             Dest::File { file, .. } => file.write_all(bytes),
             Dest::Memory(held) => {
                 let place = self.place.as_ref().expect("memory output has a place");
-                if held.append(bytes, &place.merger) {
-                    return Ok(());
-                }
-                // Over budget: spill to a part file and go on there.
-                let path = place.merger.part(place.ordinal);
-                let mut file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&path)?);
-                held.write_to(&mut file)?;
-                file.write_all(bytes)?;
-                place.merger.release(held.taken());
-                self.dest = Dest::File { file, path, base: 0, direct: false };
+                held.append(bytes, &place.merger);
                 Ok(())
             }
         }
@@ -132,25 +121,26 @@ impl Output {
     /// Switches to writing straight into the merged file when this file is
     /// next in line, moving what it holds so far there.
     pub fn advance(&mut self) -> std::io::Result<()> {
-        let Some(place) = &self.place else { return Ok(()) };
-        if matches!(self.dest, Dest::File { direct: true, .. }) {
-            return Ok(());
-        }
+        let (Some(place), Dest::Memory(held)) = (&self.place, &self.dest) else { return Ok(()) };
         let Some((mut merged, path, base)) = place.merger.try_claim(place.ordinal)? else { return Ok(()) };
-        match &mut self.dest {
-            Dest::Memory(held) => {
-                held.write_to(&mut merged)?;
-                place.merger.release(held.taken());
-            }
-            Dest::File { file, path: part, .. } => {
-                file.flush()?;
-                let mut from = File::open(&*part)?;
-                std::io::copy(&mut from, &mut merged)?;
-                std::fs::remove_file(&*part)?;
-            }
-        }
+        held.write_to(&mut merged)?;
+        place.merger.release(held.taken());
         let file = BufWriter::with_capacity(WRITE_BUFFER, merged);
         self.dest = Dest::File { file, path, base, direct: true };
+        Ok(())
+    }
+
+    /// Before reading more: while this file waits in memory and waiting files
+    /// hold more than the budget, waits until it is next in line or memory is
+    /// given back.
+    pub async fn wait_turn(&mut self) -> std::io::Result<()> {
+        let Some(merger) = self.place.as_ref().map(|p| p.merger.clone()) else { return Ok(()) };
+        while matches!(self.dest, Dest::Memory(_)) && merger.over_budget() {
+            self.advance()?;
+            if matches!(self.dest, Dest::Memory(_)) {
+                merger.progressed().await;
+            }
+        }
         Ok(())
     }
 
