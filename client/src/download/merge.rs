@@ -101,8 +101,7 @@ impl Merger {
             return Ok(None);
         }
         let staged = self.staged(&target);
-        let mut file = open_staged(&staged)?;
-        let base = file.seek(std::io::SeekFrom::End(0))?;
+        let (file, base) = open_staged_at_end(&staged)?;
         queue.writing = true;
         Ok(Some((file, staged, base)))
     }
@@ -147,8 +146,7 @@ impl Merger {
                 Some(Finished::Direct) => {}
                 Some(Finished::Memory(held)) => {
                     let staged = self.staged(&target);
-                    let written = open_staged(&staged)
-                        .and_then(|mut f| f.seek(std::io::SeekFrom::End(0)).and_then(|_| held.write_to(&mut f)));
+                    let written = open_staged_at_end(&staged).and_then(|(mut f, _)| held.write_to(&mut f));
                     written.map_err(|source| ClientError::Io { path: staged, source })?;
                     self.release(held.taken());
                 }
@@ -171,8 +169,7 @@ impl Merger {
         };
         if staged.exists() {
             let mut from = File::open(&part).map_err(io(&part))?;
-            let mut to = open_staged(&staged).map_err(io(&staged))?;
-            to.seek(std::io::SeekFrom::End(0)).map_err(io(&staged))?;
+            let (mut to, _) = open_staged_at_end(&staged).map_err(io(&staged))?;
             std::io::copy(&mut from, &mut to).map_err(io(&staged))?;
             std::fs::remove_file(&part).map_err(io(&part))?;
         } else {
@@ -206,13 +203,16 @@ impl Merger {
     }
 }
 
-/// Opens (creating it and its folder if needed) a staged file for writing.
-/// Not O_APPEND: copy_file_range (std::io::copy's fast path on Linux) refuses it.
-fn open_staged(staged: &Path) -> std::io::Result<File> {
+/// Opens (creating it and its folder if needed) a staged file for writing at
+/// its end, which it returns too. Not O_APPEND: copy_file_range (std::io::copy's
+/// fast path on Linux) refuses it.
+fn open_staged_at_end(staged: &Path) -> std::io::Result<(File, u64)> {
     if let Some(dir) = staged.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(staged)
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(staged)?;
+    let end = file.seek(std::io::SeekFrom::End(0))?;
+    Ok((file, end))
 }
 
 /// Reads `severity: text` of each issue in an error file (CLI-088).

@@ -56,23 +56,13 @@ impl Held {
     }
 }
 
-/// Which merge line a file waits in.
-struct Place {
-    merger: Arc<Merger>,
-    ordinal: usize,
-}
-
-enum Dest {
-    /// Waiting for earlier files; blocks counted against the merger's budget.
-    Memory(Held),
+/// The destination of one file's lines.
+pub(crate) enum Output {
+    /// File `ordinal`, waiting for earlier files of its target in `merger`;
+    /// its blocks count against the merger's budget.
+    Memory { held: Held, merger: Arc<Merger>, ordinal: usize },
     /// A part file (`base` 0) or the merged file from `base` on (`direct`).
     File { file: BufWriter<File>, path: PathBuf, base: u64, direct: bool },
-}
-
-/// The destination of one file's lines.
-pub(crate) struct Output {
-    dest: Dest,
-    place: Option<Place>,
 }
 
 /// How a finished file's lines are held, for the merger.
@@ -89,30 +79,28 @@ impl Output {
     /// A plain part file at `path` (created or emptied), merged when finished.
     pub fn part(path: &Path) -> std::io::Result<Output> {
         let file = BufWriter::with_capacity(WRITE_BUFFER, File::create(path)?);
-        Ok(Output { dest: Dest::File { file, path: path.to_path_buf(), base: 0, direct: false }, place: None })
+        Ok(Output::File { file, path: path.to_path_buf(), base: 0, direct: false })
     }
 
     /// Output for file `ordinal`, written straight into its merged file once it is next in line.
     pub fn queued(merger: Arc<Merger>, ordinal: usize) -> Output {
-        Output { dest: Dest::Memory(Held::default()), place: Some(Place { merger, ordinal }) }
+        Output::Memory { held: Held::default(), merger, ordinal }
     }
 
     /// The file being written, for error messages.
     pub fn path(&self) -> PathBuf {
-        match (&self.dest, &self.place) {
-            (Dest::File { path, .. }, _) => path.clone(),
-            (Dest::Memory(_), Some(p)) => p.merger.part(p.ordinal),
-            (Dest::Memory(_), None) => PathBuf::new(),
+        match self {
+            Output::File { path, .. } => path.clone(),
+            Output::Memory { merger, ordinal, .. } => merger.part(*ordinal),
         }
     }
 
     /// Appends checked bytes.
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match &mut self.dest {
-            Dest::File { file, .. } => file.write_all(bytes),
-            Dest::Memory(held) => {
-                let place = self.place.as_ref().expect("memory output has a place");
-                held.append(bytes, &place.merger);
+        match self {
+            Output::File { file, .. } => file.write_all(bytes),
+            Output::Memory { held, merger, .. } => {
+                held.append(bytes, merger);
                 Ok(())
             }
         }
@@ -121,12 +109,12 @@ impl Output {
     /// Switches to writing straight into the merged file when this file is
     /// next in line, moving what it holds so far there.
     pub fn advance(&mut self) -> std::io::Result<()> {
-        let (Some(place), Dest::Memory(held)) = (&self.place, &self.dest) else { return Ok(()) };
-        let Some((mut merged, path, base)) = place.merger.try_claim(place.ordinal)? else { return Ok(()) };
+        let Output::Memory { held, merger, ordinal } = self else { return Ok(()) };
+        let Some((mut merged, path, base)) = merger.try_claim(*ordinal)? else { return Ok(()) };
         held.write_to(&mut merged)?;
-        place.merger.release(held.taken());
+        merger.release(held.taken());
         let file = BufWriter::with_capacity(WRITE_BUFFER, merged);
-        self.dest = Dest::File { file, path, base, direct: true };
+        *self = Output::File { file, path, base, direct: true };
         Ok(())
     }
 
@@ -134,10 +122,12 @@ impl Output {
     /// hold more than the budget, waits until it is next in line or memory is
     /// given back.
     pub async fn wait_turn(&mut self) -> std::io::Result<()> {
-        let Some(merger) = self.place.as_ref().map(|p| p.merger.clone()) else { return Ok(()) };
-        while matches!(self.dest, Dest::Memory(_)) && merger.over_budget() {
+        while let Output::Memory { merger, .. } = self
+            && merger.over_budget()
+        {
+            let merger = merger.clone();
             self.advance()?;
-            if matches!(self.dest, Dest::Memory(_)) {
+            if matches!(self, Output::Memory { .. }) {
                 merger.progressed().await;
             }
         }
@@ -146,25 +136,23 @@ impl Output {
 
     /// Writes out buffered bytes.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.dest {
-            Dest::File { file, .. } => file.flush(),
-            Dest::Memory(_) => Ok(()),
+        match self {
+            Output::File { file, .. } => file.flush(),
+            Output::Memory { .. } => Ok(()),
         }
     }
 
     /// Forgets everything this file wrote.
     pub fn restart(&mut self) -> std::io::Result<()> {
-        match &mut self.dest {
-            Dest::File { file, base, .. } => {
+        match self {
+            Output::File { file, base, .. } => {
                 file.flush()?;
                 let f = file.get_mut();
                 f.set_len(*base)?;
                 f.seek(SeekFrom::Start(*base))?;
             }
-            Dest::Memory(held) => {
-                if let Some(place) = &self.place {
-                    place.merger.release(held.taken());
-                }
+            Output::Memory { held, merger, .. } => {
+                merger.release(held.taken());
                 *held = Held::default();
             }
         }
@@ -174,10 +162,10 @@ impl Output {
     /// Flushes and tells how the lines are held.
     pub fn finish(mut self) -> std::io::Result<Finished> {
         self.flush()?;
-        Ok(match self.dest {
-            Dest::Memory(held) => Finished::Memory(held),
-            Dest::File { direct: true, .. } => Finished::Direct,
-            Dest::File { direct: false, .. } => Finished::Part,
+        Ok(match self {
+            Output::Memory { held, .. } => Finished::Memory(held),
+            Output::File { direct: true, .. } => Finished::Direct,
+            Output::File { direct: false, .. } => Finished::Part,
         })
     }
 }
