@@ -142,7 +142,9 @@ impl Tokens {
         }
         let renewal = cached.is_some();
         let (token, lifetime, granted) = self.request(http).await?;
-        let renew_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(30).max(lifetime / 2));
+        // Renew 30 s before expiry, or half-way through a token shorter than a minute.
+        let lifetime = Duration::from_secs(lifetime);
+        let renew_at = Instant::now() + lifetime - Duration::from_secs(30).min(lifetime / 2);
         *cached = Some(Cached { token: token.clone(), renew_at });
         if let Some(granted) = &granted
             && narrower(&self.credentials.scope, granted)

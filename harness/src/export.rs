@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bulkmock_client::{Client, ClientError, Credentials, ExportRequest, Level, Policy, Summary};
+use bulkmock_harness::adapter::builtin::{exit, exit_code};
 use clap::Args;
 
 use crate::progress;
@@ -78,45 +79,6 @@ pub struct ExportArgs {
     /// A JSON event log on stdout (one object per line, the summary last).
     #[arg(long)]
     json: bool,
-}
-
-/// Exit codes, one per kind of failure (documented in the README).
-pub mod exit {
-    /// The export finished and every file was checked.
-    pub const OK: u8 = 0;
-    /// Bad flags or an unreadable key file.
-    pub const USAGE: u8 = 2;
-    /// Authorization failed: token refused, no usable scope, key cannot sign, 401/403 from the server.
-    pub const AUTH: u8 = 3;
-    /// The server refused or failed the export (an OperationOutcome).
-    pub const SERVER: u8 = 4;
-    /// The server could not be reached, or connections kept failing.
-    pub const NETWORK: u8 = 5;
-    /// Downloaded data is damaged (a bad line, a count that does not match).
-    pub const DATA: u8 = 6;
-    /// Gave up: retries or polls used up on transient answers.
-    pub const GAVE_UP: u8 = 7;
-    /// The output folder could not be written, or already holds an export.
-    pub const OUTPUT: u8 = 8;
-    /// The server broke the protocol (unparseable body, missing header, redirect loop).
-    pub const PROTOCOL: u8 = 9;
-}
-
-/// The exit code for an error.
-pub fn exit_code(error: &ClientError) -> u8 {
-    match error {
-        ClientError::OAuth { .. } | ClientError::ScopeNotGranted { .. } | ClientError::Key(_) => exit::AUTH,
-        ClientError::Outcome { status: 401 | 403, .. } => exit::AUTH,
-        ClientError::Outcome { .. } => exit::SERVER,
-        ClientError::Transport { .. } => exit::NETWORK,
-        ClientError::Integrity { .. } => exit::DATA,
-        ClientError::Io { .. } => exit::OUTPUT,
-        ClientError::Protocol(_) | ClientError::Unparseable { .. } => exit::PROTOCOL,
-        ClientError::Exhausted { last, .. } => match **last {
-            ClientError::Transport { .. } => exit::NETWORK,
-            _ => exit::GAVE_UP,
-        },
-    }
 }
 
 /// The key id next to a key file: `jwks.json` or `private.jwk.json`.

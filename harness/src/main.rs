@@ -1,8 +1,11 @@
-//! `bulkmock`: serve the mock FHIR Bulk Data server, run the reference client.
+//! `bulkmock`: serve the mock FHIR Bulk Data server, run the reference client,
+//! run clients against scenarios. A thin entry point over the libraries.
 
 mod export;
 mod keys;
 mod progress;
+mod run;
+mod scenarios;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +26,10 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Run a Bulk Data export with the reference client.
     Export(Box<export::ExportArgs>),
+    /// Run a client against scenarios and judge it against the requirement IDs.
+    Run(Box<run::RunArgs>),
+    /// List or validate scenario files; list the checks.
+    Scenarios(scenarios::ScenariosArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +42,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Keys(args) => keys::run(args),
         Command::Export(args) => return export::run(*args),
+        Command::Run(args) => return run::run(*args),
+        Command::Scenarios(args) => return scenarios::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -250,6 +250,24 @@ impl MockServer {
         &self.state.config
     }
 
+    /// Every export job started on this server (deleted ones too), in kick-off order.
+    pub fn jobs(&self) -> Vec<Arc<crate::export::job::Job>> {
+        self.state.jobs.history()
+    }
+
+    /// The lines of every file of `job` as served without faults (the expected export).
+    pub fn job_contents(
+        &self,
+        job: &crate::export::job::Job,
+    ) -> std::io::Result<Vec<crate::export::expected::ExportedFile>> {
+        crate::export::expected::contents(job, self.state.source.as_ref())
+    }
+
+    /// The shared state (for embedding the server in a harness).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
     /// Number of export jobs that are live (not deleted or expired).
     pub fn live_jobs(&self) -> usize {
         self.state.jobs.len()

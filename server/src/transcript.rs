@@ -8,16 +8,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One request and its response.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Exchange {
     /// Order of arrival, from 1.
     pub seq: u64,
     /// Milliseconds since the server started.
     pub at_ms: u64,
+    /// Wall-clock time of arrival, Unix milliseconds (to judge `Retry-After` HTTP-dates).
+    #[serde(default)]
+    pub unix_ms: u64,
+    /// The connection the request came on (the client's source port): one id per TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn: Option<u16>,
     /// The client, from its bearer token or token request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -30,8 +36,14 @@ pub struct Exchange {
     pub query: Option<String>,
     /// Chosen request headers; `authorization` as a fingerprint.
     pub headers: BTreeMap<String, String>,
+    /// For token requests: the form fields other than the assertion itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<BTreeMap<String, String>>,
     /// The response status.
     pub status: u16,
+    /// Chosen response headers (`retry-after`, `content-location`, `location`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub response: BTreeMap<String, String>,
     /// Body bytes handed to the connection.
     pub bytes: u64,
     /// Time to the response headers, in milliseconds.
@@ -42,7 +54,25 @@ pub struct Exchange {
     /// For token requests: the assertion's decoded header and claims (unverified).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assertion: Option<Value>,
+    /// For token responses that issued a token: its fingerprint (as it appears in
+    /// later `authorization` headers) and `expires_in` as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<Value>,
 }
+
+/// Response headers worth recording.
+pub const RECORDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-encoding",
+    "content-length",
+    "content-location",
+    "content-type",
+    "etag",
+    "location",
+    "retry-after",
+    "www-authenticate",
+    "x-export-status",
+    "x-progress",
+];
 
 /// Request headers worth recording.
 pub const RECORDED_HEADERS: &[&str] =

@@ -2,6 +2,7 @@
 
 pub mod content;
 pub mod elements;
+pub mod expected;
 pub mod job;
 pub mod manifest;
 pub mod params;

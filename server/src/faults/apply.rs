@@ -34,31 +34,39 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     facts.client_id = bearer_client(&state, &parts.headers);
     job_facts(&state, parts.uri.path(), &mut facts);
     // A token request's body says who is asking; read it (it is small) and put it back.
-    let (body, assertion) = if facts.target == Some(Target::Token) {
+    let is_token = facts.target == Some(Target::Token);
+    let (body, assertion, form) = if is_token {
         let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
         let assertion = decode_assertion(&bytes);
         if let Some(iss) = assertion.as_ref().and_then(|a| a["claims"]["iss"].as_str()) {
             facts.client_id = Some(iss.to_string());
         }
-        (Body::from(bytes), assertion)
+        let form = recorded_form(&bytes);
+        (Body::from(bytes), assertion, Some(form))
     } else {
-        (body, None)
+        (body, None, None)
     };
+    let conn = parts.extensions.get::<axum::extract::ConnectInfo<crate::transport::Peer>>().map(|c| c.0.0.port());
     let profile = parts.extensions.get::<super::profile::ProfileEngine>().map(|p| Arc::clone(&p.0));
     let fired = profile.and_then(|engine| engine.check(&facts)).or_else(|| check(&state, &facts));
     let mut exchange = Exchange {
         seq: 0,
         at_ms: state.transcript.now_ms(),
+        unix_ms: unix_ms(),
+        conn,
         client_id: facts.client_id.clone(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers: recorded_headers(&parts.headers),
+        form,
         status: 0,
+        response: Default::default(),
         bytes: 0,
         duration_ms: 0,
         fault: fired.as_ref().map(|f| f.label.clone()),
         assertion,
+        issued: None,
     };
     let request = Request::from_parts(parts, body);
     let response = match fired {
@@ -66,6 +74,15 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         None => next.run(request).await,
     };
     exchange.status = response.status().as_u16();
+    exchange.response = recorded_response_headers(response.headers());
+    let response = if is_token && response.status().is_success() {
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
+        exchange.issued = issued_token(&bytes);
+        Response::from_parts(parts, Body::from(bytes))
+    } else {
+        response
+    };
     exchange.duration_ms = started.elapsed().as_millis() as u64;
     let bytes = Arc::new(AtomicU64::new(0));
     let seq = state.transcript.record(exchange, Arc::clone(&bytes));
@@ -174,6 +191,32 @@ fn recorded_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, S
             Some((name.to_string(), value))
         })
         .collect()
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn recorded_response_headers(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    crate::transcript::RECORDED_RESPONSE_HEADERS
+        .iter()
+        .filter_map(|name| Some((name.to_string(), headers.get(*name)?.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// A token request's form fields, the assertion itself left out (CLI-024).
+fn recorded_form(body: &[u8]) -> std::collections::BTreeMap<String, String> {
+    form_urlencoded::parse(body)
+        .filter(|(k, _)| k != "client_assertion")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The fingerprint and `expires_in` of an issued token, from the response body as sent.
+fn issued_token(body: &[u8]) -> Option<Value> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let token = v["access_token"].as_str()?;
+    Some(json!({"fingerprint": fingerprint(token), "expires_in": v["expires_in"].clone()}))
 }
 
 /// The unverified header and claims of a token request's assertion.

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bulkmock_wire::{FHIR_NDJSON, IssueSeverity, IssueType, OperationOutcome};
+use bulkmock_wire::{FHIR_NDJSON, IssueType};
 
 use super::status::job_for_caller;
 use crate::app::AppState;
@@ -123,28 +123,7 @@ fn wants_gzip(headers: &HeaderMap) -> bool {
 }
 
 fn error_file(job: &Job) -> Response {
-    let mut body = Vec::new();
-    for (i, note) in job.plan.notes.iter().enumerate() {
-        let mut outcome = OperationOutcome::new(
-            IssueSeverity::Warning,
-            note.code,
-            format!("ignored under handling=lenient: {}", note.message),
-        )
-        .at(note.param.clone());
-        outcome.id = Some(format!("lenient-{i}"));
-        serde_json::to_writer(&mut body, &outcome).expect("serialisable");
-        body.push(b'\n');
-    }
-    if job.partial_failure() {
-        let mut outcome = OperationOutcome::error(
-            IssueType::Processing,
-            "some resources of this export could not be exported (injected partial success)",
-        );
-        outcome.id = Some("partial-failure".into());
-        serde_json::to_writer(&mut body, &outcome).expect("serialisable");
-        body.push(b'\n');
-    }
-    ([(header::CONTENT_TYPE, FHIR_NDJSON)], body).into_response()
+    ([(header::CONTENT_TYPE, FHIR_NDJSON)], crate::export::expected::error_lines(job)).into_response()
 }
 
 async fn download_inner(

@@ -1,0 +1,265 @@
+//! Authorization: assertions, token requests, token reuse and renewal.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::wire::{Route, has_token, host_of, request_header, route};
+use super::{Check, Finding, Input, Level};
+use bulkmock_server::Exchange;
+
+/// The family's checks.
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "auth.fresh_jti",
+        title: "a fresh, single-use jti in every assertion",
+        requirements: &["CLI-020", "CLI-022"],
+        level: Level::Must,
+        always: true,
+        run: fresh_jti,
+    },
+    Check {
+        id: "auth.assertion_header",
+        title: "assertion header: typ JWT, an asymmetric alg, a kid",
+        requirements: &["CLI-021", "CLI-023"],
+        level: Level::Must,
+        always: true,
+        run: assertion_header,
+    },
+    Check {
+        id: "auth.assertion_claims",
+        title: "assertion claims: iss = sub = client_id, aud exactly the token URL, exp at most 5 minutes ahead",
+        requirements: &["CLI-022", "CLI-007"],
+        level: Level::Must,
+        always: true,
+        run: assertion_claims,
+    },
+    Check {
+        id: "auth.token_request_form",
+        title: "token request: a form with grant_type, client_assertion_type, client_assertion and scope",
+        requirements: &["CLI-024"],
+        level: Level::Must,
+        always: true,
+        run: token_request_form,
+    },
+    Check {
+        id: "auth.token_reused",
+        title: "a token is reused while valid, not fetched per request",
+        requirements: &["CLI-027"],
+        level: Level::Should,
+        always: true,
+        run: token_reused,
+    },
+    Check {
+        id: "auth.token_renewed",
+        title: "a new token after a 401 or expiry, without looping",
+        requirements: &["CLI-027", "CLI-081", "CLI-028"],
+        level: Level::Must,
+        always: true,
+        run: token_renewed,
+    },
+    Check {
+        id: "auth.no_token_to_other_host",
+        title: "no bearer token sent to another host",
+        requirements: &["CLI-031"],
+        level: Level::Should,
+        always: true,
+        run: no_token_to_other_host,
+    },
+];
+
+fn token_requests<'a>(input: &'a Input) -> impl Iterator<Item = &'a Exchange> {
+    input.exchanges.iter().filter(|e| route(e) == Route::Token)
+}
+
+fn fresh_jti(input: &Input) -> Finding {
+    let mut seen: HashMap<&str, &Exchange> = HashMap::new();
+    let mut any = false;
+    for e in token_requests(input) {
+        let Some(jti) = e.assertion.as_ref().and_then(|a| a["claims"]["jti"].as_str()) else { continue };
+        any = true;
+        if let Some(first) = seen.get(jti) {
+            return Finding::miss(format!("jti {jti:?} was sent in two assertions"), [*first, e]);
+        }
+        seen.insert(jti, e);
+    }
+    if any { Finding::Pass } else { Finding::skip("no token request with an assertion") }
+}
+
+fn assertion_header(input: &Input) -> Finding {
+    let mut any = false;
+    for e in token_requests(input) {
+        let Some(header) = e.assertion.as_ref().map(|a| &a["header"]) else { continue };
+        any = true;
+        let alg = header["alg"].as_str().unwrap_or("");
+        let problem = if header["typ"].as_str() != Some("JWT") {
+            Some(format!("typ is {} (must be \"JWT\")", header["typ"]))
+        } else if !matches!(&alg[..alg.len().min(2)], "RS" | "ES" | "PS") {
+            Some(format!("alg {alg:?} is not an asymmetric algorithm (RS384 or ES384)"))
+        } else if header["kid"].as_str().is_none_or(str::is_empty) {
+            Some("no kid".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Finding::miss(format!("assertion header: {problem}"), [e]);
+        }
+    }
+    if any { Finding::Pass } else { Finding::skip("no token request with an assertion") }
+}
+
+fn assertion_claims(input: &Input) -> Finding {
+    let mut any = false;
+    for e in token_requests(input) {
+        let Some(claims) = e.assertion.as_ref().map(|a| &a["claims"]) else { continue };
+        any = true;
+        if let Some(problem) = claims_problem(claims, input, e) {
+            return Finding::miss(format!("assertion claims: {problem}"), [e]);
+        }
+    }
+    if any { Finding::Pass } else { Finding::skip("no token request with an assertion") }
+}
+
+fn claims_problem(claims: &Value, input: &Input, e: &Exchange) -> Option<String> {
+    let iss = claims["iss"].as_str().unwrap_or("");
+    let sub = claims["sub"].as_str().unwrap_or("");
+    if iss != input.client_id || sub != input.client_id {
+        return Some(format!("iss {iss:?} and sub {sub:?} must both be the client id {:?}", input.client_id));
+    }
+    let aud_ok = match &claims["aud"] {
+        Value::String(s) => s == input.token_url,
+        Value::Array(a) => a.len() == 1 && a[0].as_str() == Some(input.token_url),
+        _ => false,
+    };
+    if !aud_ok {
+        return Some(format!("aud {} must be exactly the token URL {:?}", claims["aud"], input.token_url));
+    }
+    let now_s = e.unix_ms as f64 / 1000.0;
+    let Some(exp) = claims["exp"].as_f64() else { return Some("no numeric exp".into()) };
+    if exp > now_s + 300.0 + 5.0 {
+        return Some(format!("exp is {:.0} s ahead (at most 300 s)", exp - now_s));
+    }
+    if claims["jti"].as_str().is_none_or(str::is_empty) {
+        return Some("no jti".into());
+    }
+    None
+}
+
+fn token_request_form(input: &Input) -> Finding {
+    let mut any = false;
+    for e in token_requests(input) {
+        any = true;
+        let form = e.form.clone().unwrap_or_default();
+        let content_type = request_header(e, "content-type").unwrap_or("");
+        let problem = if !content_type.starts_with("application/x-www-form-urlencoded") {
+            Some(format!("Content-Type is {content_type:?}, not application/x-www-form-urlencoded"))
+        } else if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            Some(format!("grant_type is {:?}, not client_credentials", form.get("grant_type")))
+        } else if form.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            Some(format!("client_assertion_type is {:?}", form.get("client_assertion_type")))
+        } else if e.assertion.is_none() {
+            Some("no decodable client_assertion".into())
+        } else if form.get("scope").is_none_or(|s| s.trim().is_empty()) {
+            Some("no scope".into())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Finding::miss(format!("token request: {problem}"), [e]);
+        }
+    }
+    if any { Finding::Pass } else { Finding::skip("no token request") }
+}
+
+/// A token request is needless when the previous token had more than half its
+/// lifetime left, was used, and no 401 came in between.
+fn token_reused(input: &Input) -> Finding {
+    let mut last_issued: Option<(&Exchange, u64, String)> = None;
+    let mut rejected_since = false;
+    let mut used_since = false;
+    let mut exercised = false;
+    for e in input.exchanges {
+        if route(e) == Route::Token {
+            if let Some((issued_at, lifetime_s, _)) = &last_issued {
+                exercised = true;
+                let half = issued_at.unix_ms + lifetime_s * 500;
+                if !rejected_since && used_since && e.unix_ms < half {
+                    return Finding::miss(
+                        format!(
+                            "a new token was requested {:.1} s after the last one, which was valid for {lifetime_s} s and not refused",
+                            (e.unix_ms - issued_at.unix_ms) as f64 / 1000.0
+                        ),
+                        [*issued_at, e],
+                    );
+                }
+            }
+            if let Some(issued) = &e.issued {
+                let lifetime = issued["expires_in"]
+                    .as_u64()
+                    .or_else(|| issued["expires_in"].as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or(300);
+                let fp = issued["fingerprint"].as_str().unwrap_or_default().to_string();
+                last_issued = Some((e, lifetime, fp));
+                rejected_since = false;
+                used_since = false;
+            }
+        } else if e.status == 401 {
+            rejected_since = true;
+        } else if let Some((_, _, fp)) = &last_issued
+            && super::wire::token_fingerprint(e) == Some(fp.as_str())
+        {
+            used_since = true;
+        }
+    }
+    if exercised { Finding::Pass } else { Finding::skip("at most one token was needed") }
+}
+
+fn token_renewed(input: &Input) -> Finding {
+    // A refused token: a 401 on a FHIR route to a request that carried one.
+    let fhir_401 = |e: &Exchange| {
+        e.status == 401 && has_token(e) && !matches!(route(e), Route::Token | Route::Metadata | Route::Other)
+    };
+    let firsts: Vec<(usize, &Exchange)> = input.exchanges.iter().enumerate().filter(|(_, e)| fhir_401(e)).collect();
+    if firsts.is_empty() {
+        return Finding::skip("no token was refused with 401");
+    }
+    for (i, e) in &firsts {
+        let renewed = input.exchanges[i + 1..].iter().any(|x| route(x) == Route::Token);
+        if !renewed {
+            return Finding::miss(
+                "a 401 on a FHIR route was not followed by a token request: the token was never renewed",
+                [*e],
+            );
+        }
+    }
+    // Looping: 401 after 401 with a fresh token each time and nothing else succeeding.
+    let mut streak = 0;
+    for e in input.exchanges {
+        if fhir_401(e) {
+            streak += 1;
+            if streak > 5 {
+                return Finding::miss("more than 5 refusals in a row without progress: renewing in a loop", [e]);
+            }
+        } else if route(e) != Route::Token && e.status < 400 {
+            streak = 0;
+        }
+    }
+    Finding::Pass
+}
+
+fn no_token_to_other_host(input: &Input) -> Finding {
+    let own = host_of(input.fhir_base);
+    let mut other = false;
+    for e in input.exchanges {
+        let Some(host) = request_header(e, "host") else { continue };
+        if host != own && route(e) != Route::Token {
+            other = true;
+            if has_token(e) {
+                return Finding::miss(format!("the bearer token was sent to {host}, not the FHIR server {own}"), [e]);
+            }
+        }
+    }
+    if other { Finding::Pass } else { Finding::skip("no request went to another host") }
+}

@@ -1,0 +1,159 @@
+//! File downloads: the token rule, gzip, every file fetched to completion.
+
+use std::collections::BTreeMap;
+
+use super::wire::{Route, file_name, has_token, host_of, is_capability, request_header, response_header, route};
+use super::{Check, Finding, Input, Level};
+use crate::scenario::ExpectedOutcome;
+use bulkmock_server::Exchange;
+
+/// The family's checks.
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "files.token_when_required",
+        title: "the token on every file and attachment request when requiresAccessToken is true",
+        requirements: &["CLI-081", "CLI-030", "CLI-091"],
+        level: Level::Must,
+        always: true,
+        run: token_when_required,
+    },
+    Check {
+        id: "files.no_token_when_not_required",
+        title: "no token on file requests when requiresAccessToken is false",
+        requirements: &["CLI-082", "CLI-091"],
+        level: Level::Must,
+        always: true,
+        run: no_token_when_not_required,
+    },
+    Check {
+        id: "files.accept_gzip",
+        title: "file requests send Accept-Encoding with gzip",
+        requirements: &["CLI-083"],
+        level: Level::Should,
+        always: true,
+        run: accept_gzip,
+    },
+    Check {
+        id: "files.each_downloaded",
+        title: "every output, deleted and error file is downloaded to completion (resumes allowed)",
+        requirements: &["CLI-086", "CLI-093"],
+        level: Level::Must,
+        always: true,
+        run: each_downloaded,
+    },
+    Check {
+        id: "files.no_needless_redownload",
+        title: "a file received whole is not downloaded again",
+        requirements: &["CLI-086"],
+        level: Level::May,
+        always: true,
+        run: no_needless_redownload,
+    },
+];
+
+fn own_file_requests<'a>(input: &'a Input) -> impl Iterator<Item = &'a Exchange> {
+    let own = host_of(input.fhir_base);
+    input.exchanges.iter().filter(move |e| {
+        matches!(route(e), Route::File | Route::Attachment) && request_header(e, "host").is_none_or(|h| h == own)
+    })
+}
+
+fn token_when_required(input: &Input) -> Finding {
+    if !input.auth() {
+        return Finding::skip("authorization is off: requiresAccessToken is false");
+    }
+    let mut any = false;
+    for e in own_file_requests(input).filter(|e| !is_capability(e)) {
+        any = true;
+        if !has_token(e) {
+            return Finding::miss(
+                "a file request went without the bearer token although the manifest requires it",
+                [e],
+            );
+        }
+    }
+    if any { Finding::Pass } else { Finding::skip("no file request needed a token") }
+}
+
+fn no_token_when_not_required(input: &Input) -> Finding {
+    let mut any = false;
+    let capability_urls: Vec<&Exchange> = input.exchanges.iter().filter(|e| is_capability(e)).collect();
+    for e in capability_urls.iter().copied().chain(own_file_requests(input).filter(|_| !input.auth())) {
+        any = true;
+        if has_token(e) {
+            return Finding::miss(
+                "the bearer token was sent on a file request although requiresAccessToken is false",
+                [e],
+            );
+        }
+    }
+    if any { Finding::Pass } else { Finding::skip("every file required the token") }
+}
+
+fn accept_gzip(input: &Input) -> Finding {
+    let mut first: BTreeMap<&str, &Exchange> = BTreeMap::new();
+    for e in input.exchanges.iter().filter(|e| route(e) == Route::File) {
+        first.entry(file_name(e)).or_insert(e);
+    }
+    if first.is_empty() {
+        return Finding::skip("no file request");
+    }
+    match first.values().find(|e| !request_header(e, "accept-encoding").is_some_and(|v| v.contains("gzip"))) {
+        Some(e) => Finding::miss(
+            format!("file requested with Accept-Encoding {:?}, without gzip", request_header(e, "accept-encoding")),
+            [*e],
+        ),
+        None => Finding::Pass,
+    }
+}
+
+/// Whether an exchange delivered its whole body (the bytes sent equal its Content-Length).
+fn whole(e: &Exchange) -> bool {
+    matches!(e.status, 200 | 206)
+        && e.fault.is_none()
+        && response_header(e, "content-length").and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n == e.bytes)
+}
+
+fn each_downloaded(input: &Input) -> Finding {
+    let Some(job) = input.job else { return Finding::skip("no export was started") };
+    if input.case.scenario.expect.outcome == ExpectedOutcome::FailCleanly {
+        return Finding::skip("the case expects the client to stop");
+    }
+    if input.run.exit_code != Some(0) {
+        return Finding::skip("the client did not finish");
+    }
+    let requests: Vec<&Exchange> = input.exchanges.iter().filter(|e| route(e) == Route::File).collect();
+    let mut missing = Vec::new();
+    for name in &job.files {
+        let of_file: Vec<&&Exchange> = requests.iter().filter(|e| file_name(e) == name).collect();
+        // Whole: a full 200, or a 206 that completed the file after an earlier cut.
+        let complete = of_file.iter().any(|e| whole(e));
+        if !complete {
+            missing.push((name.as_str(), of_file.last().copied().copied()));
+        }
+    }
+    if missing.is_empty() {
+        return Finding::Pass;
+    }
+    let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
+    Finding::miss(
+        format!("{} of {} files were never received whole: {}", missing.len(), job.files.len(), names.join(", ")),
+        missing.iter().filter_map(|(_, e)| *e),
+    )
+}
+
+fn no_needless_redownload(input: &Input) -> Finding {
+    let mut done: BTreeMap<&str, &Exchange> = BTreeMap::new();
+    let mut any = false;
+    for e in input.exchanges.iter().filter(|e| route(e) == Route::File) {
+        any = true;
+        let name = file_name(e);
+        if let Some(first) = done.get(name) {
+            return Finding::miss(format!("{name} was received whole, then requested again"), [*first, e]);
+        }
+        if e.status == 200 && whole(e) && request_header(e, "range").is_none() {
+            done.insert(name, e);
+        }
+    }
+    if any { Finding::Pass } else { Finding::skip("no file request") }
+}

@@ -1,0 +1,106 @@
+//! Kick-off: headers, and whether the export started is the one asked for.
+
+use super::wire::{Route, request_header, route};
+use super::{Check, Finding, Input, Level};
+use bulkmock_server::Exchange;
+
+/// The family's checks.
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "kickoff.accept",
+        title: "kick-off sends Accept: application/fhir+json",
+        requirements: &["CLI-040"],
+        level: Level::Should,
+        always: true,
+        run: accept,
+    },
+    Check {
+        id: "kickoff.prefer_async",
+        title: "kick-off sends Prefer: respond-async",
+        requirements: &["CLI-041"],
+        level: Level::Should,
+        always: true,
+        run: prefer_async,
+    },
+    Check {
+        id: "kickoff.matches_request",
+        title: "the export started is the one the case asked for (level, group, _type, _since, _until)",
+        requirements: &["CLI-051"],
+        level: Level::Should,
+        always: true,
+        run: matches_request,
+    },
+];
+
+fn kickoffs<'a>(input: &'a Input) -> Vec<&'a Exchange> {
+    input.exchanges.iter().filter(|e| route(e) == Route::Kickoff).collect()
+}
+
+fn accept(input: &Input) -> Finding {
+    let all = kickoffs(input);
+    if all.is_empty() {
+        return Finding::skip("no kick-off");
+    }
+    match all.iter().find(|e| !request_header(e, "accept").is_some_and(|a| a.contains("application/fhir+json"))) {
+        Some(e) => Finding::miss(
+            format!("kick-off sent Accept {:?}, not application/fhir+json", request_header(e, "accept")),
+            [*e],
+        ),
+        None => Finding::Pass,
+    }
+}
+
+fn prefer_async(input: &Input) -> Finding {
+    let all = kickoffs(input);
+    if all.is_empty() {
+        return Finding::skip("no kick-off");
+    }
+    match all.iter().find(|e| !request_header(e, "prefer").is_some_and(|p| p.contains("respond-async"))) {
+        Some(e) => Finding::miss(
+            format!("kick-off sent Prefer {:?}, without respond-async", request_header(e, "prefer")),
+            [*e],
+        ),
+        None => Finding::Pass,
+    }
+}
+
+fn matches_request(input: &Input) -> Finding {
+    let Some(job) = input.job else { return Finding::skip("no export was started") };
+    let want = &input.case.scenario.client;
+    let mut problems = Vec::new();
+    if job.level != want.level.as_str() {
+        problems.push(format!("level {} instead of {}", job.level, want.level.as_str()));
+    }
+    if job.group != want.group {
+        problems.push(format!("group {:?} instead of {:?}", job.group, want.group));
+    }
+    if !want.types.is_empty() {
+        let mut got = job.types.clone();
+        let mut asked = want.types.clone();
+        got.sort();
+        asked.sort();
+        asked.dedup();
+        if got != asked {
+            problems.push(format!("_type {} instead of {}", got.join(","), asked.join(",")));
+        }
+    }
+    if job.since != want.since.is_some() {
+        problems.push(format!("_since {} although the case {}", given(job.since), asked_for(want.since.is_some())));
+    }
+    if job.until != want.until.is_some() {
+        problems.push(format!("_until {} although the case {}", given(job.until), asked_for(want.until.is_some())));
+    }
+    if problems.is_empty() {
+        Finding::Pass
+    } else {
+        Finding::miss(format!("the client started another export: {}", problems.join("; ")), kickoffs(input))
+    }
+}
+
+fn given(b: bool) -> &'static str {
+    if b { "given" } else { "missing" }
+}
+
+fn asked_for(b: bool) -> &'static str {
+    if b { "asked for it" } else { "did not" }
+}

@@ -1,0 +1,270 @@
+//! The checks library: named checks over the recorded transcript, the client
+//! run and the verified output, each with the requirement IDs it proves and a
+//! level. Checks are pure functions: they never touch the network or the
+//! clock, so they are unit-testable with hand-written transcripts.
+//!
+//! One file per family: `auth`, `kickoff`, `polling`, `files`, `output`, `etiquette`.
+
+mod auth;
+mod etiquette;
+mod files;
+mod kickoff;
+mod output;
+mod polling;
+pub mod wire;
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::ClientRun;
+use crate::scenario::Case;
+use crate::verify::OutputReport;
+use bulkmock_server::Exchange;
+
+/// How strongly a requirement binds a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    /// SHALL / SHALL NOT / required.
+    #[serde(rename = "MUST")]
+    Must,
+    /// SHOULD / SHOULD NOT: a miss is a warning.
+    #[serde(rename = "SHOULD")]
+    Should,
+    /// MAY / best practice: a miss is information.
+    #[serde(rename = "MAY")]
+    May,
+}
+
+impl Level {
+    /// `MUST`, `SHOULD` or `MAY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+            Level::May => "MAY",
+        }
+    }
+}
+
+/// The verdict of one check on one case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Exercised and met.
+    Pass,
+    /// A MUST not met.
+    Fail,
+    /// A SHOULD not met.
+    Warn,
+    /// A MAY not met (information only).
+    Info,
+    /// The case did not exercise it.
+    Skip,
+}
+
+impl Verdict {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Warn => "warn",
+            Verdict::Info => "info",
+            Verdict::Skip => "skip",
+        }
+    }
+}
+
+/// One exchange named as evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeRef {
+    /// Order of arrival at the server.
+    pub seq: u64,
+    /// Milliseconds since the server started.
+    pub at_ms: u64,
+    /// Method.
+    pub method: String,
+    /// Path (and query).
+    pub url: String,
+    /// Response status.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// The fault that fired, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+impl From<&Exchange> for ExchangeRef {
+    fn from(e: &Exchange) -> Self {
+        let url = match &e.query {
+            Some(q) => format!("{}?{}", e.path, q),
+            None => e.path.clone(),
+        };
+        ExchangeRef {
+            seq: e.seq,
+            at_ms: e.at_ms,
+            method: e.method.clone(),
+            url,
+            status: e.status,
+            bytes: e.bytes,
+            fault: e.fault.clone(),
+        }
+    }
+}
+
+/// Why a check failed: a sentence and the exchanges involved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What was wrong, in one or two sentences.
+    pub message: String,
+    /// The exchanges involved (at most a few).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<ExchangeRef>,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Exercised and met.
+    Pass,
+    /// Not exercised, with why.
+    Skip(String),
+    /// Not met.
+    Miss(Evidence),
+}
+
+impl Finding {
+    /// A miss with a message and exchanges.
+    pub fn miss<'a>(message: impl Into<String>, exchanges: impl IntoIterator<Item = &'a Exchange>) -> Finding {
+        Finding::Miss(Evidence {
+            message: message.into(),
+            exchanges: exchanges.into_iter().take(6).map(ExchangeRef::from).collect(),
+        })
+    }
+    /// A skip with a reason.
+    pub fn skip(reason: &str) -> Finding {
+        Finding::Skip(reason.to_string())
+    }
+}
+
+/// The result of one check on one case, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's id (`auth.fresh_jti`).
+    pub id: String,
+    /// Requirement IDs it proves.
+    pub requirements: Vec<String>,
+    /// MUST, SHOULD or MAY.
+    pub level: Level,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why it failed, warned or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// Facts about the export job the client started, from the server.
+#[derive(Debug, Clone, Default)]
+pub struct JobFacts {
+    /// `system`, `patient` or `group`.
+    pub level: String,
+    /// The Group id for group exports.
+    pub group: Option<String>,
+    /// Exported types, in output order.
+    pub types: Vec<String>,
+    /// Whether `_since` was given.
+    pub since: bool,
+    /// Whether `_until` was given.
+    pub until: bool,
+    /// Every file the manifest lists: output, deleted and error file names.
+    pub files: Vec<String>,
+}
+
+/// Everything a check may look at.
+pub struct Input<'a> {
+    /// The case.
+    pub case: &'a Case,
+    /// The exchanges of the case's client (all of the case's server).
+    pub exchanges: &'a [Exchange],
+    /// How the client run ended.
+    pub run: &'a ClientRun,
+    /// The output compared with the expected export.
+    pub output: &'a OutputReport,
+    /// The job the client started, if it started one.
+    pub job: Option<&'a JobFacts>,
+    /// The case's FHIR base URL.
+    pub fhir_base: &'a str,
+    /// The token endpoint URL.
+    pub token_url: &'a str,
+    /// The registered client id.
+    pub client_id: &'a str,
+}
+
+impl Input<'_> {
+    /// Whether authorization was on.
+    pub fn auth(&self) -> bool {
+        self.case.scenario.server.auth
+    }
+}
+
+/// A named check.
+pub struct Check {
+    /// Stable id, `family.name`.
+    pub id: &'static str,
+    /// What a client must do, in one line.
+    pub title: &'static str,
+    /// Requirement IDs it proves.
+    pub requirements: &'static [&'static str],
+    /// Its level.
+    pub level: Level,
+    /// Runs on every case (else only when a scenario's `expect.checks` names it).
+    pub always: bool,
+    /// The check itself.
+    pub run: fn(&Input) -> Finding,
+}
+
+/// Every check, in report order.
+pub fn all() -> Vec<&'static Check> {
+    let mut out: Vec<&'static Check> = Vec::new();
+    for family in [auth::CHECKS, kickoff::CHECKS, polling::CHECKS, files::CHECKS, output::CHECKS, etiquette::CHECKS] {
+        out.extend(family.iter());
+    }
+    out
+}
+
+/// The check called `id`.
+pub fn find(id: &str) -> Option<&'static Check> {
+    all().into_iter().find(|c| c.id == id)
+}
+
+/// Runs every always-on check and the ones `input.case` asks for.
+pub fn run_all(input: &Input) -> Vec<CheckResult> {
+    all()
+        .into_iter()
+        .filter(|c| c.always || input.case.scenario.expect.checks.iter().any(|n| n == c.id))
+        .map(|c| judge(c, input))
+        .collect()
+}
+
+/// Runs one check and turns its finding into a verdict for its level.
+pub fn judge(check: &Check, input: &Input) -> CheckResult {
+    let (verdict, evidence) = match (check.run)(input) {
+        Finding::Pass => (Verdict::Pass, None),
+        Finding::Skip(reason) => (Verdict::Skip, Some(Evidence { message: reason, exchanges: Vec::new() })),
+        Finding::Miss(evidence) => {
+            let verdict = match check.level {
+                Level::Must => Verdict::Fail,
+                Level::Should => Verdict::Warn,
+                Level::May => Verdict::Info,
+            };
+            (verdict, Some(evidence))
+        }
+    };
+    CheckResult {
+        id: check.id.to_string(),
+        requirements: check.requirements.iter().map(|r| r.to_string()).collect(),
+        level: check.level,
+        verdict,
+        evidence,
+    }
+}

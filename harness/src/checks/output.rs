@@ -1,0 +1,153 @@
+//! The output on disk against the export the job produced, and how the run ended.
+
+use super::{Check, Evidence, Finding, Input, Level};
+use crate::scenario::ExpectedOutcome;
+use crate::verify::OutputReport;
+
+/// The family's checks.
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "output.matches_export",
+        title: "a client that reports success holds exactly the exported resources: nothing missing, extra, duplicated or corrupted",
+        requirements: &["CLI-092", "CLI-084", "CLI-086", "CLI-090"],
+        level: Level::Must,
+        always: true,
+        run: matches_export,
+    },
+    Check {
+        id: "output.deleted_not_added",
+        title: "resources listed in deleted files are never added",
+        requirements: &["CLI-087"],
+        level: Level::Must,
+        always: true,
+        run: deleted_not_added,
+    },
+    Check {
+        id: "outcome.expected",
+        title: "the run ends as the case expects: complete, or a clean non-zero exit after a fatal error",
+        requirements: &["CLI-052", "CLI-066", "CLI-093"],
+        level: Level::Must,
+        always: true,
+        run: outcome_expected,
+    },
+];
+
+/// A one-line account of the differences, with examples.
+pub fn describe(o: &OutputReport) -> String {
+    let mut parts = Vec::new();
+    for (kind, n) in
+        [("missing", o.missing), ("extra", o.extra), ("duplicated", o.duplicated), ("corrupted", o.corrupted)]
+    {
+        if n == 0 {
+            continue;
+        }
+        let examples: Vec<String> = o
+            .details
+            .iter()
+            .filter_map(|(ty, kinds)| kinds.get(kind).map(|d| (ty, d)))
+            .map(|(ty, d)| {
+                format!("{ty} {}{}", d.count, d.examples.first().map(|x| format!(" (e.g. {x})")).unwrap_or_default())
+            })
+            .collect();
+        parts.push(format!("{n} {kind}: {}", examples.join(", ")));
+    }
+    if o.too_large {
+        parts.push("output too large to read".into());
+    }
+    format!("{} of {} expected resources found; {}", o.resources, o.expected_resources, parts.join("; "))
+}
+
+fn matches_export(input: &Input) -> Finding {
+    if input.run.exit_code != Some(0) {
+        return Finding::skip("the client did not report success");
+    }
+    if input.job.is_none() {
+        return Finding::skip("no export was started");
+    }
+    if input.output.resources_exact() {
+        Finding::Pass
+    } else {
+        Finding::Miss(Evidence {
+            message: format!("exit 0, but the output differs from the export: {}", describe(input.output)),
+            exchanges: Vec::new(),
+        })
+    }
+}
+
+fn deleted_not_added(input: &Input) -> Finding {
+    if input.output.deleted.expected == 0 {
+        return Finding::skip("the export deleted nothing");
+    }
+    if input.output.deleted_but_present == 0 {
+        Finding::Pass
+    } else {
+        Finding::Miss(Evidence {
+            message: format!("{} resources listed as deleted are in the output", input.output.deleted_but_present),
+            exchanges: Vec::new(),
+        })
+    }
+}
+
+/// The first answer that ends an export for good: a 4xx or 5xx that is neither
+/// transient nor a refused token.
+fn first_fatal(input: &Input) -> Option<usize> {
+    input.exchanges.iter().position(|e| {
+        e.status >= 400
+            && e.status != 401
+            && !super::wire::is_transient(e)
+            && !matches!(super::wire::route(e), super::wire::Route::Metadata | super::wire::Route::Other)
+    })
+}
+
+fn outcome_expected(input: &Input) -> Finding {
+    let run = input.run;
+    if run.timed_out {
+        return Finding::miss("the client was still running at the case's deadline", input.exchanges.last());
+    }
+    match input.case.scenario.expect.outcome {
+        ExpectedOutcome::Complete | ExpectedOutcome::Partial => match run.exit_code {
+            Some(0) => Finding::Pass,
+            code => Finding::Miss(Evidence {
+                message: format!(
+                    "the export should have completed, but the client ended with {}: {}",
+                    describe_exit(code, run.signal),
+                    last_line(&run.stderr)
+                ),
+                exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
+            }),
+        },
+        ExpectedOutcome::FailCleanly => {
+            if run.exit_code == Some(0) {
+                return Finding::miss(
+                    "the client exited 0 although the export failed for good: the failure was hidden",
+                    first_fatal(input).map(|i| &input.exchanges[i]),
+                );
+            }
+            if run.exit_code.is_none() {
+                return Finding::miss(format!("the client ended by {}", describe_exit(None, run.signal)), None);
+            }
+            if let Some(i) = first_fatal(input) {
+                let after = input.exchanges.len() - i - 1;
+                if after > 10 {
+                    return Finding::miss(
+                        format!("{after} more requests after a fatal answer: the client hammered the server"),
+                        input.exchanges[i..].iter().take(6),
+                    );
+                }
+            }
+            Finding::Pass
+        }
+    }
+}
+
+fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        (None, None) => "no exit code".into(),
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)")
+}

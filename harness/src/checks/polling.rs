@@ -1,0 +1,112 @@
+//! Polling etiquette: Retry-After in both forms, a floor without it, and
+//! transient answers not taken as failure.
+
+use super::wire::{Route, is_transient, responded_unix_ms, response_header, retry_allowed_at, route};
+use super::{Check, Finding, Input, Level};
+use bulkmock_server::Exchange;
+
+/// The family's checks.
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "status.honours_retry_after",
+        title: "no request before the Retry-After a response asked for (seconds or HTTP-date)",
+        requirements: &["CLI-062", "CLI-065", "CLI-053"],
+        level: Level::Should,
+        always: true,
+        run: honours_retry_after,
+    },
+    Check {
+        id: "status.poll_interval",
+        title: "without Retry-After, polls no faster than the floor (backoff)",
+        requirements: &["CLI-061"],
+        level: Level::Should,
+        always: true,
+        run: poll_interval,
+    },
+    Check {
+        id: "status.transient_retried",
+        title: "429 and transient 5xx are retried, not taken as failure",
+        requirements: &["CLI-065", "CLI-066", "CLI-093", "CLI-067"],
+        level: Level::Must,
+        always: true,
+        run: transient_retried,
+    },
+];
+
+/// Requests that address the same resource: the same kick-off route, status URL or file.
+fn same_resource(a: &Exchange, b: &Exchange) -> bool {
+    let ra = route(a);
+    ra == route(b)
+        && match ra {
+            Route::Kickoff | Route::Token => true,
+            Route::Status => job_of(a) == job_of(b),
+            _ => a.path == b.path,
+        }
+}
+
+fn job_of(e: &Exchange) -> &str {
+    e.path.split("/bulkstatus/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("")
+}
+
+fn honours_retry_after(input: &Input) -> Finding {
+    let mut exercised = false;
+    for (i, e) in input.exchanges.iter().enumerate() {
+        let Some((allowed, value)) = retry_allowed_at(e) else { continue };
+        let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) else { continue };
+        exercised = true;
+        if next.unix_ms < allowed {
+            let early = (allowed - next.unix_ms) as f64 / 1000.0;
+            let waited = next.unix_ms.saturating_sub(responded_unix_ms(e)) as f64 / 1000.0;
+            return Finding::miss(
+                format!(
+                    "Retry-After: {value} was answered, yet the next request came {waited:.2} s later ({early:.2} s early)"
+                ),
+                [e, next],
+            );
+        }
+    }
+    if exercised { Finding::Pass } else { Finding::skip("no Retry-After followed by another request") }
+}
+
+fn poll_interval(input: &Input) -> Finding {
+    let floor = input.case.scenario.expect.poll_floor_ms;
+    let mut exercised = false;
+    for (i, e) in input.exchanges.iter().enumerate() {
+        let in_progress = e.status == 202 || response_header(e, "x-export-status") == Some("202");
+        if route(e) != Route::Status || !in_progress || response_header(e, "retry-after").is_some() {
+            continue;
+        }
+        let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) else { continue };
+        exercised = true;
+        let gap = next.unix_ms.saturating_sub(responded_unix_ms(e));
+        if gap < floor {
+            return Finding::miss(
+                format!("polled again {gap} ms after a {} without Retry-After (floor {floor} ms)", e.status),
+                [e, next],
+            );
+        }
+    }
+    if exercised { Finding::Pass } else { Finding::skip("no in-progress answer without Retry-After was polled again") }
+}
+
+/// The first transient answer on each resource must be followed by another try
+/// (later ones may end in giving up, within the case's bounds).
+fn transient_retried(input: &Input) -> Finding {
+    let mut exercised = false;
+    let mut seen: Vec<&Exchange> = Vec::new();
+    for (i, e) in input.exchanges.iter().enumerate() {
+        if !is_transient(e) || matches!(route(e), Route::Token | Route::Metadata | Route::Other) {
+            continue;
+        }
+        if seen.iter().any(|s| same_resource(s, e)) {
+            continue;
+        }
+        seen.push(e);
+        exercised = true;
+        let retried = input.exchanges[i + 1..].iter().any(|n| same_resource(e, n));
+        if !retried {
+            return Finding::miss(format!("a transient {} was never retried: the client gave up on it", e.status), [e]);
+        }
+    }
+    if exercised { Finding::Pass } else { Finding::skip("no transient answer") }
+}

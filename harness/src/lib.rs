@@ -1,0 +1,29 @@
+//! The bulkmock conformance harness: run any FHIR Bulk Data client against
+//! scripted fault scenarios and judge it, check by check, against the
+//! requirement IDs (CLI-nnn) of the project's requirements list.
+//!
+//! Data flows one way: [`scenario`] (files -> typed scenarios -> cases) ->
+//! [`runner`] (a server and a folder per case, the adapter, deadlines) ->
+//! [`adapter`] (builtin, command, your own) -> [`verify`] (output vs the job's
+//! export) and [`checks`] (pure functions of transcript + run + case) ->
+//! [`report`] (JSON is the source; terminal and snapshots render from it).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use bulkmock_harness::{adapter, runner, scenario};
+//! let files = scenario::load_paths(&["scenarios/status".into()]).unwrap();
+//! let cases = files.into_iter().flat_map(|f| f.cases).collect();
+//! let report = runner::run(cases, Arc::new(adapter::Builtin::default()), &runner::RunOptions::default(), &|_| {})
+//!     .await
+//!     .unwrap();
+//! assert!(report.passed(false));
+//! # }
+//! ```
+
+pub mod adapter;
+pub mod checks;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod verify;

@@ -1,0 +1,198 @@
+//! The result of a run. The JSON form is the source every other report
+//! renders from, and a stable contract (docs/harness.md documents it).
+
+pub mod snapshot;
+pub mod terminal;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{CheckResult, Level, Verdict};
+use crate::verify::OutputReport;
+
+/// The verdict of one case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseVerdict {
+    /// Every MUST and SHOULD check passed (or was skipped).
+    Pass,
+    /// A MUST check failed.
+    Fail,
+    /// Only SHOULD checks failed.
+    Warn,
+    /// The case could not be run (the harness or the client's launch failed).
+    Error,
+    /// The client was still running at the deadline and was killed.
+    Timeout,
+}
+
+impl CaseVerdict {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseVerdict::Pass => "pass",
+            CaseVerdict::Fail => "fail",
+            CaseVerdict::Warn => "warn",
+            CaseVerdict::Error => "error",
+            CaseVerdict::Timeout => "timeout",
+        }
+    }
+}
+
+/// How a case ended, against what was expected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    /// `complete`, `fail_cleanly` or `partial`.
+    pub expected: String,
+    /// `complete` (exit 0), `failed` (non-zero exit), `timeout`, `killed` (a signal) or `not_started`.
+    pub observed: String,
+    /// The client's exit code.
+    pub exit_code: Option<i32>,
+    /// Wall time of the client, seconds.
+    pub seconds: f64,
+    /// Requests the client sent to the mock.
+    pub requests: u64,
+    /// The output compared with the expected export.
+    pub output: OutputReport,
+    /// The last lines of the client's stderr.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
+}
+
+/// One case's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// The case id.
+    pub id: String,
+    /// The scenario id.
+    pub scenario: String,
+    /// The scenario's title.
+    pub title: String,
+    /// The scenario's requirement IDs.
+    pub requirements: Vec<String>,
+    /// The matrix values of this case.
+    pub matrix: BTreeMap<String, String>,
+    /// The verdict.
+    pub verdict: CaseVerdict,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Every check that ran.
+    pub checks: Vec<CheckResult>,
+    /// Why the case could not be run, for `error` verdicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The case's folder, when kept (`--keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// The one command that re-runs this case alone.
+    pub rerun: String,
+}
+
+impl CaseResult {
+    /// The verdict from the run and the checks.
+    pub fn verdict_of(timed_out: bool, error: bool, checks: &[CheckResult]) -> CaseVerdict {
+        if error {
+            CaseVerdict::Error
+        } else if timed_out {
+            CaseVerdict::Timeout
+        } else if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            CaseVerdict::Fail
+        } else if checks.iter().any(|c| c.verdict == Verdict::Warn) {
+            CaseVerdict::Warn
+        } else {
+            CaseVerdict::Pass
+        }
+    }
+}
+
+/// Passed and exercised checks of one level, across all cases (for a badge).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Score {
+    /// Checks of this level that passed.
+    pub passed: u64,
+    /// Checks of this level that were exercised (not skipped).
+    pub total: u64,
+}
+
+/// Counts over all cases.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Cases run.
+    pub cases: u64,
+    /// Cases that passed.
+    pub passed: u64,
+    /// Cases with a failed MUST check.
+    pub failed: u64,
+    /// Cases with only failed SHOULD checks.
+    pub warned: u64,
+    /// Cases that could not be run, or timed out.
+    pub errors: u64,
+    /// Of which timed out.
+    pub timeouts: u64,
+    /// MUST checks passed / exercised.
+    pub must: Score,
+    /// SHOULD checks passed / exercised.
+    pub should: Score,
+}
+
+/// The whole result of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The run's seed: the same seed reproduces the same data and faults.
+    pub seed: u64,
+    /// The client: `builtin`, or the command template.
+    pub client: String,
+    /// The bulkmock version that judged.
+    pub bulkmock_version: String,
+    /// Every case, in id order.
+    pub cases: Vec<CaseResult>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+impl RunReport {
+    /// A report over `cases` (sorted by id here).
+    pub fn new(seed: u64, client: String, mut cases: Vec<CaseResult>) -> RunReport {
+        cases.sort_by(|a, b| a.id.cmp(&b.id));
+        let summary = summarize(&cases);
+        RunReport { seed, client, bulkmock_version: env!("CARGO_PKG_VERSION").to_string(), cases, summary }
+    }
+
+    /// Whether the run passes: no MUST failure, error or timeout (`strict`: no SHOULD failure either).
+    pub fn passed(&self, strict: bool) -> bool {
+        self.cases.iter().all(|c| match c.verdict {
+            CaseVerdict::Pass => true,
+            CaseVerdict::Warn => !strict,
+            _ => false,
+        })
+    }
+}
+
+fn summarize(cases: &[CaseResult]) -> Summary {
+    let mut s = Summary { cases: cases.len() as u64, ..Summary::default() };
+    for c in cases {
+        match c.verdict {
+            CaseVerdict::Pass => s.passed += 1,
+            CaseVerdict::Fail => s.failed += 1,
+            CaseVerdict::Warn => s.warned += 1,
+            CaseVerdict::Error => s.errors += 1,
+            CaseVerdict::Timeout => {
+                s.errors += 1;
+                s.timeouts += 1
+            }
+        }
+        for check in c.checks.iter().filter(|k| k.verdict != Verdict::Skip) {
+            let score = match check.level {
+                Level::Must => &mut s.must,
+                Level::Should => &mut s.should,
+                Level::May => continue,
+            };
+            score.total += 1;
+            if check.verdict == Verdict::Pass {
+                score.passed += 1;
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,99 @@
+//! A normalised, redacted outcome of a case, for `insta::assert_yaml_snapshot!`:
+//! no ports, job ids, times, tokens or temp paths; maps sorted; requests
+//! summarised by route and status. Public so users can snapshot their own runs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::CaseResult;
+use crate::checks::Verdict;
+
+/// The snapshot of one case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// The case id.
+    pub case: String,
+    /// The verdict.
+    pub verdict: String,
+    /// Expected and observed outcome and the exit code.
+    pub outcome: SnapshotOutcome,
+    /// Output differences: `missing`, `extra`, `duplicated`, `corrupted` (zero ones left out).
+    pub output: BTreeMap<String, u64>,
+    /// Each check's verdict (skipped checks left out).
+    pub checks: BTreeMap<String, String>,
+}
+
+/// The outcome part of a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotOutcome {
+    /// `complete`, `fail_cleanly` or `partial`.
+    pub expected: String,
+    /// What happened.
+    pub observed: String,
+    /// The exit code.
+    pub exit_code: Option<i32>,
+}
+
+impl Snapshot {
+    /// The snapshot of a case result.
+    pub fn of(case: &CaseResult) -> Snapshot {
+        let o = &case.outcome.output;
+        let output = [
+            ("expected_resources", o.expected_resources),
+            ("missing", o.missing),
+            ("extra", o.extra),
+            ("duplicated", o.duplicated),
+            ("corrupted", o.corrupted),
+            ("deleted_missing", o.deleted.missing),
+            ("deleted_but_present", o.deleted_but_present),
+        ]
+        .into_iter()
+        .filter(|(k, n)| *n > 0 || *k == "expected_resources")
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+        Snapshot {
+            case: case.id.clone(),
+            verdict: case.verdict.as_str().to_string(),
+            outcome: SnapshotOutcome {
+                expected: case.outcome.expected.clone(),
+                observed: case.outcome.observed.clone(),
+                exit_code: case.outcome.exit_code,
+            },
+            output,
+            checks: case
+                .checks
+                .iter()
+                .filter(|c| c.verdict != Verdict::Skip)
+                .map(|c| (c.id.clone(), c.verdict.as_str().to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// Replaces what changes between runs in a path: job ids, capability tokens, query values.
+pub fn route_of(method: &str, path: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut prev = "";
+    for seg in path.split('/') {
+        let shown = match prev {
+            "bulkstatus" | "bulkfiles" => "{job}".to_string(),
+            _ => seg.to_string(),
+        };
+        parts.push(shown);
+        prev = seg;
+    }
+    format!("{method} {}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn routes_lose_their_job_ids() {
+        assert_eq!(
+            super::route_of("GET", "/fhir/bulkfiles/0a1b2c/0.Patient.ndjson"),
+            "GET /fhir/bulkfiles/{job}/0.Patient.ndjson"
+        );
+        assert_eq!(super::route_of("DELETE", "/fhir/bulkstatus/0a1b2c"), "DELETE /fhir/bulkstatus/{job}");
+    }
+}

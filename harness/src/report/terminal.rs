@@ -1,0 +1,90 @@
+//! The report for people at a terminal: one line per finished case with its
+//! failed checks and evidence, then a summary table.
+
+use std::fmt::Write;
+
+use super::{CaseResult, CaseVerdict, RunReport};
+use crate::checks::Verdict;
+
+/// One finished case: its verdict, then each check that did not pass with its evidence.
+pub fn case_lines(case: &CaseResult, verbose: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<7} {}  ({}, {} requests, {:.1} s)",
+        case.verdict.as_str().to_uppercase(),
+        case.id,
+        case.outcome.observed,
+        case.outcome.requests,
+        case.outcome.seconds
+    );
+    if let Some(e) = &case.error {
+        let _ = writeln!(out, "        error: {e}");
+    }
+    for check in &case.checks {
+        let shown = match check.verdict {
+            Verdict::Fail | Verdict::Warn => true,
+            Verdict::Info | Verdict::Pass | Verdict::Skip => verbose,
+        };
+        if !shown {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "        {:<5} {:<6} {} [{}]",
+            check.verdict.as_str(),
+            check.level.as_str(),
+            check.id,
+            check.requirements.join(", ")
+        );
+        if let Some(ev) = &check.evidence {
+            let _ = writeln!(out, "              {}", ev.message);
+            for x in &ev.exchanges {
+                let _ = writeln!(
+                    out,
+                    "              #{} +{} ms {} {} -> {} ({} bytes){}",
+                    x.seq,
+                    x.at_ms,
+                    x.method,
+                    x.url,
+                    x.status,
+                    x.bytes,
+                    x.fault.as_ref().map(|f| format!(" fault {f}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if matches!(case.verdict, CaseVerdict::Fail | CaseVerdict::Error | CaseVerdict::Timeout) {
+        if !case.outcome.stderr_tail.is_empty() {
+            for line in case.outcome.stderr_tail.lines() {
+                let _ = writeln!(out, "        stderr: {line}");
+            }
+        }
+        let _ = writeln!(out, "        re-run: {}", case.rerun);
+    }
+    out
+}
+
+/// The summary table.
+pub fn summary(report: &RunReport) -> String {
+    let s = &report.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "\nseed {}  client {}", report.seed, report.client);
+    let _ = writeln!(out, "{:<8} {:>6}", "verdict", "cases");
+    for (name, n) in [
+        ("pass", s.passed),
+        ("warn", s.warned),
+        ("fail", s.failed),
+        ("error", s.errors - s.timeouts),
+        ("timeout", s.timeouts),
+    ] {
+        let _ = writeln!(out, "{name:<8} {n:>6}");
+    }
+    let _ = writeln!(
+        out,
+        "MUST checks {}/{} passed, SHOULD checks {}/{} passed",
+        s.must.passed, s.must.total, s.should.passed, s.should.total
+    );
+    let _ = writeln!(out, "{} passed, {} failed", s.passed + s.warned, s.failed + s.errors);
+    out
+}

@@ -1,0 +1,233 @@
+//! `bulkmock run`: run a client against scenarios and judge it.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use bulkmock_harness::adapter::{Builtin, ClientAdapter, Command};
+use bulkmock_harness::report::terminal;
+use bulkmock_harness::runner::{self, Identity, Progress, RunOptions};
+use bulkmock_harness::scenario;
+use clap::Args;
+
+/// Flags of `bulkmock run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Scenario files or folders (searched recursively for *.toml).
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// The client: `builtin` (the in-process reference client).
+    #[arg(long, default_value = "builtin", conflicts_with = "client_cmd")]
+    client: String,
+    /// A command template run once per case by `sh -c`, e.g. 'my-client --base {fhir_base} --out {out_dir}'.
+    #[arg(long, env = "BULKMOCK_CLIENT_CMD")]
+    client_cmd: Option<String>,
+    /// A config file template rendered per case to {config_file} (its name without `.tmpl`).
+    #[arg(long, requires = "client_cmd")]
+    client_config_template: Option<PathBuf>,
+    /// Register this client id in every case instead of a generated one (with --client-jwks).
+    #[arg(long, requires = "client_jwks")]
+    client_id: Option<String>,
+    /// The public JWKS of --client-id.
+    #[arg(long, requires = "client_id")]
+    client_jwks: Option<PathBuf>,
+    /// The private key (PEM) of --client-id, for {private_key_pem}.
+    #[arg(long, requires = "client_id")]
+    client_key: Option<PathBuf>,
+    /// Cases at once (default: 4 per core; waiting clients need no core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Only cases whose id starts with this (repeatable).
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Only shard K of N (`2/8`): every case is in exactly one shard.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(u64, u64)>,
+    /// Seed of data, ids and probabilistic faults; printed in every report.
+    #[arg(long, env = "BULKMOCK_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Keep each case's folder (keys, output, config) and print where.
+    #[arg(long)]
+    keep: bool,
+    /// Where case folders go (default: the system's temporary folder).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Write the whole result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Fail on SHOULD failures too (exit code 1 on any warn).
+    #[arg(long)]
+    strict: bool,
+    /// Show every check, passed and skipped ones too.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (k, n) = s.split_once('/').ok_or("a shard is K/N, e.g. 2/8")?;
+    let (k, n): (u64, u64) =
+        (k.parse().map_err(|_| "K must be a number")?, n.parse().map_err(|_| "N must be a number")?);
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("shard {k}/{n}: K must be between 1 and N"));
+    }
+    Ok((k, n))
+}
+
+fn adapter(args: &RunArgs) -> Result<Arc<dyn ClientAdapter>, String> {
+    let Some(cmd) = &args.client_cmd else {
+        return match args.client.as_str() {
+            "builtin" => Ok(Arc::new(Builtin::default())),
+            other => {
+                Err(format!("--client {other:?}: the only built-in client is `builtin`; use --client-cmd for others"))
+            }
+        };
+    };
+    let config = match &args.client_config_template {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file_name = path.file_name().map(PathBuf::from).unwrap_or_else(|| "client.conf".into());
+            let file_name = match file_name.to_string_lossy().strip_suffix(".tmpl") {
+                Some(stem) => PathBuf::from(stem),
+                None => file_name,
+            };
+            Some((text, path.display().to_string(), file_name))
+        }
+        None => None,
+    };
+    let command = Command::new(cmd, config.as_ref().map(|(t, n, f)| (t.as_str(), n.as_str(), f.clone())))?;
+    Ok(Arc::new(command))
+}
+
+fn identity(args: &RunArgs) -> Result<Option<Identity>, String> {
+    let (Some(id), Some(jwks_path)) = (&args.client_id, &args.client_jwks) else { return Ok(None) };
+    let text = std::fs::read_to_string(jwks_path).map_err(|e| format!("--client-jwks {}: {e}", jwks_path.display()))?;
+    let jwks: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("--client-jwks {}: not JSON: {e}", jwks_path.display()))?;
+    let kid = jwks["keys"][0]["kid"]
+        .as_str()
+        .ok_or_else(|| format!("--client-jwks {}: no keys[0].kid", jwks_path.display()))?
+        .to_string();
+    Ok(Some(Identity { client_id: id.clone(), jwks, private_key_pem: args.client_key.clone(), kid }))
+}
+
+fn rerun_prefix(args: &RunArgs) -> String {
+    let mut parts = vec!["bulkmock run".to_string()];
+    parts.extend(args.paths.iter().map(|p| p.display().to_string()));
+    if let Some(cmd) = &args.client_cmd {
+        parts.push(format!("--client-cmd {}", bulkmock_harness::adapter::template::shell_quote(cmd)));
+    }
+    if let Some(t) = &args.client_config_template {
+        parts.push(format!("--client-config-template {}", t.display()));
+    }
+    if args.keep {
+        parts.push("--keep".into());
+    }
+    parts.join(" ")
+}
+
+/// Runs the scenarios; exit 0 only when no MUST check failed (`--strict`: no SHOULD either).
+pub fn run(args: RunArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("bulkmock run: {message}");
+        ExitCode::from(2)
+    };
+    let files = match scenario::load_paths(&args.paths) {
+        Ok(f) => f,
+        Err(e) => return usage(e.to_string()),
+    };
+    let adapter = match adapter(&args) {
+        Ok(a) => a,
+        Err(e) => return usage(e),
+    };
+    let identity = match identity(&args) {
+        Ok(i) => i,
+        Err(e) => return usage(e),
+    };
+    let cases = runner::select(files.into_iter().flat_map(|f| f.cases).collect(), &args.filter, args.shard);
+    if cases.is_empty() {
+        return usage("no case matches (check the paths, --filter and --shard)".into());
+    }
+    let options = RunOptions {
+        jobs: args.jobs.unwrap_or_else(runner::default_jobs),
+        seed: args.seed,
+        keep: args.keep,
+        work_dir: args.work_dir.clone(),
+        identity,
+        rerun_prefix: rerun_prefix(&args),
+        ..RunOptions::default()
+    };
+    let total = cases.len();
+    eprintln!("bulkmock run: {total} cases, seed {}, client {}", args.seed, adapter.name());
+    let live = Live::new(total, std::io::stderr().is_terminal(), args.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return usage(format!("cannot start a runtime: {e}")),
+    };
+    let report = match runtime.block_on(runner::run(cases, adapter, &options, &|p| live.on(p))) {
+        Ok(r) => r,
+        Err(e) => return usage(format!("cannot create the case folders: {e}")),
+    };
+    live.finish();
+    print!("{}", terminal::summary(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("a report serialises");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            return usage(format!("--json {}: {e}", path.display()));
+        }
+    }
+    if report.passed(args.strict) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Live progress: a bar with done / running / failed on a terminal, plain lines otherwise.
+struct Live {
+    bar: Option<indicatif::ProgressBar>,
+    verbose: bool,
+    counts: Mutex<(usize, usize)>,
+}
+
+impl Live {
+    fn new(total: usize, terminal: bool, verbose: bool) -> Live {
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cases  {msg}").expect("a valid template"),
+            );
+            bar
+        });
+        Live { bar, verbose, counts: Mutex::new((0, 0)) }
+    }
+
+    fn on(&self, p: Progress) {
+        let mut counts = self.counts.lock().expect("progress");
+        match p {
+            Progress::Started(_) => counts.0 += 1,
+            Progress::Finished(case) => {
+                counts.0 -= 1;
+                if !matches!(
+                    case.verdict,
+                    bulkmock_harness::report::CaseVerdict::Pass | bulkmock_harness::report::CaseVerdict::Warn
+                ) {
+                    counts.1 += 1;
+                }
+                let text = terminal::case_lines(case, self.verbose);
+                match &self.bar {
+                    Some(bar) => {
+                        bar.println(text.trim_end());
+                        bar.inc(1);
+                    }
+                    None => print!("{text}"),
+                }
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} running, {} failed", counts.0, counts.1));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The runner: every case gets its own server and folder, the adapter runs the
+//! client under a deadline, then the output is verified and the checks judge.
+//! Cases run in parallel; a sleeping client does not hold a core.
+
+pub mod setup;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::adapter::{ClientAdapter, ClientRun};
+use crate::checks::{self, Input, JobFacts};
+use crate::report::{CaseResult, CaseVerdict, Outcome, RunReport};
+use crate::scenario::Case;
+use crate::verify::{self, OutputReport};
+pub use setup::Identity;
+
+/// How a run goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Cases at once.
+    pub jobs: usize,
+    /// The run's seed (a scenario's `[server] seed` wins for its server).
+    pub seed: u64,
+    /// Keep the case folders (their paths are in the report).
+    pub keep: bool,
+    /// Where case folders go (a new temporary folder when `None`).
+    pub work_dir: Option<PathBuf>,
+    /// A registered identity to use instead of generated ones.
+    pub identity: Option<Identity>,
+    /// The command that re-runs a case, up to the case filter (`bulkmock run scenarios/ --seed 1`).
+    pub rerun_prefix: String,
+    /// Extra seconds past a case's `max_seconds` before the client is killed.
+    pub grace: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            jobs: default_jobs(),
+            seed: 42,
+            keep: false,
+            work_dir: None,
+            identity: None,
+            rerun_prefix: "bulkmock run scenarios/".into(),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Cases at once by default: clients mostly wait, so more than the cores.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+}
+
+/// Progress of a run, for live output.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    /// A case started.
+    Started(&'a str),
+    /// A case finished.
+    Finished(&'a CaseResult),
+}
+
+/// Keeps the cases whose id starts with one of `filters` (all when empty) and,
+/// with `shard = (k, n)`, those of shard k of n (1-based), by a stable hash of the id.
+pub fn select(cases: Vec<Case>, filters: &[String], shard: Option<(u64, u64)>) -> Vec<Case> {
+    cases
+        .into_iter()
+        .filter(|c| filters.is_empty() || filters.iter().any(|f| c.id.starts_with(f.as_str())))
+        .filter(|c| shard.is_none_or(|(k, n)| stable_hash(&c.id) % n == k - 1))
+        .collect()
+}
+
+/// FNV-1a: stable across runs, machines and versions (unlike std's hasher).
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Runs `cases` with `adapter`; `progress` hears of each start and finish.
+pub async fn run(
+    cases: Vec<Case>,
+    adapter: Arc<dyn ClientAdapter>,
+    options: &RunOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> std::io::Result<RunReport> {
+    let root = match &options.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::Builder::new().prefix("bulkmock-run-").tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new().prefix("bulkmock-run-").tempdir()?,
+    };
+    let results: Vec<CaseResult> = futures_util::stream::iter(cases.iter().enumerate())
+        .map(|(i, case)| {
+            let adapter = Arc::clone(&adapter);
+            let dir = root.path().join(format!("{:04}-{}", i, folder_name(&case.id)));
+            async move {
+                progress(Progress::Started(&case.id));
+                let result = run_case(case, adapter.as_ref(), dir, options).await;
+                progress(Progress::Finished(&result));
+                result
+            }
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .collect()
+        .await;
+    if options.keep {
+        let _ = root.keep();
+    }
+    Ok(RunReport::new(options.seed, adapter.name(), results))
+}
+
+fn folder_name(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_=.".contains(c) { c } else { '_' }).collect()
+}
+
+/// Runs one case in `dir` (created) and judges it.
+pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, options: &RunOptions) -> CaseResult {
+    let expect = &case.scenario.expect;
+    let deadline = Duration::from_secs_f64(expect.max_seconds) + options.grace;
+    let rerun = format!("{} --filter '{}' --seed {}", options.rerun_prefix, case.id, options.seed);
+    let world = match std::fs::create_dir_all(&dir).map_err(|e| e.to_string()) {
+        Ok(()) => setup::start(case, &dir, options.seed, deadline, options.identity.as_ref()).await,
+        Err(e) => Err(e),
+    };
+    let world = match world {
+        Ok(w) => w,
+        Err(message) => return errored(case, message, rerun),
+    };
+    let run = match tokio::time::timeout(deadline, adapter.run(&world.ctx)).await {
+        Ok(run) => run,
+        Err(_) => ClientRun { timed_out: true, seconds: deadline.as_secs_f64(), ..ClientRun::default() },
+    };
+    let exchanges = world.server.transcript();
+    let (job, expected) = job_of(&world);
+    let output = verify::verify(&world.ctx.out_dir, expected.iter().map(Vec::as_slice));
+    let input = Input {
+        case,
+        exchanges: &exchanges,
+        run: &run,
+        output: &output,
+        job: job.as_ref(),
+        fhir_base: &world.ctx.fhir_base,
+        token_url: &world.ctx.token_url,
+        client_id: &world.ctx.client_id,
+    };
+    let checks = checks::run_all(&input);
+    let verdict = match &run.launch_error {
+        Some(_) => CaseVerdict::Error,
+        None => CaseResult::verdict_of(run.timed_out, false, &checks),
+    };
+    drop(world);
+    CaseResult {
+        id: case.id.clone(),
+        scenario: case.scenario_id.clone(),
+        title: case.scenario.title.clone(),
+        requirements: case.scenario.requirements.clone(),
+        matrix: case.matrix.clone(),
+        verdict,
+        outcome: outcome(case, &run, exchanges.len() as u64, output),
+        checks,
+        error: run.launch_error.clone(),
+        dir: options.keep.then(|| dir.display().to_string()),
+        rerun,
+    }
+}
+
+fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) -> Outcome {
+    let observed = if run.launch_error.is_some() {
+        "not_started"
+    } else if run.timed_out {
+        "timeout"
+    } else {
+        match (run.exit_code, run.signal) {
+            (Some(0), _) => "complete",
+            (Some(_), _) => "failed",
+            (None, _) => "killed",
+        }
+    };
+    let tail: Vec<&str> = run.stderr.lines().rev().take(5).collect();
+    Outcome {
+        expected: case.scenario.expect.outcome.as_str().to_string(),
+        observed: observed.to_string(),
+        exit_code: run.exit_code,
+        seconds: (run.seconds * 1000.0).round() / 1000.0,
+        requests,
+        output,
+        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    }
+}
+
+fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
+    CaseResult {
+        id: case.id.clone(),
+        scenario: case.scenario_id.clone(),
+        title: case.scenario.title.clone(),
+        requirements: case.scenario.requirements.clone(),
+        matrix: case.matrix.clone(),
+        verdict: CaseVerdict::Error,
+        outcome: Outcome {
+            expected: case.scenario.expect.outcome.as_str().to_string(),
+            observed: "not_started".into(),
+            exit_code: None,
+            seconds: 0.0,
+            requests: 0,
+            output: OutputReport::default(),
+            stderr_tail: String::new(),
+        },
+        checks: Vec::new(),
+        error: Some(message),
+        dir: None,
+        rerun,
+    }
+}
+
+/// The last export the case's client started, and the lines of its files.
+fn job_of(world: &setup::World) -> (Option<JobFacts>, Vec<Vec<u8>>) {
+    let server = &world.server;
+    let client = (!world.ctx.client_id.is_empty()).then_some(world.ctx.client_id.as_str());
+    let Some(job) = server.jobs().into_iter().rev().find(|j| client.is_none() || j.owner.as_deref() == client) else {
+        return (None, Vec::new());
+    };
+    let source = server.data();
+    let types = source.types();
+    use bulkmock_server::export::plan::Level;
+    let (level, group) = match &job.plan.level {
+        Level::System => ("system", None),
+        Level::Patient => ("patient", None),
+        Level::Group(g) => ("group", Some(g.clone())),
+    };
+    let mut files: Vec<String> = job
+        .plan
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| bulkmock_server::export::manifest::file_name(source, f.kind, i))
+        .collect();
+    let contents = server.job_contents(&job).unwrap_or_default();
+    if contents.iter().any(|f| f.listed_in == bulkmock_server::export::expected::ListedIn::Error) {
+        files.push(bulkmock_server::export::manifest::ERROR_FILE.to_string());
+    }
+    let facts = JobFacts {
+        level: level.into(),
+        group,
+        types: job.plan.types.iter().map(|&t| types[t].name.clone()).collect(),
+        since: job.plan.since.is_some(),
+        until: job.plan.until.is_some(),
+        files,
+    };
+    let lines = contents.into_iter().flat_map(|f| f.lines).collect();
+    (Some(facts), lines)
+}
+
+/// Counts of each verdict, for a one-line summary.
+pub fn tally(report: &RunReport) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    for c in &report.cases {
+        *out.entry(c.verdict.as_str()).or_default() += 1;
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! Scenarios: TOML files -> typed [`Scenario`]s -> expanded [`Case`]s.
+
+pub mod load;
+pub mod model;
+
+pub use load::{Case, ScenarioError, ScenarioFile, load_file, load_paths, parse};
+pub use model::{Alg, ClientSpec, Expect, ExpectedOutcome, JwksMode, LevelName, Scenario, ServerSpec};

@@ -1,0 +1,300 @@
+//! Checks that can fail: deliberately broken clients, one flaw each, run
+//! through the Rust adapter. Each flaw must be caught by the right check, no
+//! check outside that family (and the run's outcome and output, which a flaw
+//! may also spoil) may fail, and the reference client must pass every MUST
+//! and SHOULD check of the same case.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulkmock_harness::adapter::{Builtin, CaseContext, ClientAdapter, from_fn};
+use bulkmock_harness::checks::Verdict;
+use bulkmock_harness::report::CaseResult;
+use bulkmock_harness::runner::{self, RunOptions};
+use bulkmock_harness::scenario;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// One flaw of a client that is otherwise simple but correct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    ReusesJti,
+    IgnoresRetryAfter,
+    PollsInHotLoop,
+    NeverRetries503,
+    NeverRenewsToken,
+    TokenWhenNotRequired,
+    TokenAcrossRedirect,
+    KeepsTruncatedFile,
+    ExitsZeroAfterFatal,
+}
+
+struct Flawed {
+    flaw: Flaw,
+    ctx: CaseContext,
+    http: reqwest::Client,
+    token: Option<String>,
+    tokens_fetched: u32,
+}
+
+impl Flawed {
+    async fn token(&mut self) -> Result<String, String> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        self.tokens_fetched += 1;
+        let jti = if self.flaw == Flaw::ReusesJti {
+            "always-the-same".to_string()
+        } else {
+            format!("jti-{now}-{}", self.tokens_fetched)
+        };
+        let (alg, key) = match self.ctx.alg.as_str() {
+            "RS384" => (Algorithm::RS384, EncodingKey::from_rsa_pem(self.ctx.private_key_pem.as_bytes())),
+            _ => (Algorithm::ES384, EncodingKey::from_ec_pem(self.ctx.private_key_pem.as_bytes())),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(self.ctx.kid.clone());
+        header.typ = Some("JWT".into());
+        let claims = json!({"iss": self.ctx.client_id, "sub": self.ctx.client_id, "aud": self.ctx.token_url,
+            "exp": now + 240, "jti": jti});
+        let assertion =
+            jsonwebtoken::encode(&header, &claims, &key.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let r = self
+            .http
+            .post(&self.ctx.token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion.as_str()),
+                ("scope", "system/*.rs"),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let doc: Value = r.json().await.map_err(|e| e.to_string())?;
+        let token = doc["access_token"].as_str().ok_or(format!("no token: {doc}"))?.to_string();
+        self.token = Some(token.clone());
+        Ok(token)
+    }
+
+    /// GET with the token; a 401 renews it once (unless the flaw says never).
+    async fn get(&mut self, url: &str, with_token: bool) -> Result<reqwest::Response, String> {
+        for _ in 0..3 {
+            let mut req = self
+                .http
+                .get(url)
+                .header("Accept", "application/fhir+json")
+                .header("Prefer", "respond-async")
+                .header("Accept-Encoding", "gzip");
+            if with_token {
+                req = req.bearer_auth(self.token().await?);
+            }
+            let r = req.send().await.map_err(|e| e.to_string())?;
+            if r.status() == 401 && self.flaw != Flaw::NeverRenewsToken {
+                self.token = None;
+                continue;
+            }
+            if r.status().is_redirection() {
+                let location = r.headers()["location"].to_str().unwrap().to_string();
+                // A correct client drops the token on another host; this flaw keeps it.
+                let keep = with_token && self.flaw == Flaw::TokenAcrossRedirect;
+                let mut req = self.http.get(&location).header("Accept-Encoding", "gzip");
+                if keep {
+                    req = req.bearer_auth(self.token().await?);
+                }
+                return req.send().await.map_err(|e| e.to_string());
+            }
+            return Ok(r);
+        }
+        Err("401 three times".into())
+    }
+
+    async fn run(mut self) -> Result<i32, String> {
+        let kickoff = format!("{}/Patient/$export", self.ctx.fhir_base);
+        let r = self.get(&kickoff, true).await?;
+        if r.status() != 202 {
+            let code = if self.flaw == Flaw::ExitsZeroAfterFatal { 0 } else { 1 };
+            return if code == 0 { Ok(0) } else { Err(format!("kick-off answered {}", r.status())) };
+        }
+        let status_url = r.headers()["content-location"].to_str().unwrap().to_string();
+        let manifest: Value = loop {
+            let r = self.get(&status_url, true).await?;
+            match r.status().as_u16() {
+                200 => break r.json().await.map_err(|e| e.to_string())?,
+                202 | 429 | 503 => {
+                    if r.status() == 503 && self.flaw == Flaw::NeverRetries503 {
+                        return Err("503 on status: giving up".into());
+                    }
+                    let wait = bulkmock_client::retry_after(r.headers()).unwrap_or(Duration::from_millis(200));
+                    let wait = match self.flaw {
+                        Flaw::IgnoresRetryAfter => Duration::from_millis(20),
+                        Flaw::PollsInHotLoop => Duration::ZERO,
+                        _ => wait.max(Duration::from_millis(200)),
+                    };
+                    tokio::time::sleep(wait).await;
+                }
+                s => return Err(format!("status answered {s}")),
+            }
+        };
+        let requires_token = manifest["requiresAccessToken"].as_bool().unwrap_or(true);
+        let send_token = requires_token || self.flaw == Flaw::TokenWhenNotRequired;
+        for (i, file) in manifest["output"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+            let url = file["url"].as_str().unwrap();
+            let (body, gzip) = self.download(url, send_token).await?;
+            let name = if gzip { format!("{i}.ndjson.gz") } else { format!("{i}.ndjson") };
+            std::fs::write(self.ctx.out_dir.join(name), body).map_err(|e| e.to_string())?;
+        }
+        let _ = self.http.delete(&status_url).bearer_auth(self.token().await?).send().await;
+        Ok(0)
+    }
+
+    /// A download; a cut body is fetched again, except by the flaw that keeps it.
+    async fn download(&mut self, url: &str, with_token: bool) -> Result<(Vec<u8>, bool), String> {
+        for _ in 0..3 {
+            let mut r = self.get(url, with_token).await?;
+            if !r.status().is_success() {
+                return Err(format!("{url}: {}", r.status()));
+            }
+            let gzip = r.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+            let mut body = Vec::new();
+            let mut cut = false;
+            loop {
+                match r.chunk().await {
+                    Ok(Some(c)) => body.extend_from_slice(&c),
+                    Ok(None) => break,
+                    Err(_) => {
+                        cut = true;
+                        break;
+                    }
+                }
+            }
+            if !cut || self.flaw == Flaw::KeepsTruncatedFile {
+                return Ok((body, gzip));
+            }
+        }
+        Err(format!("{url}: cut three times"))
+    }
+}
+
+fn flawed(flaw: Flaw) -> impl ClientAdapter {
+    from_fn(&format!("{flaw:?}"), move |ctx: CaseContext| async move {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Flawed { flaw, ctx, http, token: None, tokens_fetched: 0 }.run().await
+    })
+}
+
+async fn run_one(text: &str, adapter: Arc<dyn ClientAdapter>) -> CaseResult {
+    let file = scenario::parse(text, Path::new("scenarios/selftest/case.toml")).expect("a valid scenario");
+    let options = RunOptions { jobs: 1, ..RunOptions::default() };
+    let report = runner::run(file.cases, adapter, &options, &|_| {}).await.expect("the run starts");
+    report.cases.into_iter().next().expect("one case")
+}
+
+fn verdict(case: &CaseResult, id: &str) -> Verdict {
+    case.checks.iter().find(|c| c.id == id).map_or(Verdict::Skip, |c| c.verdict)
+}
+
+/// The flawed client is caught by `check`, nothing outside its family (or the
+/// outcome and output) fails or warns, and the reference client passes.
+async fn caught(flaw: Flaw, scenario: &str, check: &str, expected: Verdict) {
+    caught_also(flaw, scenario, check, expected, &[]).await
+}
+
+/// Like [`caught`], where the flaw's consequences reach families in `also` too.
+async fn caught_also(flaw: Flaw, scenario: &str, check: &str, expected: Verdict, also: &[&str]) {
+    let bad = run_one(scenario, Arc::new(flawed(flaw))).await;
+    assert_eq!(verdict(&bad, check), expected, "{flaw:?} must be caught by {check}: {:#?}", bad.checks);
+    let family = check.split('.').next().unwrap();
+    for c in &bad.checks {
+        let allowed = [family, "outcome", "output"].iter().chain(also).any(|f| c.id.starts_with(&format!("{f}.")));
+        assert!(
+            allowed || !matches!(c.verdict, Verdict::Fail | Verdict::Warn),
+            "{flaw:?} also tripped {} ({:?}): {:?}",
+            c.id,
+            c.verdict,
+            c.evidence
+        );
+    }
+    let good = run_one(scenario, Arc::new(Builtin::default())).await;
+    for c in &good.checks {
+        assert!(
+            !matches!(c.verdict, Verdict::Fail | Verdict::Warn),
+            "the reference client must pass {} in the {flaw:?} case: {:?}",
+            c.id,
+            c.evidence
+        );
+    }
+    assert_eq!(verdict(&good, check), Verdict::Pass, "the {flaw:?} case must exercise {check}");
+}
+
+const BASE: &str = "title = \"self-test\"\n[server]\npatients = 4\n[client]\nlevel = \"patient\"\n[expect]\npoll_floor_ms = 100\nmax_seconds = 20\n";
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_jti_is_caught() {
+    let s = with("[[fault]]\non = \"status\"\nwhen = { nth = 1 }\nfault = { kind = \"revoke\" }\n");
+    caught(Flaw::ReusesJti, &s, "auth.fresh_jti", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_retry_after_is_caught() {
+    let s = with(
+        "[[fault]]\non = \"status\"\ntimes = 2\nfault = { kind = \"respond\", status = 202, body = \"empty\", retry_after_date_s = 2 }\n",
+    );
+    caught(Flaw::IgnoresRetryAfter, &s, "status.honours_retry_after", Verdict::Warn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_polling_loop_is_caught() {
+    let s = BASE.replace("patients = 4\n", "patients = 4\njob_polls = 3\n");
+    caught(Flaw::PollsInHotLoop, &s, "status.poll_interval", Verdict::Warn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_retrying_a_503_is_caught() {
+    let s = with(
+        "[[fault]]\non = \"status\"\ntimes = 1\nfault = { kind = \"respond\", status = 503, body = \"transient\", retry_after_s = 1 }\n",
+    );
+    caught(Flaw::NeverRetries503, &s, "status.transient_retried", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_renewing_a_token_is_caught() {
+    let s = with("[[fault]]\non = \"status\"\nwhen = { nth = 1 }\nfault = { kind = \"revoke\" }\n");
+    caught(Flaw::NeverRenewsToken, &s, "auth.token_renewed", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_on_capability_urls_is_caught() {
+    let s = with("[[fault]]\non = \"status\"\nfault = { kind = \"capability_urls\", ttl_s = 60 }\n");
+    caught(Flaw::TokenWhenNotRequired, &s, "files.no_token_when_not_required", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_across_a_redirect_is_caught() {
+    let s = with("[[fault]]\non = \"file\"\ntimes = 1\nfault = { kind = \"redirect\" }\n");
+    caught(Flaw::TokenAcrossRedirect, &s, "auth.no_token_to_other_host", Verdict::Warn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeping_a_truncated_file_is_caught() {
+    let s = with(
+        "[[fault]]\non = \"file\"\nresource_type = \"Observation\"\ntimes = 1\nfault = { kind = \"truncate\", fraction = 0.5, at_line_end = true }\n",
+    );
+    // The cut file was never received whole: the files family sees that too.
+    caught_also(Flaw::KeepsTruncatedFile, &s, "output.matches_export", Verdict::Fail, &["files"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exiting_zero_after_a_fatal_error_is_caught() {
+    let s = with(
+        "[[fault]]\non = \"kickoff\"\nfault = { kind = \"respond\", status = 500, body = \"outcome\", code = \"processing\" }\n",
+    )
+    .replace("[expect]\n", "[expect]\noutcome = \"fail_cleanly\"\n");
+    caught(Flaw::ExitsZeroAfterFatal, &s, "outcome.expected", Verdict::Fail).await;
+}
