@@ -250,6 +250,11 @@ impl MockServer {
         &self.state.config
     }
 
+    /// Number of requests received so far (cheap; see [`transcript`](Self::transcript) for the exchanges).
+    pub fn request_count(&self) -> u64 {
+        self.state.transcript.count()
+    }
+
     /// Every export job started on this server (deleted ones too), in kick-off order.
     pub fn jobs(&self) -> Vec<Arc<crate::export::job::Job>> {
         self.state.jobs.history()

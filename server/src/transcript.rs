@@ -142,6 +142,11 @@ impl Transcript {
         }
     }
 
+    /// Number of requests recorded so far (cheap: no copy).
+    pub fn count(&self) -> u64 {
+        self.next.load(Ordering::Relaxed) - 1
+    }
+
     /// Every exchange so far, in order of arrival.
     pub fn exchanges(&self) -> Vec<Exchange> {
         let mut out: Vec<Exchange> = self

@@ -71,14 +71,13 @@ impl Command {
             Ok(c) => c,
             Err(e) => return launch_error(format!("cannot start `sh -c {line}`: {e}")),
         };
-        let group = child.id().map(|id| Pid::from_raw(id as i32));
+        // Killed on every way out (also when the runner drops this future): helpers
+        // a client left behind must not outlive its case.
+        let group = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
         let stdout = tokio::spawn(tail(child.stdout.take()));
         let stderr = tokio::spawn(tail(child.stderr.take()));
         let status = tokio::time::timeout(ctx.deadline, child.wait()).await;
-        // Kill the whole group in every case: helpers a client left behind must not outlive it.
-        if let Some(group) = group {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
+        drop(group);
         let (exit_code, signal, timed_out) = match status {
             Ok(Ok(status)) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -97,10 +96,22 @@ impl Command {
             exit_code,
             signal,
             timed_out,
+            flooded: false,
             seconds: started.elapsed().as_secs_f64(),
             stdout,
             stderr,
             launch_error: None,
+        }
+    }
+}
+
+/// Kills a process group when dropped.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct ClientRun {
     pub signal: Option<i32>,
     /// The deadline passed and the client was stopped.
     pub timed_out: bool,
+    /// The client flooded the server (far past the case's request bound) and was stopped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub flooded: bool,
     /// Wall time, seconds.
     pub seconds: f64,
     /// The last part of standard output.

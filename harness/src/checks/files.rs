@@ -119,6 +119,9 @@ fn each_downloaded(input: &Input) -> Finding {
     if input.case.scenario.expect.outcome == ExpectedOutcome::FailCleanly {
         return Finding::skip("the case expects the client to stop");
     }
+    if input.case.scenario.expect.output != crate::scenario::OutputExpectation::Export {
+        return Finding::skip("the manifest the client saw does not list the job's files");
+    }
     if input.run.exit_code != Some(0) {
         return Finding::skip("the client did not finish");
     }

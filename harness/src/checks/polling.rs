@@ -24,6 +24,14 @@ pub const CHECKS: &[Check] = &[
         run: poll_interval,
     },
     Check {
+        id: "status.backoff",
+        title: "without Retry-After, waits between polls grow (exponential backoff)",
+        requirements: &["CLI-061"],
+        level: Level::Should,
+        always: true,
+        run: backoff,
+    },
+    Check {
         id: "status.transient_retried",
         title: "429 and transient 5xx are retried, not taken as failure",
         requirements: &["CLI-065", "CLI-066", "CLI-093", "CLI-067"],
@@ -70,23 +78,17 @@ fn honours_retry_after(input: &Input) -> Finding {
 
 fn poll_interval(input: &Input) -> Finding {
     let floor = input.case.scenario.expect.poll_floor_ms;
-    let mut exercised = false;
-    for (i, e) in input.exchanges.iter().enumerate() {
-        let in_progress = e.status == 202 || response_header(e, "x-export-status") == Some("202");
-        if route(e) != Route::Status || !in_progress || response_header(e, "retry-after").is_some() {
-            continue;
-        }
-        let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) else { continue };
-        exercised = true;
-        let gap = next.unix_ms.saturating_sub(responded_unix_ms(e));
-        if gap < floor {
-            return Finding::miss(
-                format!("polled again {gap} ms after a {} without Retry-After (floor {floor} ms)", e.status),
-                [e, next],
-            );
-        }
+    let gaps = unguided_gaps(input);
+    if gaps.is_empty() {
+        return Finding::skip("no in-progress answer without Retry-After was polled again");
     }
-    if exercised { Finding::Pass } else { Finding::skip("no in-progress answer without Retry-After was polled again") }
+    match gaps.iter().find(|(gap, _, _)| *gap < floor) {
+        Some((gap, e, next)) => Finding::miss(
+            format!("polled again {gap} ms after a {} without Retry-After (floor {floor} ms)", e.status),
+            [*e, *next],
+        ),
+        None => Finding::Pass,
+    }
 }
 
 /// The first transient answer on each resource must be followed by another try
@@ -109,4 +111,37 @@ fn transient_retried(input: &Input) -> Finding {
         }
     }
     if exercised { Finding::Pass } else { Finding::skip("no transient answer") }
+}
+
+/// Gaps between in-progress polls without Retry-After, per job, in order.
+fn unguided_gaps<'a>(input: &Input<'a>) -> Vec<(u64, &'a Exchange, &'a Exchange)> {
+    let mut out = Vec::new();
+    for (i, e) in input.exchanges.iter().enumerate() {
+        let in_progress = e.status == 202 || response_header(e, "x-export-status") == Some("202");
+        if route(e) != Route::Status || !in_progress || response_header(e, "retry-after").is_some() {
+            continue;
+        }
+        if let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) {
+            out.push((next.unix_ms.saturating_sub(responded_unix_ms(e)), e, next));
+        }
+    }
+    out
+}
+
+/// Without Retry-After, waits grow: after three or more unguided polls the
+/// last gap is at least the first (jitter allowed: 20 % less).
+fn backoff(input: &Input) -> Finding {
+    let gaps = unguided_gaps(input);
+    if gaps.len() < 3 {
+        return Finding::skip("fewer than three polls without Retry-After");
+    }
+    let (first, last) = (gaps[0].0, gaps[gaps.len() - 1].0);
+    if last * 10 >= first * 8 {
+        Finding::Pass
+    } else {
+        Finding::miss(
+            format!("waits between polls shrank from {first} ms to {last} ms: no backoff"),
+            [gaps[0].1, gaps[gaps.len() - 1].2],
+        )
+    }
 }

@@ -45,7 +45,8 @@ impl CaseVerdict {
 pub struct Outcome {
     /// `complete`, `fail_cleanly` or `partial`.
     pub expected: String,
-    /// `complete` (exit 0), `failed` (non-zero exit), `timeout`, `killed` (a signal) or `not_started`.
+    /// `complete` (exit 0), `failed` (non-zero exit), `timeout`, `flooded` (stopped past the
+    /// request bound), `killed` (a signal) or `not_started`.
     pub observed: String,
     /// The client's exit code.
     pub exit_code: Option<i32>,
@@ -79,6 +80,9 @@ pub struct CaseResult {
     pub outcome: Outcome,
     /// Every check that ran.
     pub checks: Vec<CheckResult>,
+    /// Every exchange of the case, in order: the timeline the evidence points into.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<crate::checks::ExchangeRef>,
     /// Why the case could not be run, for `error` verdicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub output: BTreeMap<String, u64>,
     /// Each check's verdict (skipped checks left out).
     pub checks: BTreeMap<String, String>,
+    /// Requests by route (job ids removed) and status: `GET /fhir/bulkstatus/{job} 202`.
+    pub requests: BTreeMap<String, u64>,
 }
 
 /// The outcome part of a [`Snapshot`].
@@ -67,6 +69,11 @@ impl Snapshot {
                 .filter(|c| c.verdict != Verdict::Skip)
                 .map(|c| (c.id.clone(), c.verdict.as_str().to_string()))
                 .collect(),
+            requests: case.exchanges.iter().fold(BTreeMap::new(), |mut m, x| {
+                let path = x.url.split('?').next().unwrap_or_default();
+                *m.entry(format!("{} {}", route_of(&x.method, path), x.status)).or_default() += 1;
+                m
+            }),
         }
     }
 }

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use crate::adapter::{ClientAdapter, ClientRun};
 use crate::checks::{self, Input, JobFacts};
 use crate::report::{CaseResult, CaseVerdict, Outcome, RunReport};
-use crate::scenario::Case;
+use crate::scenario::{Case, OutputExpectation};
 use crate::verify::{self, OutputReport};
 pub use setup::Identity;
 
@@ -131,12 +131,12 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
         Ok(w) => w,
         Err(message) => return errored(case, message, rerun),
     };
-    let run = match tokio::time::timeout(deadline, adapter.run(&world.ctx)).await {
-        Ok(run) => run,
-        Err(_) => ClientRun { timed_out: true, seconds: deadline.as_secs_f64(), ..ClientRun::default() },
-    };
+    let run = run_bounded(adapter, &world, deadline, expect.max_requests).await;
     let exchanges = world.server.transcript();
-    let (job, expected) = job_of(&world);
+    let (job, mut expected) = job_of(&world);
+    if expect.output == OutputExpectation::Empty {
+        expected.clear();
+    }
     let output = verify::verify(&world.ctx.out_dir, expected.iter().map(Vec::as_slice));
     let input = Input {
         case,
@@ -163,9 +163,35 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
         verdict,
         outcome: outcome(case, &run, exchanges.len() as u64, output),
         checks,
+        exchanges: exchanges.iter().map(Into::into).collect(),
         error: run.launch_error.clone(),
         dir: options.keep.then(|| dir.display().to_string()),
         rerun,
+    }
+}
+
+/// Runs the client until it ends, the deadline passes, or it floods the server
+/// (four times the case's request bound, at least 1,000 requests): a client that
+/// hangs or floods is judged, and never stops the run.
+async fn run_bounded(adapter: &dyn ClientAdapter, world: &setup::World, deadline: Duration, max_requests: u64) -> ClientRun {
+    let started = std::time::Instant::now();
+    let flood = max_requests.saturating_mul(4).max(1_000);
+    let watch = async {
+        while world.server.request_count() <= flood {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        run = tokio::time::timeout(deadline, adapter.run(&world.ctx)) => match run {
+            Ok(run) => run,
+            Err(_) => ClientRun { timed_out: true, seconds: deadline.as_secs_f64(), ..ClientRun::default() },
+        },
+        () = watch => ClientRun {
+            flooded: true,
+            seconds: started.elapsed().as_secs_f64(),
+            stderr: format!("stopped by the harness after more than {flood} requests"),
+            ..ClientRun::default()
+        },
     }
 }
 
@@ -174,6 +200,8 @@ fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) ->
         "not_started"
     } else if run.timed_out {
         "timeout"
+    } else if run.flooded {
+        "flooded"
     } else {
         match (run.exit_code, run.signal) {
             (Some(0), _) => "complete",
@@ -211,6 +239,7 @@ fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
             stderr_tail: String::new(),
         },
         checks: Vec::new(),
+        exchanges: Vec::new(),
         error: Some(message),
         dir: None,
         rerun,

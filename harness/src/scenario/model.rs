@@ -231,6 +231,19 @@ impl ExpectedOutcome {
     }
 }
 
+/// What a correct client's output holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputExpectation {
+    /// Exactly the export the job produced.
+    #[default]
+    Export,
+    /// No resources (e.g. a manifest whose `output` is empty).
+    Empty,
+    /// Not compared.
+    Any,
+}
+
 /// What is expected (`[expect]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,6 +251,10 @@ pub struct Expect {
     /// How the run should end.
     #[serde(default)]
     pub outcome: ExpectedOutcome,
+    /// What a correct client's output holds: `export` (exactly the job's export),
+    /// `empty` (no resources: the manifest listed none), `any` (not compared).
+    #[serde(default)]
+    pub output: OutputExpectation,
     /// Checks to require beyond the always-on ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
@@ -257,6 +274,7 @@ impl Default for Expect {
     fn default() -> Self {
         Expect {
             outcome: ExpectedOutcome::Complete,
+            output: OutputExpectation::Export,
             checks: Vec::new(),
             max_seconds: default_max_seconds(),
             max_requests: default_max_requests(),
