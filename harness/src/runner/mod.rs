@@ -173,7 +173,12 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
 /// Runs the client until it ends, the deadline passes, or it floods the server
 /// (four times the case's request bound, at least 1,000 requests): a client that
 /// hangs or floods is judged, and never stops the run.
-async fn run_bounded(adapter: &dyn ClientAdapter, world: &setup::World, deadline: Duration, max_requests: u64) -> ClientRun {
+async fn run_bounded(
+    adapter: &dyn ClientAdapter,
+    world: &setup::World,
+    deadline: Duration,
+    max_requests: u64,
+) -> ClientRun {
     let started = std::time::Instant::now();
     let flood = max_requests.saturating_mul(4).max(1_000);
     let watch = async {

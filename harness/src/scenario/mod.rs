@@ -4,4 +4,6 @@ pub mod load;
 pub mod model;
 
 pub use load::{Case, ScenarioError, ScenarioFile, load_file, load_paths, parse};
-pub use model::{Alg, ClientSpec, Expect, ExpectedOutcome, JwksMode, OutputExpectation, LevelName, Scenario, ServerSpec};
+pub use model::{
+    Alg, ClientSpec, Expect, ExpectedOutcome, JwksMode, LevelName, OutputExpectation, Scenario, ServerSpec,
+};

@@ -1,0 +1,118 @@
+//! Every scenario case of `scenarios/` as one named trial, run against the
+//! in-process reference client: `cargo test -p bulkmock-tests --test scenarios auth/`
+//! filters by case id. The reference client must pass every MUST and SHOULD
+//! check of every case, and each case's normalised outcome is snapshotted
+//! (`tests/snapshots/`; under CI a missing or changed snapshot fails).
+//!
+//! The selected cases run together first, in parallel (their waits overlap),
+//! then each trial asserts on its own result.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bulkmock_harness::adapter::Builtin;
+use bulkmock_harness::checks::Verdict;
+use bulkmock_harness::report::snapshot::Snapshot;
+use bulkmock_harness::report::{CaseResult, CaseVerdict};
+use bulkmock_harness::runner::{self, RunOptions};
+use bulkmock_harness::scenario;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = std::env::var_os("BULKMOCK_SCENARIOS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios"), PathBuf::from);
+    let files = scenario::load_paths(&[root]).unwrap_or_else(|e| panic!("scenario library: {e}"));
+    let cases: Vec<scenario::Case> = files.into_iter().flat_map(|f| f.cases).collect();
+    let selected: Vec<scenario::Case> = cases.iter().filter(|c| wanted(&args, &c.id)).cloned().collect();
+    let results: HashMap<String, CaseResult> = if selected.is_empty() || args.list {
+        HashMap::new()
+    } else {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let options = RunOptions { jobs: 16, ..RunOptions::default() };
+        let report = runtime
+            .block_on(runner::run(selected, Arc::new(Builtin::default()), &options, &|_| {}))
+            .expect("the run starts");
+        report.cases.into_iter().map(|c| (c.id.clone(), c)).collect()
+    };
+    let results = Arc::new(results);
+    let names: Vec<String> = cases.iter().map(|c| snapshot_name(&c.id)).collect();
+    let stale = Trial::test("snapshots/none_stale", move || no_stale_snapshots(&names));
+    let trials = std::iter::once(stale)
+        .chain(cases.into_iter().map(|case| {
+            let results = Arc::clone(&results);
+            let id = case.id.clone();
+            Trial::test(id.clone(), move || judge(results.get(&id)))
+        }))
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Whether libtest's filter (substring, or exact with `--exact`) and `--skip` select `id`.
+fn wanted(args: &Arguments, id: &str) -> bool {
+    let matches = |f: &String| if args.exact { id == f } else { id.contains(f.as_str()) };
+    args.filter.as_ref().is_none_or(matches) && !args.skip.iter().any(matches)
+}
+
+fn judge(result: Option<&CaseResult>) -> Result<(), Failed> {
+    let case = result.ok_or("the case did not run")?;
+    let missed: Vec<String> = case
+        .checks
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn))
+        .map(|c| {
+            format!("{} ({}): {}", c.id, c.verdict.as_str(), c.evidence.as_ref().map_or("", |e| e.message.as_str()))
+        })
+        .collect();
+    if case.verdict != CaseVerdict::Pass {
+        return Err(format!(
+            "the reference client must pass {}: verdict {}, {}\n{}\nstderr: {}",
+            case.id,
+            case.verdict.as_str(),
+            case.error.clone().unwrap_or_default(),
+            missed.join("\n"),
+            case.outcome.stderr_tail
+        )
+        .into());
+    }
+    let name = snapshot_name(&case.id);
+    let snapshot = Snapshot::of(case);
+    let outcome = std::panic::catch_unwind(|| {
+        insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_yaml_snapshot!(name, snapshot);
+        });
+    });
+    outcome.map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default()
+            .into()
+    })
+}
+
+/// The snapshot name of a case id (`auth/x#alg=RS384` -> `auth__x_alg_RS384`).
+fn snapshot_name(id: &str) -> String {
+    id.replace('/', "__").replace(['#', ',', '='], "_")
+}
+
+/// Every snapshot file belongs to a case of the library (a renamed or removed
+/// scenario leaves none behind).
+fn no_stale_snapshots(names: &[String]) -> Result<(), Failed> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    if std::env::var_os("BULKMOCK_SCENARIOS").is_some() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    let stale: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.ends_with(".snap"))
+        .filter(|f| !names.iter().any(|n| f.trim_end_matches(".snap") == n))
+        .collect();
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("snapshots without a scenario case (delete them): {}", stale.join(", ")).into())
+    }
+}
