@@ -141,7 +141,7 @@ impl Tokens {
             return Ok(c.token.clone());
         }
         let renewal = cached.is_some();
-        let (token, lifetime, granted) = self.request(http).await?;
+        let (token, lifetime, granted) = self.request_with_retries(http).await?;
         // Renew 30 s before expiry, or half-way through a token shorter than a minute.
         let lifetime = Duration::from_secs(lifetime);
         let renew_at = Instant::now() + lifetime - Duration::from_secs(30).min(lifetime / 2);
@@ -158,8 +158,59 @@ impl Tokens {
         Ok(token)
     }
 
-    /// One token request: (token, lifetime in seconds, granted scope).
-    async fn request(&self, http: &reqwest::Client) -> Result<(String, u64, Option<String>), ClientError> {
+    /// Token requests until one succeeds or a refusal is final (CLI-028): 429,
+    /// 5xx, `temporarily_unavailable` and connection failures are retried after
+    /// Retry-After or a backoff; `invalid_client` once, with a fresh assertion
+    /// (a server may report a replayed jti, or have failed to fetch the JWKS).
+    async fn request_with_retries(&self, http: &reqwest::Client) -> Result<(String, u64, Option<String>), ClientError> {
+        let mut attempt = 0u32;
+        loop {
+            let (error, retry_after) = match self.request(http).await {
+                Ok(granted) => return Ok(granted),
+                Err(failed) => failed,
+            };
+            attempt += 1;
+            let retry = match &error {
+                ClientError::OAuth { status, error, .. } => {
+                    *status == 429
+                        || *status >= 500
+                        || error == "temporarily_unavailable"
+                        || (error == "invalid_client" && attempt == 1)
+                }
+                ClientError::Transport { .. } => true,
+                _ => false,
+            };
+            if !retry || attempt >= TOKEN_ATTEMPTS {
+                return Err(error);
+            }
+            let backoff = Duration::from_millis(250 << attempt.min(6));
+            let wait = retry_after.unwrap_or(backoff).clamp(Duration::from_millis(200), Duration::from_secs(60));
+            (self.observer)(&Event::Retry {
+                url: self.token_url.clone(),
+                attempt,
+                wait_ms: wait.as_millis() as u64,
+                reason: error.to_string(),
+            });
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One token request: (token, lifetime in seconds, granted scope), or the
+    /// error with the response's Retry-After.
+    async fn request(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(String, u64, Option<String>), (ClientError, Option<Duration>)> {
+        let mut retry_after = None;
+        let result = self.request_once(http, &mut retry_after).await;
+        result.map_err(|e| (e, retry_after))
+    }
+
+    async fn request_once(
+        &self,
+        http: &reqwest::Client,
+        retry_after: &mut Option<Duration>,
+    ) -> Result<(String, u64, Option<String>), ClientError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let assertion = self.credentials.assertion(&self.token_url)?;
         let url = self.token_url.clone();
@@ -176,6 +227,7 @@ impl Tokens {
             .await
             .map_err(|source| ClientError::Transport { url: url.clone(), source })?;
         let status = r.status().as_u16();
+        *retry_after = crate::policy::retry_after(r.headers());
         let body = r.bytes().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?.to_vec();
         let doc: Value = serde_json::from_slice(&body).map_err(|_| ClientError::Unparseable {
             status,
@@ -213,6 +265,9 @@ impl Tokens {
         Ok((token.to_string(), lifetime, granted))
     }
 }
+
+/// Token requests at most per token (CLI-028: retry what may pass, never loop).
+const TOKEN_ATTEMPTS: u32 = 4;
 
 /// Whether `granted` lacks a scope of `requested`.
 fn narrower(requested: &str, granted: &str) -> bool {

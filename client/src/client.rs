@@ -167,9 +167,9 @@ impl Client {
         self.inner.http.token_requests()
     }
 
-    /// Kicks off an export (CLI-040..053): 202 gives the job; 429 waits for
-    /// Retry-After and tries again within the policy; other errors are returned
-    /// with the server's OperationOutcome.
+    /// Kicks off an export (CLI-040..053): 202 gives the job; 429 and transient
+    /// errors wait for Retry-After (or back off) and try again within the policy;
+    /// other errors are returned with the server's OperationOutcome.
     pub async fn kick_off(&self, request: &ExportRequest) -> Result<ExportJob, ClientError> {
         let inner = &self.inner;
         let url = inner.base.join(&request.path()).map_err(|e| ClientError::Protocol(e.to_string()))?.to_string();
@@ -203,7 +203,9 @@ impl Client {
             let wait = retry_after(r.headers());
             let error = ClientError::from_body(status, &url, r.bytes().await.unwrap_or_default().to_vec());
             attempt += 1;
-            if status == 429 && attempt < inner.policy.max_attempts {
+            // 429, transient OperationOutcomes and infrastructure 5xx (CLI-053, CLI-066, CLI-067):
+            // the kick-off was not accepted, so trying again starts no second job.
+            if error.is_transient() && attempt < inner.policy.max_attempts {
                 let wait = inner.waits.next(wait, attempt - 1);
                 inner.retry(&url, attempt - 1, wait, error.to_string()).await;
                 continue;
@@ -223,7 +225,11 @@ impl Client {
         let job = self.kick_off(request).await?;
         let summary = job.download(out).await?;
         if self.inner.policy.delete_after {
-            job.delete().await?;
+            let status_url = job.status_url().to_string();
+            // The data is safely out: a failed clean-up is a warning, not a failed export.
+            if let Err(e) = job.delete().await {
+                self.inner.emit(Event::DeleteFailed { status_url, reason: e.to_string() });
+            }
         }
         Ok(summary)
     }

@@ -92,6 +92,13 @@ pub enum Event {
         /// Its status URL.
         status_url: String,
     },
+    /// The clean-up DELETE failed; the export itself succeeded (CLI-100 is a MAY).
+    DeleteFailed {
+        /// Its status URL.
+        status_url: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Receives every event; must be cheap (it runs on the download path).

@@ -38,7 +38,7 @@ async fn a_refused_kickoff_reports_the_operation_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_token_request_reports_the_oauth_error_once() {
+async fn a_refused_token_request_is_retried_once_then_reported() {
     let server = server().await;
     let refused = Fault::respond(401, BodyKind::Oauth).with_code("invalid_client").with_message("key not registered");
     let (err, _) = fails(&server, vec![FaultRule::new(Target::Token, refused)], "token").await;
@@ -49,7 +49,9 @@ async fn a_refused_token_request_reports_the_oauth_error_once() {
         }
         other => panic!("expected the OAuth error, got {other:?}"),
     }
-    assert_eq!(requests(&server, 0, "token"), 1, "no retry loop at the token endpoint (CLI-028)");
+    // invalid_client is tried once more with a fresh assertion (a server may have
+    // reported a replayed jti or failed to fetch the JWKS), then reported: no loop (CLI-028).
+    assert_eq!(requests(&server, 0, "token"), 2, "one retry at most at the token endpoint (CLI-028)");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -23,7 +23,9 @@
 
 pub mod adapter;
 pub mod checks;
+pub mod coverage;
 pub mod report;
+pub mod requirements;
 pub mod runner;
 pub mod scenario;
 pub mod verify;

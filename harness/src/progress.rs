@@ -55,7 +55,12 @@ pub fn bars() -> Observer {
             let done = files_done.fetch_add(1, Ordering::Relaxed) + 1;
             bar.set_message(format!("{done} of {} files", files_known.load(Ordering::Relaxed)));
         }
-        Event::Deleted { .. } => bar.finish_and_clear(),
+        Event::Deleted { .. } | Event::DeleteFailed { .. } => {
+            if let Some(line) = describe(event) {
+                bar.println(line);
+            }
+            bar.finish_and_clear()
+        }
         other => {
             if let Some(line) = describe(other) {
                 bar.println(line);
@@ -90,5 +95,8 @@ fn describe(event: &Event) -> Option<String> {
             format!("retry {attempt} of {url} in {:.1} s: {reason}", *wait_ms as f64 / 1000.0)
         }
         Event::Deleted { status_url } => format!("job deleted on the server ({status_url})"),
+        Event::DeleteFailed { status_url, reason } => {
+            format!("warning: the export succeeded, but deleting the job failed ({status_url}): {reason}")
+        }
     })
 }

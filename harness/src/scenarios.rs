@@ -1,4 +1,4 @@
-//! `bulkmock scenarios list|check|checks`: look at scenario files without running them.
+//! `bulkmock scenarios list|check|checks|coverage`: look at scenario files without running them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +29,18 @@ enum ScenariosCommand {
     },
     /// Every named check: id, level, requirement IDs, whether it always runs.
     Checks,
+    /// The coverage table: requirement ID -> scenarios -> checks, and requirements without a scenario.
+    Coverage {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Write the table to this file (else standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Compare with --out instead of writing; exit 1 when it is stale.
+        #[arg(long, requires = "out")]
+        check: bool,
+    },
 }
 
 /// Runs the subcommand.
@@ -61,6 +73,10 @@ pub fn run(args: ScenariosArgs) -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        ScenariosCommand::Coverage { paths, out, check } => match scenario::load_paths(&paths) {
+            Ok(files) => coverage(&files, out, check),
+            Err(e) => fail(e),
+        },
         ScenariosCommand::Checks => {
             for c in checks::all() {
                 println!(
@@ -73,6 +89,34 @@ pub fn run(args: ScenariosArgs) -> ExitCode {
                 );
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn coverage(files: &[scenario::ScenarioFile], out: Option<PathBuf>, check: bool) -> ExitCode {
+    let table = bulkmock_harness::coverage::render(files);
+    let Some(path) = out else {
+        print!("{table}");
+        return ExitCode::SUCCESS;
+    };
+    if check {
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == table {
+            println!("{} is up to date", path.display());
+            return ExitCode::SUCCESS;
+        }
+        eprintln!(
+            "bulkmock scenarios: {} is stale; run `bulkmock scenarios coverage --out {}`",
+            path.display(),
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    match std::fs::write(&path, table) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulkmock scenarios: {}: {e}", path.display());
+            ExitCode::from(2)
         }
     }
 }

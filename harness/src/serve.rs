@@ -177,6 +177,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 any_host: args.admin_any_host,
                 token: args.admin_token.clone(),
             },
+            ..ServerConfig::default()
         };
         let state = AppState::new(config, &format!("http://{addr}")).map_err(|e| e.to_string())?;
         let demo = if args.open { None } else { Some(register_clients(&state, &args)?) };

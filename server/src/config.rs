@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub transcript_file: Option<PathBuf>,
     /// The admin API (`/_admin/...`); off unless enabled.
     pub admin: AdminConfig,
+    /// Count a job's files before answering its kick-off, so a job with no
+    /// duration is complete at its first poll (deterministic harness runs;
+    /// slower kick-offs for large exports).
+    pub count_before_accepting: bool,
 }
 
 /// Settings of the admin API.
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             faults: crate::faults::FaultPlan::default(),
             transcript_file: None,
             admin: AdminConfig::default(),
+            count_before_accepting: false,
         }
     }
 }

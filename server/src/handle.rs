@@ -112,6 +112,12 @@ impl MockServerBuilder {
         self.config.admin.enabled = true;
         self
     }
+    /// Counts a job's files before answering its kick-off: a job with no
+    /// duration is then complete at its first poll, whatever the timing.
+    pub fn count_before_accepting(mut self) -> Self {
+        self.config.count_before_accepting = true;
+        self
+    }
     /// The full configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;

@@ -16,7 +16,7 @@ use bulkmock_harness::checks::Verdict;
 use bulkmock_harness::report::snapshot::Snapshot;
 use bulkmock_harness::report::{CaseResult, CaseVerdict};
 use bulkmock_harness::runner::{self, RunOptions};
-use bulkmock_harness::scenario;
+use bulkmock_harness::scenario::{self, SnapshotDetail};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
@@ -24,6 +24,7 @@ fn main() {
     let root = std::env::var_os("BULKMOCK_SCENARIOS")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios"), PathBuf::from);
     let files = scenario::load_paths(&[root]).unwrap_or_else(|e| panic!("scenario library: {e}"));
+    let coverage = bulkmock_harness::coverage::render(&files);
     let cases: Vec<scenario::Case> = files.into_iter().flat_map(|f| f.cases).collect();
     let selected: Vec<scenario::Case> = cases.iter().filter(|c| wanted(&args, &c.id)).cloned().collect();
     let results: HashMap<String, CaseResult> = if selected.is_empty() || args.list {
@@ -39,11 +40,14 @@ fn main() {
     let results = Arc::new(results);
     let names: Vec<String> = cases.iter().map(|c| snapshot_name(&c.id)).collect();
     let stale = Trial::test("snapshots/none_stale", move || no_stale_snapshots(&names));
-    let trials = std::iter::once(stale)
+    let coverage = Trial::test("scenarios/coverage_up_to_date", move || coverage_up_to_date(&coverage));
+    let trials = [stale, coverage]
+        .into_iter()
         .chain(cases.into_iter().map(|case| {
             let results = Arc::clone(&results);
             let id = case.id.clone();
-            Trial::test(id.clone(), move || judge(results.get(&id)))
+            let detail = case.scenario.expect.snapshot;
+            Trial::test(id.clone(), move || judge(results.get(&id), detail))
         }))
         .collect();
     libtest_mimic::run(&args, trials).exit();
@@ -55,7 +59,7 @@ fn wanted(args: &Arguments, id: &str) -> bool {
     args.filter.as_ref().is_none_or(matches) && !args.skip.iter().any(matches)
 }
 
-fn judge(result: Option<&CaseResult>) -> Result<(), Failed> {
+fn judge(result: Option<&CaseResult>, detail: SnapshotDetail) -> Result<(), Failed> {
     let case = result.ok_or("the case did not run")?;
     let missed: Vec<String> = case
         .checks
@@ -77,7 +81,10 @@ fn judge(result: Option<&CaseResult>) -> Result<(), Failed> {
         .into());
     }
     let name = snapshot_name(&case.id);
-    let snapshot = Snapshot::of(case);
+    let snapshot = match detail {
+        SnapshotDetail::Full => Snapshot::of(case),
+        SnapshotDetail::Outcome => Snapshot::outcome_of(case),
+    };
     let outcome = std::panic::catch_unwind(|| {
         insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_yaml_snapshot!(name, snapshot);
@@ -114,5 +121,19 @@ fn no_stale_snapshots(names: &[String]) -> Result<(), Failed> {
         Ok(())
     } else {
         Err(format!("snapshots without a scenario case (delete them): {}", stale.join(", ")).into())
+    }
+}
+
+/// `scenarios/COVERAGE.md` is what `bulkmock scenarios coverage` generates now.
+fn coverage_up_to_date(table: &str) -> Result<(), Failed> {
+    if std::env::var_os("BULKMOCK_SCENARIOS").is_some() {
+        return Ok(());
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/COVERAGE.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current == table {
+        Ok(())
+    } else {
+        Err("scenarios/COVERAGE.md is stale: run `cargo run -- scenarios coverage --out scenarios/COVERAGE.md`".into())
     }
 }

@@ -225,7 +225,15 @@ fn token_renewed(input: &Input) -> Finding {
     if firsts.is_empty() {
         return Finding::skip("no token was refused with 401");
     }
+    // Per refused token, its first refusal must be followed by a token request
+    // (parallel requests refused with the same token share one renewal).
+    let mut seen: Vec<Option<&str>> = Vec::new();
     for (i, e) in &firsts {
+        let fp = super::wire::token_fingerprint(e);
+        if seen.contains(&fp) {
+            continue;
+        }
+        seen.push(fp);
         let renewed = input.exchanges[i + 1..].iter().any(|x| route(x) == Route::Token);
         if !renewed {
             return Finding::miss(
@@ -249,12 +257,24 @@ fn token_renewed(input: &Input) -> Finding {
     Finding::Pass
 }
 
+/// Hosts the server itself named for the token: the FHIR base's, and those of
+/// kick-off `Content-Location`s (a status URL may be on another host, CLI-060).
+/// Redirect targets and data references are not among them.
 fn no_token_to_other_host(input: &Input) -> Finding {
     let own = host_of(input.fhir_base);
+    let status_hosts: Vec<&str> = input
+        .exchanges
+        .iter()
+        .filter(|e| route(e) == Route::Kickoff)
+        .filter_map(|e| super::wire::response_header(e, "content-location"))
+        .filter(|l| l.contains("://"))
+        .map(host_of)
+        .collect();
     let mut other = false;
     for e in input.exchanges {
         let Some(host) = request_header(e, "host") else { continue };
-        if host != own && route(e) != Route::Token {
+        let named = status_hosts.contains(&host) && matches!(route(e), Route::Status | Route::Delete);
+        if host != own && route(e) != Route::Token && !named {
             other = true;
             if has_token(e) {
                 return Finding::miss(format!("the bearer token was sent to {host}, not the FHIR server {own}"), [e]);

@@ -24,8 +24,8 @@ pub const CHECKS: &[Check] = &[
     },
     Check {
         id: "kickoff.matches_request",
-        title: "the export started is the one the case asked for (level, group, _type, _since, _until)",
-        requirements: &["CLI-051"],
+        title: "the export started is the one the case asked for (level, group, method, parameters)",
+        requirements: &["CLI-051", "CLI-046", "CLI-047"],
         level: Level::Should,
         always: true,
         run: matches_request,
@@ -75,14 +75,38 @@ fn matches_request(input: &Input) -> Finding {
         problems.push(format!("group {:?} instead of {:?}", job.group, want.group));
     }
     if !want.types.is_empty() {
-        let mut got = job.types.clone();
-        let mut asked = want.types.clone();
+        // includeAssociatedData adds Provenance to what the server exports.
+        let associated = !want.include_associated_data.is_empty();
+        let mut got: Vec<String> = job.types.iter().filter(|t| !(associated && *t == "Provenance")).cloned().collect();
+        let mut asked: Vec<String> =
+            want.types.iter().filter(|t| !(associated && *t == "Provenance")).cloned().collect();
         got.sort();
         asked.sort();
         asked.dedup();
         if got != asked {
             problems.push(format!("_type {} instead of {}", got.join(","), asked.join(",")));
         }
+    }
+    let presence = [
+        ("_elements", job.elements, !want.elements.is_empty()),
+        ("_typeFilter", job.type_filters, !want.type_filters.is_empty()),
+        ("organizeOutputBy", job.organized, want.organize_output_by.is_some()),
+        ("allowPartialManifests", job.partial_manifests, want.allow_partial_manifests),
+    ];
+    for (name, got, asked) in presence {
+        if got != asked {
+            problems.push(format!("{name} {} although the case {}", given(got), asked_for(asked)));
+        }
+    }
+    let mut asked_patients = want.patients.clone();
+    asked_patients.sort();
+    asked_patients.dedup();
+    if !asked_patients.is_empty() && job.patients != asked_patients.len() as u64 {
+        problems.push(format!("{} patients instead of the {} named in `patient`", job.patients, asked_patients.len()));
+    }
+    let wants_post = want.post || !want.patients.is_empty();
+    if wants_post && kickoffs(input).iter().all(|e| e.method != "POST") {
+        problems.push("GET although the case asked for a POST kick-off".to_string());
     }
     if job.since != want.since.is_some() {
         problems.push(format!("_since {} although the case {}", given(job.since), asked_for(want.since.is_some())));

@@ -176,6 +176,16 @@ pub struct JobFacts {
     pub since: bool,
     /// Whether `_until` was given.
     pub until: bool,
+    /// Whether `_elements` was given.
+    pub elements: bool,
+    /// Whether `_typeFilter` was given.
+    pub type_filters: bool,
+    /// Patients in the export (the `patient` parameter's count when given).
+    pub patients: u64,
+    /// Whether `organizeOutputBy` was given.
+    pub organized: bool,
+    /// Whether `allowPartialManifests=true` was given.
+    pub partial_manifests: bool,
     /// Every file the manifest lists: output, deleted and error file names.
     pub files: Vec<String>,
 }

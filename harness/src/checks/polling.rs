@@ -41,19 +41,15 @@ pub const CHECKS: &[Check] = &[
     },
 ];
 
-/// Requests that address the same resource: the same kick-off route, status URL or file.
+/// Requests that address the same resource: the same kick-off route, or the
+/// same status URL, manifest page or file (a `next` page is another resource).
 fn same_resource(a: &Exchange, b: &Exchange) -> bool {
     let ra = route(a);
     ra == route(b)
         && match ra {
             Route::Kickoff | Route::Token => true,
-            Route::Status => job_of(a) == job_of(b),
             _ => a.path == b.path,
         }
-}
-
-fn job_of(e: &Exchange) -> &str {
-    e.path.split("/bulkstatus/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("")
 }
 
 fn honours_retry_after(input: &Input) -> Finding {
@@ -97,7 +93,8 @@ fn transient_retried(input: &Input) -> Finding {
     let mut exercised = false;
     let mut seen: Vec<&Exchange> = Vec::new();
     for (i, e) in input.exchanges.iter().enumerate() {
-        if !is_transient(e) || matches!(route(e), Route::Token | Route::Metadata | Route::Other) {
+        // DELETE is optional clean-up (CLI-100): giving up on it is allowed.
+        if !is_transient(e) || matches!(route(e), Route::Token | Route::Metadata | Route::Delete | Route::Other) {
             continue;
         }
         if seen.iter().any(|s| same_resource(s, e)) {

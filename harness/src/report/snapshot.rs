@@ -18,12 +18,17 @@ pub struct Snapshot {
     pub verdict: String,
     /// Expected and observed outcome and the exit code.
     pub outcome: SnapshotOutcome,
-    /// Output differences: `missing`, `extra`, `duplicated`, `corrupted` (zero ones left out).
+    /// Output differences of a client that reported success: `missing`, `extra`,
+    /// `duplicated`, `corrupted` (zero ones left out; empty when it did not
+    /// finish, as what a stopped client leaves behind varies).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub output: BTreeMap<String, u64>,
     /// Each check's verdict (skipped checks left out).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<String, String>,
     /// Requests by route (job ids removed), with the statuses answered: counts
     /// are left out, as retries and token renewals may vary with timing.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub requests: BTreeMap<String, BTreeSet<u16>>,
 }
 
@@ -39,6 +44,11 @@ pub struct SnapshotOutcome {
 }
 
 impl Snapshot {
+    /// Only the verdict and the outcome: for cases whose exchanges depend on timing.
+    pub fn outcome_of(case: &CaseResult) -> Snapshot {
+        Snapshot { output: BTreeMap::new(), checks: BTreeMap::new(), requests: BTreeMap::new(), ..Snapshot::of(case) }
+    }
+
     /// The snapshot of a case result.
     pub fn of(case: &CaseResult) -> Snapshot {
         let o = &case.outcome.output;
@@ -52,7 +62,7 @@ impl Snapshot {
             ("deleted_but_present", o.deleted_but_present),
         ]
         .into_iter()
-        .filter(|(k, n)| *n > 0 || *k == "expected_resources")
+        .filter(|(k, n)| (*n > 0 || *k == "expected_resources") && case.outcome.observed == "complete")
         .map(|(k, n)| (k.to_string(), n))
         .collect();
         Snapshot {
@@ -79,14 +89,17 @@ impl Snapshot {
     }
 }
 
-/// Replaces what changes between runs in a path: job ids, capability tokens, query values.
+/// Replaces what changes between runs in a path: job ids, file names (which
+/// file a fault hits first depends on parallel download order), page numbers.
 pub fn route_of(method: &str, path: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts: Vec<&str> = Vec::new();
     let mut prev = "";
-    for seg in path.split('/') {
-        let shown = match prev {
-            "bulkstatus" | "bulkfiles" => "{job}".to_string(),
-            _ => seg.to_string(),
+    for (i, seg) in path.split('/').enumerate() {
+        let shown = match (prev, parts.get(i.wrapping_sub(2)).copied()) {
+            ("bulkstatus" | "bulkfiles", _) => "{job}",
+            (_, Some("bulkfiles")) => "{file}",
+            ("page", _) => "{n}",
+            _ => seg,
         };
         parts.push(shown);
         prev = seg;

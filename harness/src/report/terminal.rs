@@ -21,6 +21,9 @@ pub fn case_lines(case: &CaseResult, verbose: bool) -> String {
     if let Some(e) = &case.error {
         let _ = writeln!(out, "        error: {e}");
     }
+    if let Some(dir) = &case.dir {
+        let _ = writeln!(out, "        folder: {dir}");
+    }
     for check in &case.checks {
         let shown = match check.verdict {
             Verdict::Fail | Verdict::Warn => true,

@@ -266,14 +266,17 @@ fn job_of(world: &setup::World) -> (Option<JobFacts>, Vec<Vec<u8>>) {
         Level::Patient => ("patient", None),
         Level::Group(g) => ("group", Some(g.clone())),
     };
+    let contents = server.job_contents(&job).unwrap_or_default();
+    // The manifest lists only files with lines (SRV-158), the error file when it has any.
     let mut files: Vec<String> = job
         .plan
         .files
         .iter()
+        .zip(&contents)
         .enumerate()
-        .map(|(i, f)| bulkmock_server::export::manifest::file_name(source, f.kind, i))
+        .filter(|(_, (_, c))| !c.lines.is_empty())
+        .map(|(i, (f, _))| bulkmock_server::export::manifest::file_name(source, f.kind, i))
         .collect();
-    let contents = server.job_contents(&job).unwrap_or_default();
     if contents.iter().any(|f| f.listed_in == bulkmock_server::export::expected::ListedIn::Error) {
         files.push(bulkmock_server::export::manifest::ERROR_FILE.to_string());
     }
@@ -283,6 +286,11 @@ fn job_of(world: &setup::World) -> (Option<JobFacts>, Vec<Vec<u8>>) {
         types: job.plan.types.iter().map(|&t| types[t].name.clone()).collect(),
         since: job.plan.since.is_some(),
         until: job.plan.until.is_some(),
+        elements: job.plan.elements.is_some(),
+        type_filters: !job.plan.filters.is_empty(),
+        patients: job.plan.patients.len(),
+        organized: job.plan.organized,
+        partial_manifests: job.plan.allow_partial_manifests,
         files,
     };
     let lines = contents.into_iter().flat_map(|f| f.lines).collect();

@@ -41,6 +41,7 @@ pub fn start_server(case: &Case, seed: u64) -> std::io::Result<MockServer> {
         .patients(spec.patients)
         .seed(spec.seed.unwrap_or(seed))
         .job_duration(Duration::from_millis(spec.job_duration_ms))
+        .count_before_accepting()
         .client_alg(KeyAlg::Es384);
     if !spec.auth {
         b = b.open();

@@ -64,17 +64,55 @@ pub struct ScenarioFile {
 /// Every `*.toml` scenario under `paths` (files or folders, recursively), parsed
 /// and expanded, sorted by id. The first bad file stops the load.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, ScenarioError> {
-    let mut files = Vec::new();
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
     for path in paths {
-        collect(path, &mut files)?;
+        let mut found = Vec::new();
+        collect(path, &mut found)?;
+        // Without a `scenarios` folder above, ids are relative to the folder given.
+        let base = if path.is_dir() { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+        files.extend(found.into_iter().map(|f| (f, base.clone())));
     }
     files.sort();
-    files.dedup();
-    let mut out = Vec::with_capacity(files.len());
-    for file in files {
-        out.push(load_file(&file)?);
+    files.dedup_by(|a, b| a.0 == b.0);
+    let mut out: Vec<ScenarioFile> = Vec::with_capacity(files.len());
+    for (file, base) in files {
+        let mut loaded = load_file(&file)?;
+        let id = scenario_id_under(&file, &base);
+        if id != loaded.id {
+            loaded.id = id.clone();
+            for case in &mut loaded.cases {
+                case.id = case.id.replacen(&case.scenario_id, &id, 1);
+                case.scenario_id = id.clone();
+            }
+        }
+        if let Some(other) = out.iter().find(|f| f.id == loaded.id) {
+            return Err(ScenarioError {
+                file: file.clone(),
+                line: 0,
+                field: None,
+                message: format!("its id {:?} is also the id of {}", loaded.id, other.path.display()),
+            });
+        }
+        out.push(loaded);
     }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// The id of `file` found under `base`: its path under the nearest `scenarios`
+/// folder, or else under `base`, without the extension.
+fn scenario_id_under(file: &Path, base: &Path) -> String {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    if absolute.components().any(|c| c.as_os_str() == "scenarios") {
+        return scenario_id(file);
+    }
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    match absolute.with_extension("").strip_prefix(&base) {
+        Ok(rel) if !rel.as_os_str().is_empty() => {
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
+        }
+        _ => scenario_id(file),
+    }
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScenarioError> {

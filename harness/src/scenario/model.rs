@@ -244,6 +244,17 @@ pub enum OutputExpectation {
     Any,
 }
 
+/// How much of a case its snapshot keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotDetail {
+    /// Verdict, outcome, output differences, exercised checks, requests by route.
+    #[default]
+    Full,
+    /// Verdict and outcome only (timing-dependent exchanges).
+    Outcome,
+}
+
 /// What is expected (`[expect]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +275,11 @@ pub struct Expect {
     /// Requests the client may send at most.
     #[serde(default = "default_max_requests")]
     pub max_requests: u64,
+    /// What the workspace snapshot keeps: `full` (verdicts of every exercised
+    /// check and the requests by route), or `outcome` (verdict and outcome only,
+    /// for scenarios whose exchanges depend on timing, such as a real job duration).
+    #[serde(default)]
+    pub snapshot: SnapshotDetail,
     /// Shortest allowed gap between polls that had no `Retry-After`, milliseconds
     /// (5 s in real deployments; fast scenarios scale it down).
     #[serde(default = "default_poll_floor_ms")]
@@ -275,6 +291,7 @@ impl Default for Expect {
         Expect {
             outcome: ExpectedOutcome::Complete,
             output: OutputExpectation::Export,
+            snapshot: SnapshotDetail::Full,
             checks: Vec::new(),
             max_seconds: default_max_seconds(),
             max_requests: default_max_requests(),

@@ -101,6 +101,12 @@ impl Job {
         tokio::task::spawn_blocking(move || job.count_all(source.as_ref()));
     }
 
+    /// Does the counting work here and now (blocking the caller), so a job
+    /// without a duration is complete by its first poll: deterministic runs.
+    pub fn count_now(&self, source: &dyn DataSource) {
+        self.count_all(source);
+    }
+
     fn count_all(&self, source: &dyn DataSource) {
         let selector = Selector::new(&self.plan, source);
         for (i, file) in self.plan.files.iter().enumerate() {

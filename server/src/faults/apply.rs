@@ -75,6 +75,10 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     };
     exchange.status = response.status().as_u16();
     exchange.response = recorded_response_headers(response.headers());
+    // The length the connection will announce (`count_bytes` adds it when the body knows it).
+    if let Some(len) = axum::body::HttpBody::size_hint(response.body()).exact() {
+        exchange.response.entry("content-length".into()).or_insert_with(|| len.to_string());
+    }
     let response = if is_token && response.status().is_success() {
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
@@ -281,7 +285,12 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             if let Some(s) = retry_after_s {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(s));
             }
-            response
+            // In separate-export-status mode the job's state travels in X-Export-Status (SRV-044).
+            let id = request.uri().path().split('/').nth(3).unwrap_or_default();
+            match state.jobs.get(id) {
+                Ok(job) => crate::routes::status::job_state_response(&job, StatusCode::ACCEPTED, response),
+                Err(_) => response,
+            }
         }
         Fault::Vanish => {
             let id = request.uri().path().split('/').nth(3).unwrap_or_default().to_string();

@@ -182,7 +182,11 @@ fn kickoff(
     let id = state.jobs.next_id();
     let duration = overrides.job_duration.unwrap_or(state.config.job_duration);
     let job = Job::new(id, plan, request_url, prefs.separate_status, duration, caller.client_id);
-    job.start_counting(Arc::clone(&state.source));
+    if state.config.count_before_accepting {
+        job.count_now(state.source.as_ref());
+    } else {
+        job.start_counting(Arc::clone(&state.source));
+    }
     let status_url = JobUrls { fhir_base: &state.fhir_base, job: &job.id }.status();
     state.jobs.insert(job);
 

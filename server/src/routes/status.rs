@@ -108,7 +108,7 @@ fn poll_page_inner(state: &AppState, id: &str, page: usize, headers: &HeaderMap)
 
 /// Sets the status for the job state: the job's code, or 200 plus
 /// `X-Export-Status` in separate-export-status mode (SRV-044).
-fn job_state_response(job: &Job, job_status: StatusCode, mut response: Response) -> Response {
+pub fn job_state_response(job: &Job, job_status: StatusCode, mut response: Response) -> Response {
     if job.separate_status {
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert("x-export-status", HeaderValue::from(job_status.as_u16()));
