@@ -117,6 +117,7 @@ async fn rs384_and_es384_clients_get_tokens_that_export() {
         let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());
         let r = http()
             .get(format!("{}/Patient/$export?_type=Patient", server.fhir_base()))
+            .header("Accept", "application/fhir+json")
             .header("Authorization", &bearer)
             .header("Prefer", "respond-async")
             .send()
@@ -566,6 +567,8 @@ async fn scopes_decide_what_an_export_holds_and_who_sees_it() {
     let kick = |q: &str, auth: &str| {
         http()
             .get(format!("{}/Patient/$export{q}", server.fhir_base()))
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
             .header("Authorization", auth.to_string())
             .send()
     };
@@ -584,6 +587,8 @@ async fn scopes_decide_what_an_export_holds_and_who_sees_it() {
     // AUTH-069: a Group export needs Group read.
     let r = http()
         .get(format!("{}/Group/all-patients/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Authorization", &narrow)
         .send()
         .await
@@ -618,6 +623,8 @@ async fn search_constrained_scopes_filter_the_export() {
     let auth = format!("Bearer {}", server.issue_token("system/Observation.rs?category=laboratory"));
     let r = http()
         .get(format!("{}/$export?_type=Observation", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Authorization", &auth)
         .send()
         .await

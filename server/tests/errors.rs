@@ -32,6 +32,7 @@ async fn outcome(r: reqwest::Response, status: u16) -> String {
 async fn get(server: &MockServer, path_and_query: &str) -> reqwest::Response {
     http()
         .get(format!("{}/{path_and_query}", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async")
         .send()
         .await
@@ -92,6 +93,8 @@ async fn malformed_post_bodies_are_rejected() {
     let server = MockServer::builder().open().start().await;
     let plain = http()
         .post(format!("{}/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Content-Type", "text/plain")
         .body("_type=Patient")
         .send()
@@ -100,6 +103,8 @@ async fn malformed_post_bodies_are_rejected() {
     assert!(outcome(plain, 415).await.contains("Content-Type: application/fhir+json"));
     let broken = http()
         .post(format!("{}/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Content-Type", "application/fhir+json")
         .body("{\"resourceType\":")
         .send()
@@ -133,4 +138,57 @@ async fn unknown_routes_and_methods_answer_with_outcomes() {
     outcome(http().put(format!("{}/$export", server.fhir_base())).send().await.unwrap(), 405).await;
     let text = outcome(http().get(format!("{}/bulkstatus/0000", server.fhir_base())).send().await.unwrap(), 404).await;
     assert!(text.contains("no export job 0000"), "{text}");
+}
+
+/// A kick-off at `path` by `method` with only the headers given (POST with a Parameters body).
+async fn bare_kickoff(server: &MockServer, method: &str, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let url = format!("{}/{path}", server.fhir_base());
+    let mut req = match method {
+        "GET" => http().get(url),
+        _ => http()
+            .post(url)
+            .header("Content-Type", "application/fhir+json")
+            .body(json!({"resourceType": "Parameters"}).to_string()),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn kickoffs_without_accept_or_prefer_get_400_naming_the_header() {
+    // SRV-041, SRV-042: the guide allows either answer; a strict mock refuses,
+    // so a client that forgets the headers finds out.
+    let server = MockServer::builder().open().start().await;
+    const ACCEPT: (&str, &str) = ("Accept", "application/fhir+json");
+    const PREFER: (&str, &str) = ("Prefer", "respond-async");
+    for method in ["GET", "POST"] {
+        for path in ["$export", "Patient/$export", "Group/all-patients/$export"] {
+            let at = format!("{method} {path}");
+            let text = outcome(bare_kickoff(&server, method, path, &[]).await, 400).await;
+            assert!(text.contains("[Accept] a kick-off must send Accept: application/fhir+json"), "{at}: {text}");
+            assert!(text.contains("[Prefer] a kick-off must send Prefer: respond-async"), "{at}: {text}");
+            let json_only = bare_kickoff(&server, method, path, &[("Accept", "application/json"), PREFER]).await;
+            let text = outcome(json_only, 400).await;
+            assert!(text.contains("Accept: application/fhir+json (got \"application/json\""), "{at}: {text}");
+            assert!(!text.contains("Prefer"), "{at}: {text}");
+            let text = outcome(bare_kickoff(&server, method, path, &[ACCEPT]).await, 400).await;
+            assert!(text.contains("Prefer: respond-async") && !text.contains("[Accept]"), "{at}: {text}");
+            assert_eq!(bare_kickoff(&server, method, path, &[ACCEPT, PREFER]).await.status(), 202, "{at}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lenient_headers_emulate_servers_that_accept_bare_kickoffs() {
+    let server = MockServer::builder().open().lenient_headers().start().await;
+    for method in ["GET", "POST"] {
+        for path in ["$export", "Patient/$export", "Group/all-patients/$export"] {
+            assert_eq!(bare_kickoff(&server, method, path, &[]).await.status(), 202, "{method} {path}");
+            let json_only = bare_kickoff(&server, method, path, &[("Accept", "application/json")]).await;
+            assert_eq!(json_only.status(), 202, "{method} {path}");
+        }
+    }
+    assert!(server.config().lenient_headers);
 }

@@ -327,6 +327,7 @@ async fn separate_export_status_reports_the_job_in_a_header() {
     let server = MockServer::builder().open().patients(5).start().await;
     let r = http()
         .get(format!("{}/$export?_type=Patient", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async, separate-export-status")
         .send()
         .await
@@ -352,6 +353,7 @@ async fn separate_export_status_reports_the_job_in_a_header() {
     let slow = MockServer::builder().open().patients(5).job_duration(Duration::from_secs(3600)).start().await;
     let r = http()
         .get(format!("{}/$export", slow.fhir_base()))
+        .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async,separate-export-status")
         .send()
         .await
@@ -366,6 +368,7 @@ async fn lenient_handling_runs_the_export_and_reports_ignored_parameters() {
     let server = MockServer::builder().open().patients(4).start().await;
     let r = http()
         .get(format!("{}/$export?_type=Patient,Spaceship&foo=bar", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async, handling=lenient")
         .send()
         .await

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use bulkmock_server::{BodyKind, Fault, FaultRule, MockServer, Target, Trigger};
-use common::{http, kickoff, manifest};
+use common::{export_get, http, kickoff, manifest};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -95,12 +95,12 @@ async fn retry_after_as_an_http_date_lies_in_the_future() {
         Fault::respond(429, BodyKind::Outcome).with_code("throttled").with_retry_after_date_s(30),
     );
     let server = MockServer::builder().open().fault(rule.times(1)).start().await;
-    let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let r = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     assert_eq!(r.status(), 429);
     let date = httpdate::parse_http_date(r.headers()["retry-after"].to_str().unwrap()).unwrap();
     let ahead = date.duration_since(SystemTime::now()).unwrap();
     assert!(ahead > Duration::from_secs(20) && ahead <= Duration::from_secs(31), "{ahead:?}");
-    assert_eq!(http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
+    assert_eq!(export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
 }
 
 #[tokio::test]
@@ -122,10 +122,10 @@ async fn headers_can_be_removed_or_made_relative() {
     let relative =
         FaultRule::new(Target::Kickoff, Fault::Header { name: "content-location".into(), value: "{relative}".into() });
     let server = MockServer::builder().open().fault(missing).fault(relative).start().await;
-    let first = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let first = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     assert_eq!(first.status(), 202);
     assert!(first.headers().get("content-location").is_none());
-    let second = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let second = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     assert!(second.headers()["content-location"].to_str().unwrap().starts_with("/fhir/bulkstatus/"));
 }
 
@@ -169,7 +169,7 @@ async fn the_transcript_redacts_tokens_and_records_each_exchange() {
     let server = MockServer::builder().patients(2).start().await;
     let token = server.issue_token("system/*.rs");
     let r =
-        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let t = server.transcript();
     let e = &t[0];
@@ -283,7 +283,7 @@ async fn a_revoked_token_stops_working_mid_export() {
         .start()
         .await;
     let token = server.issue_token("system/*.rs");
-    let r = http().get(format!("{}/$export", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let r = export_get(format!("{}/$export", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     let first = http().get(&status).bearer_auth(&token).send().await.unwrap().status().as_u16();
     assert!(first == 200 || first == 202);
@@ -488,7 +488,7 @@ async fn token_request(server: &MockServer, assertion: &str, scope: &str) -> (u1
 async fn status_urls_on_the_other_host_name() {
     let rule = rule(Target::Kickoff, Fault::Header { name: "content-location".into(), value: "{other_host}".into() });
     let server = MockServer::builder().open().patients(2).fault(rule).start().await;
-    let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let r = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     let location = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(location.starts_with("http://localhost:"), "{location}");
     assert_eq!(manifest(&location).await.1.output.len(), 21, "the other host name reaches the same server");
@@ -571,7 +571,7 @@ async fn a_client_fault_profile_applies_to_that_client_only() {
     let (_, body) = token_request(&server, &assertion(&server, &key, &id, "p1"), "system/*.rs").await;
     let faulty = body["access_token"].as_str().unwrap().to_string();
     let healthy = server.issue_token("system/*.rs");
-    let kick = |token: String| http().get(format!("{}/$export", server.fhir_base())).bearer_auth(token).send();
+    let kick = |token: String| export_get(format!("{}/$export", server.fhir_base())).bearer_auth(token).send();
     assert_eq!(kick(faulty).await.unwrap().status(), 503);
     assert_eq!(kick(healthy).await.unwrap().status(), 202);
     let bad = server.register_client(bulkmock_server::Registration {
@@ -641,7 +641,7 @@ async fn a_fault_profile_in_the_base_url_applies_to_clients_that_use_it() {
     let plan = FaultPlan { rules: vec![rule(Target::Status, respond(503, BodyKind::Transient)).times(1)] };
     let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
     let base = format!("{origin}/p/{}/fhir", encode(&plan));
-    let r = http().get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    let r = export_get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(status.starts_with(&base), "the status URL keeps the profile: {status}");
@@ -710,7 +710,7 @@ async fn capability_urls_work_without_a_token_until_they_expire() {
     let server = MockServer::builder().patients(3).fault(live).start().await;
     let token = server.issue_token("system/*.rs");
     let r =
-        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     let m = manifest_with(&status, &token).await;
     assert_eq!(m["requiresAccessToken"], false);
@@ -725,7 +725,7 @@ async fn capability_urls_work_without_a_token_until_they_expire() {
     let server = MockServer::builder().patients(3).fault(expiring).start().await;
     let token = server.issue_token("system/*.rs");
     let r =
-        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     let m = manifest_with(r.headers()["content-location"].to_str().unwrap(), &token).await;
     let r = http().get(m["output"][0]["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -755,7 +755,7 @@ async fn the_reference_servers_embedded_settings_work_as_a_base_url() {
     let settings =
         encode(json!({"err": "transient_error", "page": 2, "dur": 0, "tlt": 15, "m": 1, "del": 0, "secure": false}));
     let base = format!("{origin}/{settings}/fhir");
-    let r = http().get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    let r = export_get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(status.starts_with(&base), "{status}");
@@ -767,7 +767,7 @@ async fn the_reference_servers_embedded_settings_work_as_a_base_url() {
     assert!(m.output.iter().all(|f| f.url.starts_with(&base)));
 
     let failing = encode(json!({"err": "file_generation_failed"}));
-    let r = http().get(format!("{origin}/{failing}/fhir/$export")).send().await.unwrap();
+    let r = export_get(format!("{origin}/{failing}/fhir/$export")).send().await.unwrap();
     assert_eq!(r.status(), 500);
     let unknown = encode(json!({"err": "something_else"}));
     let r = http().get(format!("{origin}/{unknown}/fhir/metadata")).send().await.unwrap();
@@ -792,9 +792,9 @@ async fn rules_can_match_the_export_level_and_the_jobs_age() {
         .fault(late)
         .start()
         .await;
-    assert_eq!(http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
+    assert_eq!(export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
     assert_eq!(
-        http().get(format!("{}/Group/all-patients/$export", server.fhir_base())).send().await.unwrap().status(),
+        export_get(format!("{}/Group/all-patients/$export", server.fhir_base())).send().await.unwrap().status(),
         503
     );
     let group = kickoff(&server, "Group/all-patients/$export", "_type=Patient").await;
