@@ -142,6 +142,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn_with_state(state, crate::faults::profile::layer))
+        // Outermost, so OperationOutcomes of every layer (faults, profiles) are covered.
+        .layer(axum::middleware::from_fn(crate::media::negotiate))
 }
 
 /// Serves on `listener` until `shutdown` completes.

@@ -170,8 +170,11 @@ async fn kickoffs_without_accept_or_prefer_get_400_naming_the_header() {
             assert!(text.contains("[Accept] a kick-off must send Accept: application/fhir+json"), "{at}: {text}");
             assert!(text.contains("[Prefer] a kick-off must send Prefer: respond-async"), "{at}: {text}");
             let json_only = bare_kickoff(&server, method, path, &[("Accept", "application/json"), PREFER]).await;
-            let text = outcome(json_only, 400).await;
-            assert!(text.contains("Accept: application/fhir+json (got \"application/json\""), "{at}: {text}");
+            assert_eq!(json_only.status(), 400, "{at}");
+            // The client asked for application/json: its error comes as that (see below).
+            assert_eq!(json_only.headers()["content-type"], "application/json");
+            let text = json_only.text().await.unwrap();
+            assert!(text.contains("Accept: application/fhir+json (got \\\"application/json\\\""), "{at}: {text}");
             assert!(!text.contains("Prefer"), "{at}: {text}");
             let text = outcome(bare_kickoff(&server, method, path, &[ACCEPT]).await, 400).await;
             assert!(text.contains("Prefer: respond-async") && !text.contains("[Accept]"), "{at}: {text}");
@@ -191,4 +194,56 @@ async fn lenient_headers_emulate_servers_that_accept_bare_kickoffs() {
         }
     }
     assert!(server.config().lenient_headers);
+}
+
+#[tokio::test]
+async fn outcomes_answer_application_json_when_accept_asks_for_it() {
+    use bulkmock_server::{BodyKind, Fault, FaultRule, Target};
+    // FHIR allows application/json as a synonym; application/fhir+json stays the default (SRV-130).
+    let server = MockServer::builder()
+        .patients(2)
+        .fault(FaultRule::new(Target::Status, Fault::respond(503, BodyKind::Transient)).times(1))
+        .start()
+        .await;
+    let auth = format!("Bearer {}", server.issue_token("system/*.rs"));
+    let r = export_get(format!("{}/$export?_type=Patient", server.fhir_base()))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let send = |method: reqwest::Method, url: String, accept: Option<&'static str>| {
+        let mut req = http().request(method, url).header("Authorization", &auth);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        req.send()
+    };
+    let content_type = |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().to_string();
+    let json = Some("application/json");
+
+    // An injected transient 503 on the status URL.
+    let r = send(reqwest::Method::GET, status.clone(), json).await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (503, "application/json"));
+    assert_eq!(r.json::<Value>().await.unwrap()["resourceType"], "OperationOutcome");
+    // The 404 after a DELETE, on DELETE and on GET.
+    assert_eq!(send(reqwest::Method::DELETE, status.clone(), json).await.unwrap().status(), 202);
+    for method in [reqwest::Method::DELETE, reqwest::Method::GET] {
+        let r = send(method.clone(), status.clone(), json).await.unwrap();
+        assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (404, "application/json"), "{method}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("deleted"));
+        // Without Accept, or when application/fhir+json is preferred: the default.
+        for accept in [None, Some("*/*"), Some("application/fhir+json, application/json")] {
+            let r = send(method.clone(), status.clone(), accept).await.unwrap();
+            assert_eq!(content_type(&r), "application/fhir+json", "{method} {accept:?}");
+        }
+    }
+    // A 401, a kick-off 400 and an unknown route.
+    let r = http().get(&status).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (401, "application/json"));
+    let r = send(reqwest::Method::GET, format!("{}/$export", server.fhir_base()), json).await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (400, "application/json"));
+    let r = send(reqwest::Method::GET, format!("{}/Spaceship", server.fhir_base()), json).await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (404, "application/json"));
 }
