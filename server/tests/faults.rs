@@ -426,12 +426,8 @@ async fn a_cut_at_a_line_end_leaves_whole_lines() {
 
 #[tokio::test]
 async fn redirects_point_at_the_other_host_name() {
-    let server = MockServer::builder()
-        .open()
-        .patients(2)
-        .fault(rule(Target::File, Fault::Redirect { host: None }).times(1))
-        .start()
-        .await;
+    let bare = Fault::Redirect { host: None, capability: false, ttl_s: 300 };
+    let server = MockServer::builder().open().patients(2).fault(rule(Target::File, bare).times(1)).start().await;
     let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
     let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = no_follow.get(&m.output[0].url).send().await.unwrap();
@@ -442,6 +438,63 @@ async fn redirects_point_at_the_other_host_name() {
     assert_eq!(body.lines().count(), 2);
     let last = server.transcript().pop().unwrap();
     assert!(last.headers["host"].starts_with("localhost:"), "the transcript shows which host name was asked");
+}
+
+#[tokio::test]
+async fn redirect_targets_carry_a_capability_that_needs_no_token() {
+    // Like presigned storage URLs: a correct client sends no token to the other
+    // host (CLI-031), so the target must work without one.
+    let server = MockServer::builder()
+        .patients(2)
+        .fault(rule(Target::File, Fault::redirect()))
+        .fault(rule(Target::Status, Fault::redirect()))
+        .start()
+        .await;
+    let auth = format!("Bearer {}", server.issue_token("system/*.rs"));
+    let r = export_get(format!("{}/$export?_type=Patient", server.fhir_base()))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirected = |url: String| {
+        let (no_follow, auth) = (no_follow.clone(), auth.clone());
+        async move {
+            let r = no_follow.get(&url).header("Authorization", auth).send().await.unwrap();
+            assert_eq!(r.status(), 307, "{url}");
+            r.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    // Without a token there is no redirect (and no capability): the usual 401.
+    assert_eq!(no_follow.get(&status).send().await.unwrap().status(), 401);
+    // Each poll is redirected; the target answers without a token.
+    let mut m = Value::Null;
+    for _ in 0..4000 {
+        let target = redirected(status.clone()).await;
+        assert!(target.starts_with("http://localhost:") && target.contains("/bulkstatus/") && target.contains("?cap="));
+        let r = http().get(&target).send().await.unwrap();
+        assert!(r.status() == 200 || r.status() == 202, "the status target needs no token: {}", r.status());
+        if r.status() == 200 {
+            m = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A file redirect: the target opens without a token, whenever it is asked.
+    let file = m["output"][0]["url"].as_str().unwrap().to_string();
+    let target = redirected(file).await;
+    assert!(target.contains(".Patient.ndjson?cap="), "{target}");
+    for _ in 0..2 {
+        let r = http().get(&target).send().await.unwrap();
+        assert_eq!(r.status(), 200, "not redirected again: the redirect ends at its target");
+        assert_eq!(r.text().await.unwrap().lines().count(), 2);
+    }
+    // The capability opens only this job, and only what it was issued for.
+    let forged = target.replace("cap=", "cap=00");
+    assert_eq!(http().get(&forged).send().await.unwrap().status(), 403);
+    let other_host = server.transcript().into_iter().filter(|e| e.headers["host"].starts_with("localhost:"));
+    assert!(other_host.into_iter().all(|e| !e.headers.contains_key("authorization")));
 }
 
 #[tokio::test]
