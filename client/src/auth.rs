@@ -48,6 +48,13 @@ impl Credentials {
         Ok(Credentials { client_id: client_id.into(), key, alg, kid: kid.into(), scope: scope.into() })
     }
 
+    /// The RFC 7638 thumbprint of a PKCS#8 PEM key's public half: the default
+    /// `kid` when none is given (what `bulkmock keys` and the demo client use).
+    pub fn pem_thumbprint(pem: &[u8]) -> Result<String, ClientError> {
+        let probe = Credentials::from_pem("", pem, "", "")?;
+        crate::jwk::thumbprint(&probe.key, probe.alg).map_err(ClientError::Key)
+    }
+
     /// Credentials from a private JWK (RSA signs RS384, EC P-384 signs ES384); the
     /// key id is the JWK's `kid`.
     pub fn from_jwk(client_id: &str, jwk: &Value, scope: &str) -> Result<Credentials, ClientError> {

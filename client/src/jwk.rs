@@ -1,8 +1,10 @@
 //! Private JWKs (RFC 7518 6.2.2, 6.3.2) to the DER the signer reads: PKCS#1 for
 //! RSA, PKCS#8 for EC P-384. Just enough DER writing for these two shapes.
+//! Also the RFC 7638 thumbprint of a signing key's public half, the default `kid`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::Value;
 
@@ -80,4 +82,11 @@ pub(crate) fn signing_key(jwk: &Value) -> Result<(EncodingKey, Algorithm), Strin
         }
         other => Err(format!("the JWK's kty must be RSA or EC, found {other:?}")),
     }
+}
+
+/// The RFC 7638 SHA-256 thumbprint (base64url) of the public half of `key`:
+/// the `kid` that `bulkmock keys` and the demo client use (CLI-005).
+pub(crate) fn thumbprint(key: &EncodingKey, alg: Algorithm) -> Result<String, String> {
+    let public = Jwk::from_encoding_key(key, alg).map_err(|e| format!("cannot derive the public key: {e}"))?;
+    public.thumbprint(ThumbprintHash::SHA256).map_err(|e| format!("cannot compute the key thumbprint: {e}"))
 }

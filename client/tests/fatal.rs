@@ -147,7 +147,10 @@ async fn gzip_without_content_encoding_is_reported() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redirect_loop_across_hosts_fails_without_leaking_the_token() {
     let server = server().await;
-    let (err, _) = fails(&server, vec![file("Patient", Fault::Redirect { host: None })], "redirect").await;
+    // `capability = false`: every request is sent to the bare URL on the other
+    // host, which redirects again; no correct client can finish.
+    let bare = Fault::Redirect { host: None, capability: false, ttl_s: 300 };
+    let (err, _) = fails(&server, vec![file("Patient", bare)], "redirect").await;
     assert!(err.to_string().contains("redirected more than 5 times"), "{err}");
     let base_host = url::Url::parse(server.fhir_base()).unwrap().host_str().unwrap().to_string();
     let transcript = server.transcript();

@@ -36,7 +36,8 @@ fn bytes_under(dir: &Path) -> u64 {
 /// Kick-off and manifest with curl itself; returns the file URLs.
 fn manifest_urls(base: &str) -> Vec<String> {
     let out = Command::new("curl")
-        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Prefer: respond-async", &format!("{base}/$export")])
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Prefer: respond-async"])
+        .args(["-H", "Accept: application/fhir+json", &format!("{base}/$export")])
         .output()
         .expect("curl");
     let headers = String::from_utf8_lossy(&out.stdout);

@@ -18,7 +18,13 @@ use common::Server;
 
 async fn export(http: &reqwest::Client, base: &str, query: &str) -> (Duration, serde_json::Value) {
     let start = Instant::now();
-    let r = http.get(format!("{base}/$export?{query}")).header("Prefer", "respond-async").send().await.unwrap();
+    let r = http
+        .get(format!("{base}/$export?{query}"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     loop {

@@ -22,7 +22,8 @@ pub struct ExportArgs {
     /// The client's private key: PKCS#8 PEM or a private JWK (JSON).
     #[arg(long, env = "BULKMOCK_KEY", requires = "client_id")]
     key: Option<PathBuf>,
-    /// The key id for a PEM key; read from jwks.json or private.jwk.json next to the key when not given.
+    /// The key id for a PEM key; when not given, read from jwks.json or
+    /// private.jwk.json next to the key, else the key's RFC 7638 thumbprint.
     #[arg(long, env = "BULKMOCK_KID")]
     kid: Option<String>,
     /// Scopes to ask for.
@@ -103,10 +104,16 @@ fn credentials(args: &ExportArgs) -> Result<Option<Credentials>, String> {
             serde_json::from_slice(&bytes).map_err(|e| format!("--key {}: not a JWK: {e}", key.display()))?;
         Credentials::from_jwk(id, &jwk, &args.scope)
     } else {
-        let kid =
-            args.kid.clone().or_else(|| kid_beside(key)).ok_or_else(|| {
-                format!("--kid is needed: no jwks.json or private.jwk.json next to {}", key.display())
-            })?;
+        let kid = match args.kid.clone().or_else(|| kid_beside(key)) {
+            Some(kid) => kid,
+            None => {
+                // The same kid `bulkmock keys` and the demo client use; said on stderr,
+                // so a JSON event log on stdout stays clean.
+                let kid = Credentials::pem_thumbprint(&bytes).map_err(|e| format!("--key {}: {e}", key.display()))?;
+                eprintln!("bulkmock export: kid {kid} (the RFC 7638 thumbprint of the public key; --kid to override)");
+                kid
+            }
+        };
         Credentials::from_pem(id, &bytes, &kid, &args.scope)
     };
     credentials.map(Some).map_err(|e| format!("--key {}: {e}", key.display()))

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <secret>` on admin requests.
     #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
     admin_token: Option<String>,
+    /// Accept kick-offs without `Accept: application/fhir+json` or `Prefer:
+    /// respond-async`, as lenient servers do (by default they get 400).
+    #[arg(long, env = "BULKMOCK_LENIENT_HEADERS")]
+    lenient_headers: bool,
     /// Allowed clock difference for assertion exp, nbf and iat.
     #[arg(long, env = "BULKMOCK_CLOCK_SKEW", default_value = "5s", value_parser = parse_duration)]
     clock_skew: Duration,
@@ -166,6 +170,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             public_url: args.base_url.clone(),
             data_dir: args.data.clone(),
             open: args.open,
+            lenient_headers: args.lenient_headers,
             auth,
             faults: match &args.faults {
                 Some(path) => bulkmock_server::faults::file::load(path)?,
@@ -195,7 +200,10 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         match &demo {
             None => {
                 println!("  access:     open (no authorization)");
-                println!("  try:        curl -i -H 'Prefer: respond-async' '{}/$export'", state.fhir_base);
+                println!(
+                    "  try:        curl -i -H 'Accept: application/fhir+json' -H 'Prefer: respond-async' '{}/$export'",
+                    state.fhir_base
+                );
             }
             Some((key_path, key)) => {
                 println!("  token URL:  {}", state.token_url());
@@ -211,6 +219,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 "  faults:     {rules} rule(s) from {}",
                 args.faults.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
             );
+        }
+        if args.lenient_headers {
+            println!("  kick-off:   lenient headers (Accept and Prefer: respond-async not required)");
         }
         if args.admin {
             println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());

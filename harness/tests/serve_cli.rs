@@ -57,6 +57,7 @@ async fn serve_prints_its_base_and_runs_an_export() {
     let client = reqwest::Client::new();
     let r = client
         .get(format!("{}/$export?_type=Patient", s.fhir_base))
+        .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async")
         .send()
         .await
@@ -84,6 +85,18 @@ async fn flags_can_come_from_the_environment() {
     );
     assert_eq!(s.fhir_base, "https://mock.example.org/fhir", "--base-url sets the links");
     assert!(s.banner.iter().any(|l| l.contains("9 patients")), "{:?}", s.banner);
+}
+
+#[tokio::test]
+async fn lenient_headers_accept_kickoffs_that_strict_serving_refuses() {
+    let kickoff = |base: String| async move {
+        reqwest::Client::new().get(format!("{base}/$export?_type=Patient")).send().await.unwrap().status()
+    };
+    let strict = serve(&["--open"], &[]);
+    assert_eq!(kickoff(strict.fhir_base.clone()).await, 400, "no Accept, no Prefer (SRV-041, SRV-042)");
+    let lenient = serve(&[], &[("BULKMOCK_LENIENT_HEADERS", "true"), ("BULKMOCK_OPEN", "true")]);
+    assert!(lenient.banner.iter().any(|l| l.contains("lenient headers")), "{:?}", lenient.banner);
+    assert_eq!(kickoff(lenient.fhir_base.clone()).await, 202);
 }
 
 #[test]
@@ -147,6 +160,8 @@ async fn serve_with_authorization_prints_a_demo_client_whose_key_works() {
     let body: serde_json::Value = r.json().await.unwrap();
     let r = reqwest::Client::new()
         .get(format!("{}/$export", s.fhir_base))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .bearer_auth(body["access_token"].as_str().unwrap())
         .send()
         .await

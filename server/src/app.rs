@@ -77,6 +77,15 @@ impl AppState {
         format!("{}/auth/token", self.origin())
     }
 
+    /// The token endpoint URL as seen through a profile base (`/p/{profile}` or
+    /// the reference server's settings): what that profile's discovery advertises.
+    pub fn token_url_in(&self, profile: Option<&crate::faults::profile::ProfilePrefix>) -> String {
+        match profile {
+            Some(p) => format!("{}/{}/auth/token", self.origin(), p.0),
+            None => self.token_url(),
+        }
+    }
+
     /// Registers a client; returns its id, or says what is wrong with the registration.
     pub fn register_client(&self, reg: Registration) -> Result<String, String> {
         let auth =
@@ -142,6 +151,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn_with_state(state, crate::faults::profile::layer))
+        // Outermost, so OperationOutcomes of every layer (faults, profiles) are covered.
+        .layer(axum::middleware::from_fn(crate::media::negotiate))
 }
 
 /// Serves on `listener` until `shutdown` completes.

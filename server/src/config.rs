@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// Open access: no authorization on any route.
     pub open: bool,
+    /// Accept kick-offs without `Accept: application/fhir+json` or without
+    /// `Prefer: respond-async`, as lenient servers do. Off by default: a strict
+    /// mock answers such kick-offs 400, naming the header (SRV-041, SRV-042).
+    pub lenient_headers: bool,
     /// Authorization settings (when not open).
     pub auth: crate::auth::AuthConfig,
     /// The fault plan in force at start.
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             public_url: None,
             data_dir: None,
             open: false,
+            lenient_headers: false,
             auth: crate::auth::AuthConfig::default(),
             faults: crate::faults::FaultPlan::default(),
             transcript_file: None,

@@ -49,11 +49,13 @@ impl FhirError {
     }
 }
 
-/// An OperationOutcome response with the FHIR JSON content type.
+/// An OperationOutcome response with the FHIR JSON content type (SRV-130);
+/// `crate::media::negotiate` turns it into `application/json` when asked.
 pub fn outcome_response(status: StatusCode, outcome: &OperationOutcome) -> Response {
     let body = serde_json::to_vec(outcome).unwrap_or_default();
     let mut response = (status, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    response.extensions_mut().insert(crate::media::OutcomeBody);
     response
 }
 

@@ -80,6 +80,12 @@ impl MockServerBuilder {
         self.config.open = true;
         self
     }
+    /// Accept kick-offs without `Accept: application/fhir+json` or `Prefer:
+    /// respond-async` (emulates lenient servers; by default they get 400).
+    pub fn lenient_headers(mut self) -> Self {
+        self.config.lenient_headers = true;
+        self
+    }
     /// The algorithm of the demo client's generated key (ES384 by default).
     pub fn client_alg(mut self, alg: KeyAlg) -> Self {
         self.client_alg = alg;

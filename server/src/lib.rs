@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod faults;
 mod handle;
+pub mod media;
 pub mod routes;
 pub mod stream;
 pub mod transcript;

@@ -117,6 +117,7 @@ async fn rs384_and_es384_clients_get_tokens_that_export() {
         let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());
         let r = http()
             .get(format!("{}/Patient/$export?_type=Patient", server.fhir_base()))
+            .header("Accept", "application/fhir+json")
             .header("Authorization", &bearer)
             .header("Prefer", "respond-async")
             .send()
@@ -566,6 +567,8 @@ async fn scopes_decide_what_an_export_holds_and_who_sees_it() {
     let kick = |q: &str, auth: &str| {
         http()
             .get(format!("{}/Patient/$export{q}", server.fhir_base()))
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
             .header("Authorization", auth.to_string())
             .send()
     };
@@ -584,6 +587,8 @@ async fn scopes_decide_what_an_export_holds_and_who_sees_it() {
     // AUTH-069: a Group export needs Group read.
     let r = http()
         .get(format!("{}/Group/all-patients/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Authorization", &narrow)
         .send()
         .await
@@ -618,6 +623,8 @@ async fn search_constrained_scopes_filter_the_export() {
     let auth = format!("Bearer {}", server.issue_token("system/Observation.rs?category=laboratory"));
     let r = http()
         .get(format!("{}/$export?_type=Observation", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Authorization", &auth)
         .send()
         .await
@@ -659,4 +666,62 @@ async fn attachments_and_groups_are_guarded_too() {
         200
     );
     assert_eq!(http().get(format!("{base}/metadata")).send().await.unwrap().status(), 200, "metadata stays public");
+}
+
+/// Posts an assertion for `aud` to `url` (the token endpoint a discovery document named).
+async fn exchange_at(server: &MockServer, url: &str, aud: &str) -> (u16, Value) {
+    let key = server.client_key();
+    let mut claims = claims(server, server.client_id());
+    claims["aud"] = json!(aud);
+    let assertion = sign(key, &header(key), &claims);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion.as_str()),
+        ("scope", "system/*.rs"),
+    ];
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let r =
+        http().post(url).header("Content-Type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn profile_bases_advertise_a_token_endpoint_that_accepts_its_own_url() {
+    use bulkmock_server::faults::FaultPlan;
+    use bulkmock_server::faults::profile::encode;
+    let server = MockServer::builder().patients(2).start().await;
+    let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
+    let plan = encode(&FaultPlan { rules: vec![] });
+    let settings = URL_SAFE_NO_PAD.encode(json!({"page": 50}).to_string());
+    for prefix in [format!("p/{plan}"), settings] {
+        let base = format!("{origin}/{prefix}/fhir");
+        // AUTH-001, AUTH-004: whatever the profile's discovery names must work.
+        let doc: Value =
+            http().get(format!("{base}/.well-known/smart-configuration")).send().await.unwrap().json().await.unwrap();
+        let token_url = doc["token_endpoint"].as_str().unwrap().to_string();
+        assert_eq!(token_url, format!("{origin}/{prefix}/auth/token"));
+        let (status, body) = exchange_at(&server, &token_url, &token_url).await;
+        assert_eq!(status, 200, "{prefix}: {body}");
+        let token = body["access_token"].as_str().unwrap();
+        // The token works on that profile's FHIR routes.
+        let r = http()
+            .get(format!("{base}/Patient/$export?_type=Patient"))
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{prefix}");
+        // `aud` is still exact: the plain token URL is not this endpoint's URL, and
+        // the error quotes what the client sent, unchanged.
+        let (status, body) = exchange_at(&server, &token_url, &server.token_url()).await;
+        assert_eq!(status, 401, "{prefix}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!("token URL {token_url}, found [\"{}\"]", server.token_url())),
+            "{description}"
+        );
+    }
 }

@@ -32,6 +32,7 @@ async fn outcome(r: reqwest::Response, status: u16) -> String {
 async fn get(server: &MockServer, path_and_query: &str) -> reqwest::Response {
     http()
         .get(format!("{}/{path_and_query}", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async")
         .send()
         .await
@@ -92,6 +93,8 @@ async fn malformed_post_bodies_are_rejected() {
     let server = MockServer::builder().open().start().await;
     let plain = http()
         .post(format!("{}/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Content-Type", "text/plain")
         .body("_type=Patient")
         .send()
@@ -100,6 +103,8 @@ async fn malformed_post_bodies_are_rejected() {
     assert!(outcome(plain, 415).await.contains("Content-Type: application/fhir+json"));
     let broken = http()
         .post(format!("{}/$export", server.fhir_base()))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
         .header("Content-Type", "application/fhir+json")
         .body("{\"resourceType\":")
         .send()
@@ -133,4 +138,112 @@ async fn unknown_routes_and_methods_answer_with_outcomes() {
     outcome(http().put(format!("{}/$export", server.fhir_base())).send().await.unwrap(), 405).await;
     let text = outcome(http().get(format!("{}/bulkstatus/0000", server.fhir_base())).send().await.unwrap(), 404).await;
     assert!(text.contains("no export job 0000"), "{text}");
+}
+
+/// A kick-off at `path` by `method` with only the headers given (POST with a Parameters body).
+async fn bare_kickoff(server: &MockServer, method: &str, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let url = format!("{}/{path}", server.fhir_base());
+    let mut req = match method {
+        "GET" => http().get(url),
+        _ => http()
+            .post(url)
+            .header("Content-Type", "application/fhir+json")
+            .body(json!({"resourceType": "Parameters"}).to_string()),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn kickoffs_without_accept_or_prefer_get_400_naming_the_header() {
+    // SRV-041, SRV-042: the guide allows either answer; a strict mock refuses,
+    // so a client that forgets the headers finds out.
+    let server = MockServer::builder().open().start().await;
+    const ACCEPT: (&str, &str) = ("Accept", "application/fhir+json");
+    const PREFER: (&str, &str) = ("Prefer", "respond-async");
+    for method in ["GET", "POST"] {
+        for path in ["$export", "Patient/$export", "Group/all-patients/$export"] {
+            let at = format!("{method} {path}");
+            let text = outcome(bare_kickoff(&server, method, path, &[]).await, 400).await;
+            assert!(text.contains("[Accept] a kick-off must send Accept: application/fhir+json"), "{at}: {text}");
+            assert!(text.contains("[Prefer] a kick-off must send Prefer: respond-async"), "{at}: {text}");
+            let json_only = bare_kickoff(&server, method, path, &[("Accept", "application/json"), PREFER]).await;
+            assert_eq!(json_only.status(), 400, "{at}");
+            // The client asked for application/json: its error comes as that (see below).
+            assert_eq!(json_only.headers()["content-type"], "application/json");
+            let text = json_only.text().await.unwrap();
+            assert!(text.contains("Accept: application/fhir+json (got \\\"application/json\\\""), "{at}: {text}");
+            assert!(!text.contains("Prefer"), "{at}: {text}");
+            let text = outcome(bare_kickoff(&server, method, path, &[ACCEPT]).await, 400).await;
+            assert!(text.contains("Prefer: respond-async") && !text.contains("[Accept]"), "{at}: {text}");
+            assert_eq!(bare_kickoff(&server, method, path, &[ACCEPT, PREFER]).await.status(), 202, "{at}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lenient_headers_emulate_servers_that_accept_bare_kickoffs() {
+    let server = MockServer::builder().open().lenient_headers().start().await;
+    for method in ["GET", "POST"] {
+        for path in ["$export", "Patient/$export", "Group/all-patients/$export"] {
+            assert_eq!(bare_kickoff(&server, method, path, &[]).await.status(), 202, "{method} {path}");
+            let json_only = bare_kickoff(&server, method, path, &[("Accept", "application/json")]).await;
+            assert_eq!(json_only.status(), 202, "{method} {path}");
+        }
+    }
+    assert!(server.config().lenient_headers);
+}
+
+#[tokio::test]
+async fn outcomes_answer_application_json_when_accept_asks_for_it() {
+    use bulkmock_server::{BodyKind, Fault, FaultRule, Target};
+    // FHIR allows application/json as a synonym; application/fhir+json stays the default (SRV-130).
+    let server = MockServer::builder()
+        .patients(2)
+        .fault(FaultRule::new(Target::Status, Fault::respond(503, BodyKind::Transient)).times(1))
+        .start()
+        .await;
+    let auth = format!("Bearer {}", server.issue_token("system/*.rs"));
+    let r = export_get(format!("{}/$export?_type=Patient", server.fhir_base()))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let send = |method: reqwest::Method, url: String, accept: Option<&'static str>| {
+        let mut req = http().request(method, url).header("Authorization", &auth);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        req.send()
+    };
+    let content_type = |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().to_string();
+    let json = Some("application/json");
+
+    // An injected transient 503 on the status URL.
+    let r = send(reqwest::Method::GET, status.clone(), json).await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (503, "application/json"));
+    assert_eq!(r.json::<Value>().await.unwrap()["resourceType"], "OperationOutcome");
+    // The 404 after a DELETE, on DELETE and on GET.
+    assert_eq!(send(reqwest::Method::DELETE, status.clone(), json).await.unwrap().status(), 202);
+    for method in [reqwest::Method::DELETE, reqwest::Method::GET] {
+        let r = send(method.clone(), status.clone(), json).await.unwrap();
+        assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (404, "application/json"), "{method}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("deleted"));
+        // Without Accept, or when application/fhir+json is preferred: the default.
+        for accept in [None, Some("*/*"), Some("application/fhir+json, application/json")] {
+            let r = send(method.clone(), status.clone(), accept).await.unwrap();
+            assert_eq!(content_type(&r), "application/fhir+json", "{method} {accept:?}");
+        }
+    }
+    // A 401, a kick-off 400 and an unknown route.
+    let r = http().get(&status).header("Accept", "application/json").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (401, "application/json"));
+    let r = send(reqwest::Method::GET, format!("{}/$export", server.fhir_base()), json).await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (400, "application/json"));
+    let r = send(reqwest::Method::GET, format!("{}/Spaceship", server.fhir_base()), json).await.unwrap();
+    assert_eq!((r.status().as_u16(), content_type(&r).as_str()), (404, "application/json"));
 }

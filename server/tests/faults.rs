@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use bulkmock_server::{BodyKind, Fault, FaultRule, MockServer, Target, Trigger};
-use common::{http, kickoff, manifest};
+use common::{export_get, http, kickoff, manifest, poll_until_done};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -95,12 +95,12 @@ async fn retry_after_as_an_http_date_lies_in_the_future() {
         Fault::respond(429, BodyKind::Outcome).with_code("throttled").with_retry_after_date_s(30),
     );
     let server = MockServer::builder().open().fault(rule.times(1)).start().await;
-    let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let r = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     assert_eq!(r.status(), 429);
     let date = httpdate::parse_http_date(r.headers()["retry-after"].to_str().unwrap()).unwrap();
     let ahead = date.duration_since(SystemTime::now()).unwrap();
     assert!(ahead > Duration::from_secs(20) && ahead <= Duration::from_secs(31), "{ahead:?}");
-    assert_eq!(http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
+    assert_eq!(export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
 }
 
 #[tokio::test]
@@ -122,10 +122,10 @@ async fn headers_can_be_removed_or_made_relative() {
     let relative =
         FaultRule::new(Target::Kickoff, Fault::Header { name: "content-location".into(), value: "{relative}".into() });
     let server = MockServer::builder().open().fault(missing).fault(relative).start().await;
-    let first = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let first = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     assert_eq!(first.status(), 202);
     assert!(first.headers().get("content-location").is_none());
-    let second = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let second = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     assert!(second.headers()["content-location"].to_str().unwrap().starts_with("/fhir/bulkstatus/"));
 }
 
@@ -169,7 +169,7 @@ async fn the_transcript_redacts_tokens_and_records_each_exchange() {
     let server = MockServer::builder().patients(2).start().await;
     let token = server.issue_token("system/*.rs");
     let r =
-        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let t = server.transcript();
     let e = &t[0];
@@ -283,7 +283,7 @@ async fn a_revoked_token_stops_working_mid_export() {
         .start()
         .await;
     let token = server.issue_token("system/*.rs");
-    let r = http().get(format!("{}/$export", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let r = export_get(format!("{}/$export", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     let first = http().get(&status).bearer_auth(&token).send().await.unwrap().status().as_u16();
     assert!(first == 200 || first == 202);
@@ -426,12 +426,8 @@ async fn a_cut_at_a_line_end_leaves_whole_lines() {
 
 #[tokio::test]
 async fn redirects_point_at_the_other_host_name() {
-    let server = MockServer::builder()
-        .open()
-        .patients(2)
-        .fault(rule(Target::File, Fault::Redirect { host: None }).times(1))
-        .start()
-        .await;
+    let bare = Fault::Redirect { host: None, capability: false, ttl_s: 300 };
+    let server = MockServer::builder().open().patients(2).fault(rule(Target::File, bare).times(1)).start().await;
     let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
     let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = no_follow.get(&m.output[0].url).send().await.unwrap();
@@ -442,6 +438,63 @@ async fn redirects_point_at_the_other_host_name() {
     assert_eq!(body.lines().count(), 2);
     let last = server.transcript().pop().unwrap();
     assert!(last.headers["host"].starts_with("localhost:"), "the transcript shows which host name was asked");
+}
+
+#[tokio::test]
+async fn redirect_targets_carry_a_capability_that_needs_no_token() {
+    // Like presigned storage URLs: a correct client sends no token to the other
+    // host (CLI-031), so the target must work without one.
+    let server = MockServer::builder()
+        .patients(2)
+        .fault(rule(Target::File, Fault::redirect()))
+        .fault(rule(Target::Status, Fault::redirect()))
+        .start()
+        .await;
+    let auth = format!("Bearer {}", server.issue_token("system/*.rs"));
+    let r = export_get(format!("{}/$export?_type=Patient", server.fhir_base()))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let no_follow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirected = |url: String| {
+        let (no_follow, auth) = (no_follow.clone(), auth.clone());
+        async move {
+            let r = no_follow.get(&url).header("Authorization", auth).send().await.unwrap();
+            assert_eq!(r.status(), 307, "{url}");
+            r.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    // Without a token there is no redirect (and no capability): the usual 401.
+    assert_eq!(no_follow.get(&status).send().await.unwrap().status(), 401);
+    // Each poll is redirected; the target answers without a token.
+    let mut m = Value::Null;
+    for _ in 0..4000 {
+        let target = redirected(status.clone()).await;
+        assert!(target.starts_with("http://localhost:") && target.contains("/bulkstatus/") && target.contains("?cap="));
+        let r = http().get(&target).send().await.unwrap();
+        assert!(r.status() == 200 || r.status() == 202, "the status target needs no token: {}", r.status());
+        if r.status() == 200 {
+            m = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A file redirect: the target opens without a token, whenever it is asked.
+    let file = m["output"][0]["url"].as_str().unwrap().to_string();
+    let target = redirected(file).await;
+    assert!(target.contains(".Patient.ndjson?cap="), "{target}");
+    for _ in 0..2 {
+        let r = http().get(&target).send().await.unwrap();
+        assert_eq!(r.status(), 200, "not redirected again: the redirect ends at its target");
+        assert_eq!(r.text().await.unwrap().lines().count(), 2);
+    }
+    // The capability opens only this job, and only what it was issued for.
+    let forged = target.replace("cap=", "cap=00");
+    assert_eq!(http().get(&forged).send().await.unwrap().status(), 403);
+    let other_host = server.transcript().into_iter().filter(|e| e.headers["host"].starts_with("localhost:"));
+    assert!(other_host.into_iter().all(|e| !e.headers.contains_key("authorization")));
 }
 
 #[tokio::test]
@@ -488,7 +541,7 @@ async fn token_request(server: &MockServer, assertion: &str, scope: &str) -> (u1
 async fn status_urls_on_the_other_host_name() {
     let rule = rule(Target::Kickoff, Fault::Header { name: "content-location".into(), value: "{other_host}".into() });
     let server = MockServer::builder().open().patients(2).fault(rule).start().await;
-    let r = http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
+    let r = export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap();
     let location = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(location.starts_with("http://localhost:"), "{location}");
     assert_eq!(manifest(&location).await.1.output.len(), 21, "the other host name reaches the same server");
@@ -571,7 +624,7 @@ async fn a_client_fault_profile_applies_to_that_client_only() {
     let (_, body) = token_request(&server, &assertion(&server, &key, &id, "p1"), "system/*.rs").await;
     let faulty = body["access_token"].as_str().unwrap().to_string();
     let healthy = server.issue_token("system/*.rs");
-    let kick = |token: String| http().get(format!("{}/$export", server.fhir_base())).bearer_auth(token).send();
+    let kick = |token: String| export_get(format!("{}/$export", server.fhir_base())).bearer_auth(token).send();
     assert_eq!(kick(faulty).await.unwrap().status(), 503);
     assert_eq!(kick(healthy).await.unwrap().status(), 202);
     let bad = server.register_client(bulkmock_server::Registration {
@@ -599,6 +652,8 @@ async fn the_same_seed_and_requests_give_the_same_transcript() {
         server
             .transcript()
             .into_iter()
+            // How many polls answer 202 depends on how fast the job counts, not on the seed.
+            .filter(|e| !(e.status == 202 && e.path.contains("/bulkstatus/")))
             .map(|e| (e.method, e.path.split('/').skip(3).collect::<Vec<_>>().join("/"), e.status, e.bytes, e.fault))
             .collect::<Vec<_>>()
     };
@@ -641,7 +696,7 @@ async fn a_fault_profile_in_the_base_url_applies_to_clients_that_use_it() {
     let plan = FaultPlan { rules: vec![rule(Target::Status, respond(503, BodyKind::Transient)).times(1)] };
     let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
     let base = format!("{origin}/p/{}/fhir", encode(&plan));
-    let r = http().get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    let r = export_get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(status.starts_with(&base), "the status URL keeps the profile: {status}");
@@ -651,7 +706,7 @@ async fn a_fault_profile_in_the_base_url_applies_to_clients_that_use_it() {
     assert_eq!(http().get(&m.output[0].url).send().await.unwrap().text().await.unwrap().lines().count(), 3);
     // The plain base has no faults.
     let plain = kickoff(&server, "$export", "_type=Patient").await;
-    assert_eq!(http().get(&plain).send().await.unwrap().status(), 200);
+    assert_eq!(poll_until_done(&plain).await.status(), 200);
     // A profile that is not a plan is refused with a reason.
     let r = http().get(format!("{origin}/p/bm90LWEtcGxhbg/fhir/metadata")).send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -710,7 +765,7 @@ async fn capability_urls_work_without_a_token_until_they_expire() {
     let server = MockServer::builder().patients(3).fault(live).start().await;
     let token = server.issue_token("system/*.rs");
     let r =
-        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     let m = manifest_with(&status, &token).await;
     assert_eq!(m["requiresAccessToken"], false);
@@ -725,7 +780,7 @@ async fn capability_urls_work_without_a_token_until_they_expire() {
     let server = MockServer::builder().patients(3).fault(expiring).start().await;
     let token = server.issue_token("system/*.rs");
     let r =
-        http().get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
     let m = manifest_with(r.headers()["content-location"].to_str().unwrap(), &token).await;
     let r = http().get(m["output"][0]["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -755,7 +810,7 @@ async fn the_reference_servers_embedded_settings_work_as_a_base_url() {
     let settings =
         encode(json!({"err": "transient_error", "page": 2, "dur": 0, "tlt": 15, "m": 1, "del": 0, "secure": false}));
     let base = format!("{origin}/{settings}/fhir");
-    let r = http().get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    let r = export_get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
     assert!(status.starts_with(&base), "{status}");
@@ -767,7 +822,7 @@ async fn the_reference_servers_embedded_settings_work_as_a_base_url() {
     assert!(m.output.iter().all(|f| f.url.starts_with(&base)));
 
     let failing = encode(json!({"err": "file_generation_failed"}));
-    let r = http().get(format!("{origin}/{failing}/fhir/$export")).send().await.unwrap();
+    let r = export_get(format!("{origin}/{failing}/fhir/$export")).send().await.unwrap();
     assert_eq!(r.status(), 500);
     let unknown = encode(json!({"err": "something_else"}));
     let r = http().get(format!("{origin}/{unknown}/fhir/metadata")).send().await.unwrap();
@@ -792,9 +847,9 @@ async fn rules_can_match_the_export_level_and_the_jobs_age() {
         .fault(late)
         .start()
         .await;
-    assert_eq!(http().get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
+    assert_eq!(export_get(format!("{}/$export", server.fhir_base())).send().await.unwrap().status(), 202);
     assert_eq!(
-        http().get(format!("{}/Group/all-patients/$export", server.fhir_base())).send().await.unwrap().status(),
+        export_get(format!("{}/Group/all-patients/$export", server.fhir_base())).send().await.unwrap().status(),
         503
     );
     let group = kickoff(&server, "Group/all-patients/$export", "_type=Patient").await;

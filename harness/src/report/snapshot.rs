@@ -113,8 +113,9 @@ mod tests {
     fn routes_lose_their_job_ids() {
         assert_eq!(
             super::route_of("GET", "/fhir/bulkfiles/0a1b2c/0.Patient.ndjson"),
-            "GET /fhir/bulkfiles/{job}/0.Patient.ndjson"
+            "GET /fhir/bulkfiles/{job}/{file}"
         );
+        assert_eq!(super::route_of("GET", "/fhir/bulkstatus/0a1b2c/page/3"), "GET /fhir/bulkstatus/{job}/page/{n}");
         assert_eq!(super::route_of("DELETE", "/fhir/bulkstatus/0a1b2c"), "DELETE /fhir/bulkstatus/{job}");
     }
 }

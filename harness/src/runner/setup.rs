@@ -46,6 +46,9 @@ pub fn start_server(case: &Case, seed: u64) -> std::io::Result<MockServer> {
     if !spec.auth {
         b = b.open();
     }
+    if spec.lenient_headers {
+        b = b.lenient_headers();
+    }
     if let Some(s) = spec.token_lifetime_s {
         b = b.token_lifetime(Duration::from_secs(s));
     }

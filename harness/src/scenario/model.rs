@@ -73,6 +73,10 @@ pub struct ServerSpec {
     /// How long files stay after completion, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_ttl_s: Option<u64>,
+    /// Accept kick-offs without `Accept: application/fhir+json` or `Prefer:
+    /// respond-async`, as lenient servers do (SRV-041, SRV-042); strict by default.
+    #[serde(default)]
+    pub lenient_headers: bool,
 }
 
 impl Default for ServerSpec {
@@ -89,6 +93,7 @@ impl Default for ServerSpec {
             resources_per_file: None,
             manifest_page_size: None,
             job_ttl_s: None,
+            lenient_headers: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::scopes::Grant;
 use crate::app::AppState;
 use crate::export::job::unix_now;
 use crate::faults::apply::TokenFaults;
+use crate::faults::profile::ProfilePrefix;
 
 /// The `client_assertion_type` of SMART Backend Services.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -22,10 +23,14 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 pub async fn token(
     State(state): State<Arc<AppState>>,
     faults: Option<axum::Extension<TokenFaults>>,
+    profile: Option<axum::Extension<ProfilePrefix>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match issue(&state, &headers, &body, faults.map(|e| e.0).unwrap_or_default()).await {
+    // Through a profile base the token URL keeps the profile prefix: `aud` must
+    // be exactly the URL that profile's discovery advertises (AUTH-001, AUTH-004).
+    let token_url = state.token_url_in(profile.as_ref().map(|e| &e.0));
+    match issue(&state, &headers, &body, &token_url, faults.map(|e| e.0).unwrap_or_default()).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -51,6 +56,7 @@ async fn issue(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
+    token_url: &str,
     faults: TokenFaults,
 ) -> Result<Response, OAuthError> {
     let auth = state.auth.as_ref().ok_or_else(|| {
@@ -77,7 +83,6 @@ async fn issue(
     }
     let assertion = field("client_assertion")
         .ok_or_else(|| OAuthError::request("client_assertion (the signed JWT) is required"))?;
-    let token_url = state.token_url();
     let jwks_fault = |client_id: &str| {
         let facts = crate::faults::RequestFacts {
             target: Some(crate::faults::Target::Jwks),
@@ -87,7 +92,7 @@ async fn issue(
         crate::faults::apply::check(state, &facts).map(|f| f.fault)
     };
     let now = unix_now() + faults.skew_s;
-    let client = super::assertion::authenticate(auth, assertion, &token_url, now, &jwks_fault).await?;
+    let client = super::assertion::authenticate(auth, assertion, token_url, now, &jwks_fault).await?;
     if let Some(id) = field("client_id")
         && id != client.id
     {

@@ -89,7 +89,8 @@ impl Elements {
         if let Some(meta) = meta.as_object_mut() {
             let tags = meta.entry("tag").or_insert_with(|| json!([]));
             if let Some(tags) = tags.as_array_mut() {
-                tags.push(json!({"system": SUBSETTED_SYSTEM, "code": "SUBSETTED", "display": "subsetted"}));
+                // `system` and `code` only: conformance suites compare the tag object exactly.
+                tags.push(json!({"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"}));
             }
         }
     }
@@ -118,6 +119,15 @@ mod tests {
         let keys: Vec<_> = obs.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, vec!["resourceType", "id", "meta", "status", "code", "subject", "effectiveDateTime"]);
         assert_eq!(obs["meta"]["tag"][0]["code"], "SUBSETTED");
+    }
+
+    #[test]
+    fn the_subsetted_tag_is_system_and_code_only() {
+        // SRV-075: the tag object is compared exactly by server test suites.
+        let e = Elements::parse(&["gender".into()]).unwrap();
+        let mut p = json!({"resourceType": "Patient", "id": "1", "gender": "f", "birthDate": "2000-01-01"});
+        e.apply(&mut p);
+        assert_eq!(p["meta"]["tag"], json!([{"system": SUBSETTED_SYSTEM, "code": "SUBSETTED"}]));
     }
 
     #[test]

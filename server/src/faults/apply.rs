@@ -17,8 +17,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::body::{corrupt, cut_at_line_end, drip, reset, stall, truncate};
+use super::capability::{Issuer, cap_param};
 use super::engine::{Fired, RequestFacts};
 use super::model::{ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant, RangeMode, Target};
+use super::profile::ProfilePrefix;
 use super::shape::{first_line_of_sibling, respond, rewrite_body, rewrite_json, set_header};
 use crate::app::AppState;
 use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
@@ -33,6 +35,9 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     let mut facts = classify(parts.method.as_str(), parts.uri.path());
     facts.client_id = bearer_client(&state, &parts.headers);
     job_facts(&state, parts.uri.path(), &mut facts);
+    // A request that followed a redirect capability is not redirected again.
+    facts.redirected =
+        cap_param(parts.uri.query()).is_some_and(|c| state.capabilities.issuer(&c) == Some(Issuer::Redirect));
     // A token request's body says who is asking; read it (it is small) and put it back.
     let is_token = facts.target == Some(Target::Token);
     let (body, assertion, form) = if is_token {
@@ -356,7 +361,7 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
                     for item in v[list].as_array_mut().into_iter().flatten() {
                         if let Some(url) = item["url"].as_str() {
                             let job = url.split('/').rev().nth(1).unwrap_or_default();
-                            let cap = state.capabilities.issue(job, ttl);
+                            let cap = state.capabilities.issue(job, ttl, Issuer::Manifest);
                             let sep = if url.contains('?') { '&' } else { '?' };
                             item["url"] = json!(format!("{url}{sep}cap={cap}"));
                         }
@@ -399,14 +404,27 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             }
             response
         }
-        Fault::Redirect { host } => {
+        Fault::Redirect { host, capability, ttl_s } => {
             let origin = state.origin();
             let (scheme, rest) = origin.split_once("://").unwrap_or(("http", origin));
             let port = rest.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
             let host = host
                 .unwrap_or_else(|| if rest.starts_with("localhost") { "127.0.0.1".into() } else { "localhost".into() });
+            // Through a profile base the target keeps the profile prefix.
+            let prefix = request.extensions().get::<ProfilePrefix>().map(|p| format!("/{}", p.0)).unwrap_or_default();
             let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let location = format!("{scheme}://{host}:{port}{path}");
+            let mut location = format!("{scheme}://{host}:{port}{prefix}{path}");
+            if capability {
+                // Like presigned storage URLs: the target works without the token
+                // (CLI-031). Handed out only to a caller who may read the original.
+                let scope = capability_scope(request.uri().path());
+                if let Err(refused) = may_read(state, &request, &scope) {
+                    return refused.into_response();
+                }
+                let cap = state.capabilities.issue(&scope, Duration::from_secs(ttl_s), Issuer::Redirect);
+                let sep = if location.contains('?') { '&' } else { '?' };
+                location = format!("{location}{sep}cap={cap}");
+            }
             (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location)]).into_response()
         }
         Fault::TokenLifetime { lifetime_s } => {
@@ -452,6 +470,27 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             set_header(state, &mut response, &name, &value.replace("{n}", &count.to_string()));
             response
         }
+    }
+}
+
+/// Whether the caller may read what `scope` names (a valid capability in the
+/// query, or a token that may see the job or attachments), else the route's answer.
+fn may_read(state: &AppState, request: &Request, scope: &str) -> Result<(), crate::error::FhirError> {
+    if state.capabilities.open(request.uri().query(), scope)? {
+        return Ok(());
+    }
+    match scope.strip_prefix("attachments/") {
+        Some(_) => crate::auth::guard::caller(state, request.headers()).map(drop),
+        None => crate::routes::status::job_for_caller(state, scope, request.headers()).map(drop),
+    }
+}
+
+/// What a redirect capability opens: the job of a status or file path, or one attachment.
+fn capability_scope(path: &str) -> String {
+    match path.trim_start_matches("/fhir/").split('/').collect::<Vec<_>>().as_slice() {
+        ["attachments", id] => format!("attachments/{id}"),
+        [_, job, ..] => job.to_string(),
+        _ => String::new(),
     }
 }
 

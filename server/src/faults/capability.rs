@@ -1,15 +1,37 @@
-//! Capability URLs (the `capability_urls` fault): file URLs that work without
-//! a bearer token, for a limited time (SRV-183).
+//! Capability URLs: URLs that work without a bearer token for a limited time,
+//! as presigned storage URLs do. The `capability_urls` fault puts them in the
+//! manifest (SRV-183); the `redirect` fault sends clients to them on another
+//! host, where a correct client sends no token (CLI-031).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+use bulkmock_wire::IssueType;
 use rand::{Rng, SeedableRng};
 
-/// Issued capabilities: token to (job id, expiry).
+use crate::error::FhirError;
+
+/// Who handed a capability out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// A `capability_urls` manifest.
+    Manifest,
+    /// A `redirect` fault's `Location`.
+    Redirect,
+}
+
+/// One capability: what it opens, until when, who issued it.
+struct Grant {
+    scope: String,
+    expires: Instant,
+    issuer: Issuer,
+}
+
+/// Issued capabilities, by token.
 pub struct Capabilities {
-    issued: Mutex<HashMap<String, (String, Instant)>>,
+    issued: Mutex<HashMap<String, Grant>>,
     rng: Mutex<rand::rngs::ChaCha8Rng>,
 }
 
@@ -21,32 +43,61 @@ impl Capabilities {
     }
 }
 
-/// Why a capability does not open a file.
+/// Why a capability does not open a URL.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not one this server issued, or for another export.
+    /// Not one this server issued, or for something else.
     Unknown,
     /// Past its lifetime.
     Expired,
 }
 
 impl Capabilities {
-    /// A new capability for the files of `job`, valid for `ttl`.
-    pub fn issue(&self, job: &str, ttl: Duration) -> String {
+    /// A new capability for `scope` (a job id: its status and files; or
+    /// `attachments/{id}`), valid for `ttl`.
+    pub fn issue(&self, scope: &str, ttl: Duration, issuer: Issuer) -> String {
         let mut bytes = [0u8; 16];
         self.rng.lock().expect("capability rng").fill_bytes(&mut bytes);
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        self.issued.lock().expect("capabilities").insert(token.clone(), (job.to_string(), Instant::now() + ttl));
+        let grant = Grant { scope: scope.to_string(), expires: Instant::now() + ttl, issuer };
+        self.issued.lock().expect("capabilities").insert(token.clone(), grant);
         token
     }
 
-    /// Checks a capability for a file of `job`.
-    pub fn check(&self, token: &str, job: &str) -> Result<(), Refusal> {
+    /// Checks a capability for `scope`.
+    pub fn check(&self, token: &str, scope: &str) -> Result<(), Refusal> {
         match self.issued.lock().expect("capabilities").get(token) {
-            Some((j, _)) if j != job => Err(Refusal::Unknown),
-            Some((_, expires)) if *expires <= Instant::now() => Err(Refusal::Expired),
+            Some(g) if g.scope != scope => Err(Refusal::Unknown),
+            Some(g) if g.expires <= Instant::now() => Err(Refusal::Expired),
             Some(_) => Ok(()),
             None => Err(Refusal::Unknown),
         }
     }
+
+    /// Who issued `token`, if this server did.
+    pub fn issuer(&self, token: &str) -> Option<Issuer> {
+        self.issued.lock().expect("capabilities").get(token).map(|g| g.issuer)
+    }
+
+    /// Whether the `cap` of a query opens `scope`: `Ok(false)` without one, a
+    /// 403 for an expired or unknown one.
+    pub fn open(&self, query: Option<&str>, scope: &str) -> Result<bool, FhirError> {
+        let Some(cap) = cap_param(query) else { return Ok(false) };
+        match self.check(&cap, scope) {
+            Ok(()) => Ok(true),
+            Err(Refusal::Expired) => Err(FhirError::new(
+                StatusCode::FORBIDDEN,
+                IssueType::Expired,
+                "this capability URL has expired; fetch the manifest (or the original URL) again (SRV-183)",
+            )),
+            Err(Refusal::Unknown) => {
+                Err(FhirError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, "not a valid capability URL"))
+            }
+        }
+    }
+}
+
+/// The `cap` parameter of a query string.
+pub fn cap_param(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "cap").map(|(_, v)| v.into_owned())
 }

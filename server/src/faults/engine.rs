@@ -24,6 +24,9 @@ pub struct RequestFacts {
     pub level: Option<String>,
     /// Seconds since the request's job started.
     pub job_age_s: Option<f64>,
+    /// The request followed a `redirect` fault's capability URL: redirect rules
+    /// skip it, so a redirect always ends at its target.
+    pub redirected: bool,
 }
 
 /// A fault that fired for one request.
@@ -160,6 +163,7 @@ fn matches(rule: &FaultRule, facts: &RequestFacts) -> bool {
         && same(&rule.client_id, &facts.client_id)
         && rule.file_index.is_none_or(|i| facts.file_index == Some(i))
         && same(&rule.level, &facts.level)
+        && !(facts.redirected && matches!(rule.fault, Fault::Redirect { .. }))
 }
 
 #[cfg(test)]

@@ -131,11 +131,21 @@ pub enum Fault {
         /// Which.
         mode: RangeMode,
     },
-    /// Answers 307 to the same URL on another host name (`localhost` <-> `127.0.0.1` by default).
+    /// Answers 307 to the same URL on another host name (`localhost` <-> `127.0.0.1`
+    /// by default), as servers redirect to storage: by default the target carries a
+    /// capability (`cap=`) that opens it without a bearer token, which a correct
+    /// client must not send to another host (CLI-031).
     Redirect {
         /// The host name to redirect to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
+        /// Whether the target URL carries a capability that works without a token;
+        /// `false` redirects to the bare URL, which then needs the token.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        capability: bool,
+        /// How long each redirect capability works.
+        #[serde(default = "redirect_ttl_s", skip_serializing_if = "is_redirect_ttl_s")]
+        ttl_s: u64,
     },
     /// Issues tokens with this lifetime (token endpoint).
     TokenLifetime {
@@ -197,6 +207,25 @@ pub enum Fault {
 
 fn first_line() -> u64 {
     1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Default lifetime of a redirect capability.
+const REDIRECT_TTL_S: u64 = 300;
+
+fn redirect_ttl_s() -> u64 {
+    REDIRECT_TTL_S
+}
+
+fn is_redirect_ttl_s(s: &u64) -> bool {
+    *s == REDIRECT_TTL_S
 }
 
 /// How a `manifest` fault rewrites the manifest.
@@ -383,6 +412,7 @@ impl FaultRule {
                 Err(format!("fraction must be at least 0 and below 1, got {f}"))
             }
             (_, Fault::Drip { bytes_per_s: 0 }) => Err("bytes_per_s must be positive".into()),
+            (_, Fault::Redirect { capability: true, ttl_s: 0, .. }) => Err("ttl_s must be positive".into()),
             (Trigger::From(0), _) => Err("from counts from 1".into()),
             _ if self.level.as_deref().is_some_and(|l| !matches!(l, "system" | "patient" | "group")) => {
                 Err(format!("level must be system, patient or group, not {:?}", self.level.as_deref().unwrap_or("")))
@@ -409,6 +439,12 @@ impl Fault {
     /// A `respond` fault with this status and body, no code, message or Retry-After.
     pub fn respond(status: u16, body: BodyKind) -> Fault {
         Fault::Respond { status, body, code: None, message: None, retry_after_s: None, retry_after_date_s: None }
+    }
+
+    /// A `redirect` fault to the other host name whose target carries a
+    /// capability valid for 300 s (the defaults of the plan syntax).
+    pub fn redirect() -> Fault {
+        Fault::Redirect { host: None, capability: true, ttl_s: REDIRECT_TTL_S }
     }
 
     /// Sets the `code` of a `respond` fault (other kinds are returned unchanged).

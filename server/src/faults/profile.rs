@@ -23,6 +23,12 @@ use crate::app::AppState;
 #[derive(Clone)]
 pub struct ProfileEngine(pub Arc<FaultEngine>);
 
+/// The path prefix of the profile a request came through (`p/{profile}` or
+/// the reference server's settings segment), for URLs that must name it
+/// exactly: the token endpoint checks `aud` against `{origin}/{prefix}/auth/token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfilePrefix(pub String);
+
 /// Export settings a profile overrides (the reference server's `dur` and `page`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct KickoffOverrides {
@@ -198,7 +204,13 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut request: Request, nex
     }
     request.extensions_mut().insert(ProfileEngine(Arc::clone(&profile.engine)));
     request.extensions_mut().insert(profile.overrides);
+    request.extensions_mut().insert(ProfilePrefix(prefix.clone()));
     let response = next.run(request).await;
+    if inner_path == "/auth/token" {
+        // Token responses hold no URLs to rewrite; an error's description quotes
+        // the client's own `aud`, which must reach it unchanged.
+        return response;
+    }
     keep_prefix(&state, response, &prefix).await
 }
 

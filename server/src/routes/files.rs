@@ -15,18 +15,17 @@ use crate::error::FhirError;
 use crate::export::job::Job;
 use crate::export::manifest::{ERROR_FILE, file_name};
 use crate::export::plan::FileKind;
-use crate::faults::capability::Refusal;
 use crate::stream::FileBody;
 
 /// `GET [base]/bulkfiles/{job}/{name}`.
 pub async fn download(
     State(state): State<Arc<AppState>>,
     Path((id, name)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let query: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+        form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes()).into_owned().collect();
     let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     if let Ok(job) = state.jobs.get(&id)
         && job.url_generation() > 0
@@ -35,23 +34,9 @@ pub async fn download(
         return expired_url().into_response();
     }
     // A capability URL opens the file without a token, until it expires (SRV-183).
-    let capability = match param("cap") {
-        None => false,
-        Some(cap) => match state.capabilities.check(cap, &id) {
-            Ok(()) => true,
-            Err(Refusal::Expired) => {
-                return FhirError::new(
-                    StatusCode::FORBIDDEN,
-                    IssueType::Expired,
-                    "this capability URL has expired; fetch the manifest again (SRV-183)",
-                )
-                .into_response();
-            }
-            Err(Refusal::Unknown) => {
-                return FhirError::new(StatusCode::FORBIDDEN, IssueType::Forbidden, "not a valid capability URL")
-                    .into_response();
-            }
-        },
+    let capability = match state.capabilities.open(raw.as_deref(), &id) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
     };
     download_inner(&state, &id, &name, &headers, capability).await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -213,14 +198,24 @@ async fn download_inner(
     Ok(response)
 }
 
-/// `GET [base]/attachments/{id}`: DocumentReference attachment content (SRV-029, SRV-197).
-pub async fn attachment(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    match guard::caller(&state, &headers) {
+/// `GET [base]/attachments/{id}`: DocumentReference attachment content (SRV-029, SRV-197);
+/// a capability from a `redirect` fault opens it without a token.
+pub async fn attachment(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match state.capabilities.open(query.as_deref(), &format!("attachments/{id}")) {
         Err(e) => return e.into_response(),
-        Ok(c) if !c.can_read("DocumentReference") => {
-            return guard::insufficient_scope("attachments need read access to DocumentReference").into_response();
-        }
-        Ok(_) => {}
+        Ok(true) => {}
+        Ok(false) => match guard::caller(&state, &headers) {
+            Err(e) => return e.into_response(),
+            Ok(c) if !c.can_read("DocumentReference") => {
+                return guard::insufficient_scope("attachments need read access to DocumentReference").into_response();
+            }
+            Ok(_) => {}
+        },
     }
     match state.source.attachment(&id) {
         Some((media_type, bytes)) => {

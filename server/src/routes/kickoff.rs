@@ -87,16 +87,67 @@ pub fn preferences(headers: &HeaderMap) -> Preferences {
     prefs
 }
 
+/// The media ranges of an `Accept` header with their quality (`q`, default 1).
+fn media_ranges(headers: &HeaderMap) -> Vec<(String, f32)> {
+    let mut ranges = Vec::new();
+    for value in headers.get_all(header::ACCEPT) {
+        for range in value.to_str().unwrap_or_default().split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            if !media.is_empty() {
+                ranges.push((media, q));
+            }
+        }
+    }
+    ranges
+}
+
 /// Whether an `Accept` header admits a FHIR JSON OperationOutcome (SRV-040, SRV-041).
 fn accepts_fhir_json(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(header::ACCEPT) else { return true };
-    accept.to_str().unwrap_or_default().split(',').any(|range| {
-        let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        matches!(
-            media.as_str(),
-            "application/fhir+json" | "application/json" | "application/json+fhir" | "*/*" | "application/*"
-        )
-    })
+    let ranges = media_ranges(headers);
+    ranges.is_empty()
+        || ranges.iter().any(|(media, q)| {
+            *q > 0.0
+                && matches!(
+                    media.as_str(),
+                    "application/fhir+json" | "application/json" | "application/json+fhir" | "*/*" | "application/*"
+                )
+        })
+}
+
+/// Whether `Accept` names `application/fhir+json` itself, as the kick-off
+/// requires (SRV-040); a wildcard or `application/json` alone does not.
+fn names_fhir_json(headers: &HeaderMap) -> bool {
+    media_ranges(headers).iter().any(|(media, q)| media == "application/fhir+json" && *q > 0.0)
+}
+
+/// The header problems a strict kick-off answers with 400 (SRV-041, SRV-042):
+/// a missing or other `Accept`, a missing `Prefer: respond-async`. Each issue
+/// names the header and the value to send.
+fn header_problems(headers: &HeaderMap, prefs: &Preferences) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if !names_fhir_json(headers) {
+        let got = match headers.get(header::ACCEPT) {
+            None => "none was sent".to_string(),
+            Some(v) => format!("got {:?}", v.to_str().unwrap_or_default()),
+        };
+        problems.push(Problem::new(
+            "Accept",
+            IssueType::Required,
+            format!("a kick-off must send Accept: application/fhir+json ({got}; SRV-040, SRV-041)"),
+        ));
+    }
+    if !prefs.respond_async {
+        problems.push(Problem::new(
+            "Prefer",
+            IssueType::Required,
+            "a kick-off must send Prefer: respond-async (the export runs asynchronously; SRV-042)",
+        ));
+    }
+    problems
 }
 
 fn parse_request(
@@ -153,6 +204,12 @@ fn kickoff(
         ));
     }
     let prefs = preferences(headers);
+    if !state.config.lenient_headers {
+        let problems = header_problems(headers, &prefs);
+        if !problems.is_empty() {
+            return Err(FhirError::from_problems(&problems));
+        }
+    }
     let query = uri.query().unwrap_or_default();
     let (params, problems) = parse_request(method, headers, query, body)?;
     let plan = plan::plan(
@@ -219,6 +276,23 @@ mod tests {
         h.append("prefer", HeaderValue::from_static("respond-async, handling = lenient"));
         h.append("Prefer", HeaderValue::from_static("separate-export-status; x=1"));
         assert_eq!(preferences(&h), Preferences { respond_async: true, lenient: true, separate_status: true });
+    }
+
+    #[test]
+    fn strict_kickoffs_name_each_missing_header_and_its_value() {
+        let mut h = HeaderMap::new();
+        let missing = header_problems(&h, &preferences(&h));
+        let params: Vec<&str> = missing.iter().map(|p| p.param.as_str()).collect();
+        assert_eq!(params, ["Accept", "Prefer"]);
+        assert!(missing[0].message.contains("Accept: application/fhir+json (none was sent"));
+        assert!(missing[1].message.contains("Prefer: respond-async"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert("prefer", HeaderValue::from_static("respond-async"));
+        let json_only = header_problems(&h, &preferences(&h));
+        assert_eq!(json_only.len(), 1);
+        assert!(json_only[0].message.contains("got \"application/json\""), "{}", json_only[0].message);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, application/fhir+json;q=0.5"));
+        assert!(header_problems(&h, &preferences(&h)).is_empty());
     }
 
     #[test]

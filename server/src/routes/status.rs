@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bulkmock_wire::{IssueType, OperationOutcome};
@@ -29,17 +29,23 @@ pub fn gone(state: &AppState, id: &str, why: Option<Gone>) -> FhirError {
 }
 
 /// `GET` the status URL.
-pub async fn poll(State(state): State<Arc<AppState>>, Path(job): Path<String>, headers: HeaderMap) -> Response {
-    poll_page_inner(&state, &job, 1, &headers).unwrap_or_else(IntoResponse::into_response)
+pub async fn poll(
+    State(state): State<Arc<AppState>>,
+    Path(job): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    poll_page_inner(&state, &job, 1, query.as_deref(), &headers).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET` manifest page `n` (with `allowPartialManifests`).
 pub async fn poll_page(
     State(state): State<Arc<AppState>>,
     Path((job, page)): Path<(String, usize)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    poll_page_inner(&state, &job, page, &headers).unwrap_or_else(IntoResponse::into_response)
+    poll_page_inner(&state, &job, page, query.as_deref(), &headers).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The job `id` as seen by the caller of `headers`: 401 without a valid token,
@@ -58,8 +64,19 @@ fn retry_after(remaining: Duration) -> u64 {
     remaining.as_secs_f64().ceil().clamp(1.0, 10.0) as u64
 }
 
-fn poll_page_inner(state: &AppState, id: &str, page: usize, headers: &HeaderMap) -> Result<Response, FhirError> {
-    let (job, _) = job_for_caller(state, id, headers)?;
+fn poll_page_inner(
+    state: &AppState,
+    id: &str,
+    page: usize,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, FhirError> {
+    // A capability (from a `redirect` fault) opens the status URL without a token.
+    let job = if state.capabilities.open(query, id)? {
+        state.jobs.get(id).map_err(|why| gone(state, id, why))?
+    } else {
+        job_for_caller(state, id, headers)?.0
+    };
     let page_size = state.config.manifest_page_size;
     if page == 0 || page > manifest::page_count(&job, page_size) {
         return Err(FhirError::not_found(format!("export job {id} has no manifest page {page}")));

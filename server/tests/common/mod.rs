@@ -15,6 +15,12 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
+/// A GET kick-off request to `url` with the headers a kick-off needs
+/// (`Accept: application/fhir+json`, `Prefer: respond-async`; SRV-041, SRV-042).
+pub fn export_get(url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+    http().get(url).header("Accept", "application/fhir+json").header("Prefer", "respond-async")
+}
+
 /// A GET kick-off; returns the status URL (asserting a 202 + absolute Content-Location).
 pub async fn kickoff(server: &MockServer, path: &str, query: &str) -> String {
     let url = if query.is_empty() {

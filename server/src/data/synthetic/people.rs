@@ -33,19 +33,21 @@ impl Synthetic {
     }
 }
 
+/// `"address":[{...}]` in a random city (Patient, Practitioner, Organization: Address 0..*).
 fn address(w: &mut JsonWriter<'_>, r: &mut Pick) {
-    let (city, state, zip) = r.choose(CITIES);
+    let city = r.choose(CITIES);
+    w.arr("address", |w| w.item_obj(|w| address_fields(w, r, city)));
+}
+
+/// The members of an Address in `city` (name, state, ZIP prefix).
+fn address_fields(w: &mut JsonWriter<'_>, r: &mut Pick, (city, state, zip): &(&str, &str, &str)) {
     let (number, street, zip_suffix) = (r.range(1, 999) as u64, *r.choose(STREETS), r.below(100));
     let (mut nb, mut zb) = ([0; 20], [0; 20]);
-    w.arr("address", |w| {
-        w.item_obj(|w| {
-            w.arr("line", |w| w.item_str_parts(&[u64_str(number, &mut nb), " ", street]));
-            w.str("city", city);
-            w.str("state", state);
-            w.str_parts("postalCode", &[zip, padded_str(zip_suffix, 2, &mut zb)]);
-            w.str("country", "US");
-        })
-    });
+    w.arr("line", |w| w.item_str_parts(&[u64_str(number, &mut nb), " ", street]));
+    w.str("city", city);
+    w.str("state", state);
+    w.str_parts("postalCode", &[zip, padded_str(zip_suffix, 2, &mut zb)]);
+    w.str("country", "US");
 }
 
 fn phone(w: &mut JsonWriter<'_>, r: &mut Pick, use_: &str) {
@@ -128,10 +130,12 @@ pub fn practitioner(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.str("gender", if female { "female" } else { "male" });
 }
 
-/// Organization: every third one is a payer, the others providers.
+/// Organization: every third one is a payer, the others providers (named
+/// after the city of their address).
 pub fn organization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let mut r = c.pick(T::Organization, 1);
     let payer = c.idx.is_multiple_of(3);
+    let city = r.choose(CITIES);
     let name = if payer {
         let base = PAYER_NAMES[(c.idx / 3) as usize % PAYER_NAMES.len()];
         match c.idx / 3 / PAYER_NAMES.len() as u64 {
@@ -139,7 +143,7 @@ pub fn organization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
             n => format!("{base} {}", n + 1),
         }
     } else {
-        format!("{} {}", r.choose(CITIES).0, r.choose(PROVIDER_NAMES))
+        format!("{} {}", city.0, r.choose(PROVIDER_NAMES))
     };
     w.arr("identifier", |w| {
         w.item_obj(|w| {
@@ -152,17 +156,19 @@ pub fn organization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     concepts(w, "type", &format!("{THO}organization-type"), code, display);
     w.str("name", &name);
     phone(w, &mut r, "work");
-    address(w, &mut r);
+    w.arr("address", |w| w.item_obj(|w| address_fields(w, &mut r, city)));
 }
 
-/// Location: one per provider organisation.
+/// Location: one per provider organisation. `address` is a single Address
+/// (0..1 in R4), in the city the name mentions.
 pub fn location(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let mut r = c.pick(T::Location, 1);
+    let city = r.choose(CITIES);
     w.str("status", "active");
-    w.str("name", &format!("{} {} Clinic", r.choose(CITIES).0, r.choose(STREETS)));
+    w.str("name", &format!("{} {} Clinic", city.0, r.choose(STREETS)));
     w.str("mode", "instance");
     phone(w, &mut r, "work");
-    address(w, &mut r);
+    w.obj("address", |w| address_fields(w, &mut r, city));
     reference(w, "managingOrganization", T::Organization, Synthetic::provider_org(c.idx));
 }
 

@@ -178,3 +178,28 @@ fn patient_ids_round_trip() {
     assert_eq!(data.patient_index("pat-5"), None);
     assert_eq!(data.patient_index("pat-04"), None);
 }
+
+#[test]
+fn locations_and_providers_are_named_after_the_city_of_their_address() {
+    let data = Synthetic::new(3, 6000, "http://h/fhir");
+    let mut checked = 0;
+    for ty in ["Location", "Organization"] {
+        let t = data.type_index(ty).unwrap();
+        for idx in 0..data.standalone_count(t) {
+            let mut buf = Vec::new();
+            data.write_resource(t, idx, &mut buf).unwrap();
+            let v: Value = serde_json::from_slice(&buf).unwrap();
+            let address = match ty {
+                // R4 Location.address is 0..1: one Address, not a list.
+                "Location" => &v["address"],
+                _ if v["type"][0]["coding"][0]["code"] == "prov" => &v["address"][0],
+                _ => continue,
+            };
+            let city = address["city"].as_str().unwrap_or_else(|| panic!("{ty} {idx} has one address: {v}"));
+            let name = v["name"].as_str().unwrap();
+            assert!(name.starts_with(city), "{ty} {name:?} lies in {city}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "{checked}");
+}
