@@ -35,7 +35,7 @@ pub struct RunArgs {
     /// The private key (PEM) of --client-id, for {private_key_pem}.
     #[arg(long, requires = "client_id")]
     client_key: Option<PathBuf>,
-    /// Cases at once (default: 4 per core; waiting clients need no core).
+    /// Cases at once (default: 8 per core; waiting clients need no core).
     #[arg(long)]
     jobs: Option<usize>,
     /// Only cases whose id starts with this (repeatable).

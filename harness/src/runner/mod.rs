@@ -51,9 +51,9 @@ impl Default for RunOptions {
     }
 }
 
-/// Cases at once by default: clients mostly wait, so more than the cores.
+/// Cases at once by default: clients mostly wait, so eight per core.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 4
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
 }
 
 /// Progress of a run, for live output.
