@@ -27,6 +27,10 @@ pub struct Exchange {
     /// The client, from its bearer token or token request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// What the request is (the fault engine's classification): token,
+    /// metadata, kickoff, status, delete, file, attachment; absent for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::faults::Target>,
     /// The method.
     pub method: String,
     /// The path.

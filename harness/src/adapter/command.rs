@@ -1,6 +1,7 @@
 //! Any program as the client under test: a command template run by `sh -c`
-//! in the case's folder, in its own process group, with every variable also in
-//! the environment as `BULKMOCK_<NAME>`. At the deadline the whole group is
+//! from the folder `bulkmock run` was started in (so relative paths in the
+//! command work; `{case_dir}` names the case's own folder), in its own process
+//! group, with every variable also in the environment as `BULKMOCK_<NAME>`. At the deadline the whole group is
 //! killed, so helpers a client spawned cannot outlive the case.
 
 use std::path::PathBuf;
@@ -58,7 +59,6 @@ impl Command {
         command
             .arg("-c")
             .arg(&line)
-            .current_dir(&ctx.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

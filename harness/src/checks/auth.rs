@@ -69,7 +69,7 @@ pub const CHECKS: &[Check] = &[
 ];
 
 fn token_requests<'a>(input: &'a Input) -> impl Iterator<Item = &'a Exchange> {
-    input.exchanges.iter().filter(|e| route(e) == Route::Token)
+    input.exchanges.iter().filter(|e| route(e) == Some(Route::Token))
 }
 
 fn fresh_jti(input: &Input) -> Finding {
@@ -181,7 +181,7 @@ fn token_reused(input: &Input) -> Finding {
     let mut used_since = false;
     let mut exercised = false;
     for e in input.exchanges {
-        if route(e) == Route::Token {
+        if route(e) == Some(Route::Token) {
             if let Some((issued_at, lifetime_s, _)) = &last_issued {
                 exercised = true;
                 let half = issued_at.unix_ms + lifetime_s * 500;
@@ -219,7 +219,7 @@ fn token_reused(input: &Input) -> Finding {
 fn token_renewed(input: &Input) -> Finding {
     // A refused token: a 401 on a FHIR route to a request that carried one.
     let fhir_401 = |e: &Exchange| {
-        e.status == 401 && has_token(e) && !matches!(route(e), Route::Token | Route::Metadata | Route::Other)
+        e.status == 401 && has_token(e) && !matches!(route(e), None | Some(Route::Token | Route::Metadata))
     };
     let firsts: Vec<(usize, &Exchange)> = input.exchanges.iter().enumerate().filter(|(_, e)| fhir_401(e)).collect();
     if firsts.is_empty() {
@@ -234,7 +234,7 @@ fn token_renewed(input: &Input) -> Finding {
             continue;
         }
         seen.push(fp);
-        let renewed = input.exchanges[i + 1..].iter().any(|x| route(x) == Route::Token);
+        let renewed = input.exchanges[i + 1..].iter().any(|x| route(x) == Some(Route::Token));
         if !renewed {
             return Finding::miss(
                 "a 401 on a FHIR route was not followed by a token request: the token was never renewed",
@@ -250,7 +250,7 @@ fn token_renewed(input: &Input) -> Finding {
             if streak > 5 {
                 return Finding::miss("more than 5 refusals in a row without progress: renewing in a loop", [e]);
             }
-        } else if route(e) != Route::Token && e.status < 400 {
+        } else if route(e) != Some(Route::Token) && e.status < 400 {
             streak = 0;
         }
     }
@@ -265,7 +265,7 @@ fn no_token_to_other_host(input: &Input) -> Finding {
     let status_hosts: Vec<&str> = input
         .exchanges
         .iter()
-        .filter(|e| route(e) == Route::Kickoff)
+        .filter(|e| route(e) == Some(Route::Kickoff))
         .filter_map(|e| super::wire::response_header(e, "content-location"))
         .filter(|l| l.contains("://"))
         .map(host_of)
@@ -273,8 +273,8 @@ fn no_token_to_other_host(input: &Input) -> Finding {
     let mut other = false;
     for e in input.exchanges {
         let Some(host) = request_header(e, "host") else { continue };
-        let named = status_hosts.contains(&host) && matches!(route(e), Route::Status | Route::Delete);
-        if host != own && route(e) != Route::Token && !named {
+        let named = status_hosts.contains(&host) && matches!(route(e), Some(Route::Status | Route::Delete));
+        if host != own && route(e) != Some(Route::Token) && !named {
             other = true;
             if has_token(e) {
                 return Finding::miss(format!("the bearer token was sent to {host}, not the FHIR server {own}"), [e]);

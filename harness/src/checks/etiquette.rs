@@ -50,8 +50,8 @@ fn deleted_after_download(input: &Input) -> Finding {
     if input.run.exit_code != Some(0) || input.job.is_none() {
         return Finding::skip("the export did not complete");
     }
-    let last_file = input.exchanges.iter().rposition(|e| route(e) == Route::File);
-    let delete = input.exchanges.iter().rposition(|e| route(e) == Route::Delete);
+    let last_file = input.exchanges.iter().rposition(|e| route(e) == Some(Route::File));
+    let delete = input.exchanges.iter().rposition(|e| route(e) == Some(Route::Delete));
     match (last_file, delete) {
         (_, None) => Finding::miss("the job was never DELETEd: the server keeps its files until they expire", None),
         (Some(f), Some(d)) if d < f => {

@@ -54,7 +54,7 @@ pub const CHECKS: &[Check] = &[
 fn own_file_requests<'a>(input: &'a Input) -> impl Iterator<Item = &'a Exchange> {
     let own = host_of(input.fhir_base);
     input.exchanges.iter().filter(move |e| {
-        matches!(route(e), Route::File | Route::Attachment) && request_header(e, "host").is_none_or(|h| h == own)
+        matches!(route(e), Some(Route::File | Route::Attachment)) && request_header(e, "host").is_none_or(|h| h == own)
     })
 }
 
@@ -92,7 +92,7 @@ fn no_token_when_not_required(input: &Input) -> Finding {
 
 fn accept_gzip(input: &Input) -> Finding {
     let mut first: BTreeMap<&str, &Exchange> = BTreeMap::new();
-    for e in input.exchanges.iter().filter(|e| route(e) == Route::File) {
+    for e in input.exchanges.iter().filter(|e| route(e) == Some(Route::File)) {
         first.entry(file_name(e)).or_insert(e);
     }
     if first.is_empty() {
@@ -128,7 +128,7 @@ fn each_downloaded(input: &Input) -> Finding {
     if input.run.exit_code != Some(0) {
         return Finding::skip("the client did not finish");
     }
-    let requests: Vec<&Exchange> = input.exchanges.iter().filter(|e| route(e) == Route::File).collect();
+    let requests: Vec<&Exchange> = input.exchanges.iter().filter(|e| route(e) == Some(Route::File)).collect();
     let mut missing = Vec::new();
     for name in &job.files {
         let of_file: Vec<&&Exchange> = requests.iter().filter(|e| file_name(e) == name).collect();
@@ -151,7 +151,7 @@ fn each_downloaded(input: &Input) -> Finding {
 fn no_needless_redownload(input: &Input) -> Finding {
     let mut done: BTreeMap<&str, &Exchange> = BTreeMap::new();
     let mut any = false;
-    for e in input.exchanges.iter().filter(|e| route(e) == Route::File) {
+    for e in input.exchanges.iter().filter(|e| route(e) == Some(Route::File)) {
         any = true;
         let name = file_name(e);
         if let Some(first) = done.get(name) {

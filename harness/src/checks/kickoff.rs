@@ -33,7 +33,7 @@ pub const CHECKS: &[Check] = &[
 ];
 
 fn kickoffs<'a>(input: &'a Input) -> Vec<&'a Exchange> {
-    input.exchanges.iter().filter(|e| route(e) == Route::Kickoff).collect()
+    input.exchanges.iter().filter(|e| route(e) == Some(Route::Kickoff)).collect()
 }
 
 fn accept(input: &Input) -> Finding {

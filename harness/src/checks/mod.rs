@@ -164,7 +164,7 @@ pub struct CheckResult {
 }
 
 /// Facts about the export job the client started, from the server.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobFacts {
     /// `system`, `patient` or `group`.
     pub level: String,

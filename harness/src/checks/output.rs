@@ -98,7 +98,7 @@ fn first_fatal(input: &Input) -> Option<usize> {
         e.status >= 400
             && e.status != 401
             && !super::wire::is_transient(e)
-            && !matches!(super::wire::route(e), super::wire::Route::Metadata | super::wire::Route::Other)
+            && !matches!(super::wire::route(e), None | Some(super::wire::Route::Metadata))
     })
 }
 

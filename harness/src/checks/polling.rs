@@ -47,7 +47,7 @@ fn same_resource(a: &Exchange, b: &Exchange) -> bool {
     let ra = route(a);
     ra == route(b)
         && match ra {
-            Route::Kickoff | Route::Token => true,
+            Some(Route::Kickoff | Route::Token) => true,
             _ => a.path == b.path,
         }
 }
@@ -94,7 +94,7 @@ fn transient_retried(input: &Input) -> Finding {
     let mut seen: Vec<&Exchange> = Vec::new();
     for (i, e) in input.exchanges.iter().enumerate() {
         // DELETE is optional clean-up (CLI-100): giving up on it is allowed.
-        if !is_transient(e) || matches!(route(e), Route::Token | Route::Metadata | Route::Delete | Route::Other) {
+        if !is_transient(e) || matches!(route(e), None | Some(Route::Token | Route::Metadata | Route::Delete)) {
             continue;
         }
         if seen.iter().any(|s| same_resource(s, e)) {
@@ -115,7 +115,7 @@ fn unguided_gaps<'a>(input: &Input<'a>) -> Vec<(u64, &'a Exchange, &'a Exchange)
     let mut out = Vec::new();
     for (i, e) in input.exchanges.iter().enumerate() {
         let in_progress = e.status == 202 || response_header(e, "x-export-status") == Some("202");
-        if route(e) != Route::Status || !in_progress || response_header(e, "retry-after").is_some() {
+        if route(e) != Some(Route::Status) || !in_progress || response_header(e, "retry-after").is_some() {
             continue;
         }
         if let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) {

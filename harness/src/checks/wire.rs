@@ -2,45 +2,12 @@
 
 use bulkmock_server::Exchange;
 
-/// The route of an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /auth/token`.
-    Token,
-    /// Discovery or the CapabilityStatement.
-    Metadata,
-    /// A `$export` kick-off.
-    Kickoff,
-    /// `GET` a status URL or manifest page.
-    Status,
-    /// `DELETE` a status URL.
-    Delete,
-    /// `GET` an output, deleted or error file.
-    File,
-    /// `GET` an attachment.
-    Attachment,
-    /// Anything else.
-    Other,
-}
+/// What a request was, as the server classified it (`None`: anything else).
+pub use bulkmock_server::Target as Route;
 
-/// The route of `e`.
-pub fn route(e: &Exchange) -> Route {
-    let p = e.path.as_str();
-    if p == "/auth/token" {
-        Route::Token
-    } else if p.ends_with("/metadata") || p.ends_with("/.well-known/smart-configuration") {
-        Route::Metadata
-    } else if p.ends_with("$export") {
-        Route::Kickoff
-    } else if p.contains("/bulkstatus/") {
-        if e.method == "DELETE" { Route::Delete } else { Route::Status }
-    } else if p.contains("/bulkfiles/") {
-        Route::File
-    } else if p.contains("/attachments/") {
-        Route::Attachment
-    } else {
-        Route::Other
-    }
+/// The route of `e`, as recorded by the server.
+pub fn route(e: &Exchange) -> Option<Route> {
+    e.target
 }
 
 /// When the response headers left, Unix milliseconds.

@@ -60,6 +60,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         unix_ms: unix_ms(),
         conn,
         client_id: facts.client_id.clone(),
+        target: facts.target,
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
