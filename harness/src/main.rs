@@ -2,8 +2,10 @@
 //! run clients against scenarios. A thin entry point over the libraries.
 
 mod export;
+mod judge;
 mod keys;
 mod progress;
+mod report_cli;
 mod run;
 mod scenarios;
 mod serve;
@@ -30,6 +32,10 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// List or validate scenario files; list the checks.
     Scenarios(scenarios::ScenariosArgs),
+    /// Judge a client the harness did not launch, from `serve --scenario`'s transcript and its output folder.
+    Judge(Box<judge::JudgeArgs>),
+    /// Merge shard results into one report (JSON, JUnit, Markdown, HTML).
+    Report(report_cli::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +50,8 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => return export::run(*args),
         Command::Run(args) => return run::run(*args),
         Command::Scenarios(args) => return scenarios::run(args),
+        Command::Judge(args) => return judge::run(*args),
+        Command::Report(args) => return report_cli::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use bulkmock_harness::adapter::{Builtin, ClientAdapter, Command};
-use bulkmock_harness::report::terminal;
+use bulkmock_harness::report::{Suite, terminal};
 use bulkmock_harness::runner::{self, Identity, Progress, RunOptions};
 use bulkmock_harness::scenario;
 use clap::Args;
@@ -53,9 +53,9 @@ pub struct RunArgs {
     /// Where case folders go (default: the system's temporary folder).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Write the whole result as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    /// Report files: --json, --junit, --markdown, --html.
+    #[command(flatten)]
+    outputs: crate::report_cli::Outputs,
     /// Fail on SHOULD failures too (exit code 1 on any warn).
     #[arg(long)]
     strict: bool,
@@ -144,10 +144,14 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage(e),
     };
-    let cases = runner::select(files.into_iter().flat_map(|f| f.cases).collect(), &args.filter, args.shard);
-    if cases.is_empty() {
-        return usage("no case matches (check the paths, --filter and --shard)".into());
+    // The suite is the selection before sharding: every shard of a run carries the same one.
+    let selected = runner::select(files.into_iter().flat_map(|f| f.cases).collect(), &args.filter, None);
+    let suite = Suite::of(&selected);
+    if selected.is_empty() {
+        return usage("no case matches (check the paths and --filter)".into());
     }
+    // An empty shard is a valid (empty) result: `report merge` still needs it.
+    let cases = runner::select(selected, &[], args.shard);
     let options = RunOptions {
         jobs: args.jobs.unwrap_or_else(runner::default_jobs),
         seed: args.seed,
@@ -164,17 +168,15 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(format!("cannot start a runtime: {e}")),
     };
-    let report = match runtime.block_on(runner::run(cases, adapter, &options, &|p| live.on(p))) {
+    let mut report = match runtime.block_on(runner::run(cases, adapter, &options, &|p| live.on(p))) {
         Ok(r) => r,
         Err(e) => return usage(format!("cannot create the case folders: {e}")),
     };
+    report.suite = Some(suite);
     live.finish();
     print!("{}", terminal::summary(&report));
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).expect("a report serialises");
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            return usage(format!("--json {}: {e}", path.display()));
-        }
+    if let Err(e) = args.outputs.write(&report) {
+        return usage(e);
     }
     if report.passed(args.strict) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -1,5 +1,7 @@
 //! `bulkmock serve`: flags, bind, Ctrl-C, and the banner.
 
+mod scenario;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -84,6 +86,16 @@ pub struct ServeArgs {
     /// Allowed clock difference for assertion exp, nbf and iat.
     #[arg(long, env = "BULKMOCK_CLOCK_SKEW", default_value = "5s", value_parser = parse_duration)]
     clock_skew: Duration,
+    /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
+    /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
+    #[arg(long, conflicts_with_all = [
+        "patients", "resources_per_file", "job_duration", "job_ttl", "manifest_page_size", "data", "open",
+        "client_key", "client_alg", "clients", "allow_alg", "token_lifetime", "faults", "lenient_headers", "clock_skew",
+    ])]
+    scenario: Option<PathBuf>,
+    /// The case of --scenario (its id, or its matrix part such as `post=true`); needed when it has a matrix.
+    #[arg(long, requires = "scenario")]
+    case: Option<String>,
 }
 
 /// Registers the demo client (its key loaded, reused from the state folder,
@@ -140,6 +152,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs the server until Ctrl-C.
 pub fn run(args: ServeArgs) -> Result<(), String> {
+    if args.scenario.is_some() {
+        return scenario::run(args);
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))

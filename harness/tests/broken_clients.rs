@@ -28,6 +28,7 @@ enum Flaw {
     TokenAcrossRedirect,
     KeepsTruncatedFile,
     ExitsZeroAfterFatal,
+    DoesNothing,
 }
 
 struct Flawed {
@@ -112,6 +113,9 @@ impl Flawed {
     }
 
     async fn run(mut self) -> Result<i32, String> {
+        if self.flaw == Flaw::DoesNothing {
+            return Ok(0);
+        }
         let kickoff = format!("{}/Patient/$export", self.ctx.fhir_base);
         let r = self.get(&kickoff, true).await?;
         if r.status() != 202 {
@@ -244,7 +248,7 @@ async fn a_reused_jti_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignoring_retry_after_is_caught() {
     let s = with(
-        "[[fault]]\non = \"status\"\ntimes = 2\nfault = { kind = \"respond\", status = 202, body = \"empty\", retry_after_date_s = 2 }\n",
+        "[[fault]]\non = \"status\"\ntimes = 2\nfault = { kind = \"respond\", status = 202, body = \"empty\", retry_after_date_s = 3 }\n",
     );
     caught(Flaw::IgnoresRetryAfter, &s, "status.honours_retry_after", Verdict::Warn).await;
 }
@@ -299,4 +303,9 @@ async fn exiting_zero_after_a_fatal_error_is_caught() {
     )
     .replace("[expect]\n", "[expect]\noutcome = \"fail_cleanly\"\n");
     caught(Flaw::ExitsZeroAfterFatal, &s, "outcome.expected", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exiting_zero_without_exporting_is_caught() {
+    caught(Flaw::DoesNothing, BASE, "output.matches_export", Verdict::Fail).await;
 }

@@ -61,10 +61,18 @@ fn matches_export(input: &Input) -> Finding {
     if input.run.exit_code != Some(0) {
         return Finding::skip("the client did not report success");
     }
+    let expect = &input.case.scenario.expect;
     if input.job.is_none() {
-        return Finding::skip("no export was started");
+        // Success without an export is no success when the case expects one.
+        let wanted = expect.outcome != ExpectedOutcome::FailCleanly
+            && expect.output == crate::scenario::OutputExpectation::Export;
+        return if wanted {
+            Finding::Miss(Evidence { message: "exit 0, but no export was ever started".into(), exchanges: Vec::new() })
+        } else {
+            Finding::skip("no export was started")
+        };
     }
-    if input.case.scenario.expect.output == crate::scenario::OutputExpectation::Any {
+    if expect.output == crate::scenario::OutputExpectation::Any {
         return Finding::skip("the case does not compare the output");
     }
     if input.output.resources_exact() {

@@ -1,6 +1,10 @@
 //! The result of a run. The JSON form is the source every other report
 //! renders from, and a stable contract (docs/harness.md documents it).
 
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod merge;
 pub mod snapshot;
 pub mod terminal;
 
@@ -149,10 +153,54 @@ pub struct RunReport {
     pub client: String,
     /// The bulkmock version that judged.
     pub bulkmock_version: String,
+    /// The scenario set the cases were selected from, before sharding: the
+    /// scenario-suite version (set by `bulkmock run`; `report merge` requires it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<Suite>,
     /// Every case, in id order.
     pub cases: Vec<CaseResult>,
     /// Counts.
     pub summary: Summary,
+}
+
+/// The identity of a scenario selection (after `--filter`, before `--shard`):
+/// the shards of one run share it, different scenario sets differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suite {
+    /// Cases in the selection, over all shards.
+    pub cases_total: u64,
+    /// `sha256:` and the hex SHA-256 of every case id in the selection and
+    /// every scenario file's bytes.
+    pub digest: String,
+}
+
+impl Suite {
+    /// The identity of `cases` (in any order), hashing the case ids and the
+    /// bytes of their scenario files (unreadable files count as empty).
+    pub fn of(cases: &[crate::scenario::Case]) -> Suite {
+        let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        ids.sort_unstable();
+        let mut files: BTreeMap<&str, &std::path::Path> = BTreeMap::new();
+        for c in cases {
+            files.insert(c.scenario_id.as_str(), c.path.as_path());
+        }
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for id in &ids {
+            ctx.update(b"case\0");
+            ctx.update(id.as_bytes());
+            ctx.update(b"\0");
+        }
+        for (scenario, path) in files {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            ctx.update(b"file\0");
+            ctx.update(scenario.as_bytes());
+            ctx.update(b"\0");
+            ctx.update(&(bytes.len() as u64).to_be_bytes());
+            ctx.update(&bytes);
+        }
+        let hex: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Suite { cases_total: ids.len() as u64, digest: format!("sha256:{hex}") }
+    }
 }
 
 impl RunReport {
@@ -160,7 +208,7 @@ impl RunReport {
     pub fn new(seed: u64, client: String, mut cases: Vec<CaseResult>) -> RunReport {
         cases.sort_by(|a, b| a.id.cmp(&b.id));
         let summary = summarize(&cases);
-        RunReport { seed, client, bulkmock_version: env!("CARGO_PKG_VERSION").to_string(), cases, summary }
+        RunReport { seed, client, bulkmock_version: env!("CARGO_PKG_VERSION").to_string(), suite: None, cases, summary }
     }
 
     /// Whether the run passes: no MUST failure, error or timeout (`strict`: no SHOULD failure either).

@@ -2,6 +2,8 @@
 //! client under a deadline, then the output is verified and the checks judge.
 //! Cases run in parallel; a sleeping client does not hold a core.
 
+pub mod judge;
+pub mod record;
 pub mod setup;
 
 use std::collections::BTreeMap;
@@ -12,10 +14,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::adapter::{ClientAdapter, ClientRun};
-use crate::checks::{self, Input, JobFacts};
 use crate::report::{CaseResult, CaseVerdict, Outcome, RunReport};
-use crate::scenario::{Case, OutputExpectation};
-use crate::verify::{self, OutputReport};
+use crate::scenario::Case;
+use crate::verify::OutputReport;
 pub use setup::Identity;
 
 /// How a run goes.
@@ -114,7 +115,8 @@ pub async fn run(
     Ok(RunReport::new(options.seed, adapter.name(), results))
 }
 
-fn folder_name(id: &str) -> String {
+/// A folder name for a case id (characters other than `[A-Za-z0-9-_=.]` become `_`).
+pub fn folder_name(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_=.".contains(c) { c } else { '_' }).collect()
 }
 
@@ -133,41 +135,21 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
     };
     let run = run_bounded(adapter, &world, deadline, expect.max_requests).await;
     let exchanges = world.server.transcript();
-    let (job, mut expected) = job_of(&world);
-    if expect.output == OutputExpectation::Empty {
-        expected.clear();
-    }
-    let output = verify::verify(&world.ctx.out_dir, expected.iter().map(Vec::as_slice));
-    let input = Input {
+    let (job, expected) = judge::expected_job(world.server.state(), &world.ctx.client_id);
+    let evidence = judge::CaseEvidence {
         case,
-        exchanges: &exchanges,
-        run: &run,
-        output: &output,
-        job: job.as_ref(),
+        exchanges,
+        run,
+        job,
+        expected,
+        out_dir: &world.ctx.out_dir,
         fhir_base: &world.ctx.fhir_base,
         token_url: &world.ctx.token_url,
         client_id: &world.ctx.client_id,
     };
-    let checks = checks::run_all(&input);
-    let verdict = match &run.launch_error {
-        Some(_) => CaseVerdict::Error,
-        None => CaseResult::verdict_of(run.timed_out, false, &checks),
-    };
+    let result = judge::judge(evidence, rerun, options.keep.then(|| dir.display().to_string()));
     drop(world);
-    CaseResult {
-        id: case.id.clone(),
-        scenario: case.scenario_id.clone(),
-        title: case.scenario.title.clone(),
-        requirements: case.scenario.requirements.clone(),
-        matrix: case.matrix.clone(),
-        verdict,
-        outcome: outcome(case, &run, exchanges.len() as u64, output),
-        checks,
-        exchanges: exchanges.iter().map(Into::into).collect(),
-        error: run.launch_error.clone(),
-        dir: options.keep.then(|| dir.display().to_string()),
-        rerun,
-    }
+    result
 }
 
 /// Runs the client until it ends, the deadline passes, or it floods the server
@@ -180,7 +162,7 @@ async fn run_bounded(
     max_requests: u64,
 ) -> ClientRun {
     let started = std::time::Instant::now();
-    let flood = max_requests.saturating_mul(4).max(1_000);
+    let flood = judge::flood_bound(max_requests);
     let watch = async {
         while world.server.request_count() <= flood {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -197,32 +179,6 @@ async fn run_bounded(
             stderr: format!("stopped by the harness after more than {flood} requests"),
             ..ClientRun::default()
         },
-    }
-}
-
-fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) -> Outcome {
-    let observed = if run.launch_error.is_some() {
-        "not_started"
-    } else if run.timed_out {
-        "timeout"
-    } else if run.flooded {
-        "flooded"
-    } else {
-        match (run.exit_code, run.signal) {
-            (Some(0), _) => "complete",
-            (Some(_), _) => "failed",
-            (None, _) => "killed",
-        }
-    };
-    let tail: Vec<&str> = run.stderr.lines().rev().take(5).collect();
-    Outcome {
-        expected: case.scenario.expect.outcome.as_str().to_string(),
-        observed: observed.to_string(),
-        exit_code: run.exit_code,
-        seconds: (run.seconds * 1000.0).round() / 1000.0,
-        requests,
-        output,
-        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
     }
 }
 
@@ -249,52 +205,6 @@ fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
         dir: None,
         rerun,
     }
-}
-
-/// The last export the case's client started, and the lines of its files.
-fn job_of(world: &setup::World) -> (Option<JobFacts>, Vec<Vec<u8>>) {
-    let server = &world.server;
-    let client = (!world.ctx.client_id.is_empty()).then_some(world.ctx.client_id.as_str());
-    let Some(job) = server.jobs().into_iter().rev().find(|j| client.is_none() || j.owner.as_deref() == client) else {
-        return (None, Vec::new());
-    };
-    let source = server.data();
-    let types = source.types();
-    use bulkmock_server::export::plan::Level;
-    let (level, group) = match &job.plan.level {
-        Level::System => ("system", None),
-        Level::Patient => ("patient", None),
-        Level::Group(g) => ("group", Some(g.clone())),
-    };
-    let contents = server.job_contents(&job).unwrap_or_default();
-    // The manifest lists only files with lines (SRV-158), the error file when it has any.
-    let mut files: Vec<String> = job
-        .plan
-        .files
-        .iter()
-        .zip(&contents)
-        .enumerate()
-        .filter(|(_, (_, c))| !c.lines.is_empty())
-        .map(|(i, (f, _))| bulkmock_server::export::manifest::file_name(source, f.kind, i))
-        .collect();
-    if contents.iter().any(|f| f.listed_in == bulkmock_server::export::expected::ListedIn::Error) {
-        files.push(bulkmock_server::export::manifest::ERROR_FILE.to_string());
-    }
-    let facts = JobFacts {
-        level: level.into(),
-        group,
-        types: job.plan.types.iter().map(|&t| types[t].name.clone()).collect(),
-        since: job.plan.since.is_some(),
-        until: job.plan.until.is_some(),
-        elements: job.plan.elements.is_some(),
-        type_filters: !job.plan.filters.is_empty(),
-        patients: job.plan.patients.len(),
-        organized: job.plan.organized,
-        partial_manifests: job.plan.allow_partial_manifests,
-        files,
-    };
-    let lines = contents.into_iter().flat_map(|f| f.lines).collect();
-    (Some(facts), lines)
 }
 
 /// Counts of each verdict, for a one-line summary.

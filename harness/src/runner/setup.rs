@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bulkmock_server::{ClientKey, Fault, FaultRule, KeyAlg, MockServer, Registration, Target};
+use bulkmock_server::app::AppState;
+use bulkmock_server::{ClientKey, Fault, FaultRule, KeyAlg, MockServer, Registration, ServerConfig, Target};
 
 use crate::adapter::CaseContext;
 use crate::scenario::{Alg, Case, JwksMode, ServerSpec};
@@ -34,44 +35,45 @@ pub struct World {
     pub jwks_host: Option<JwksHost>,
 }
 
-/// Builds the server for a case's `[server]` and faults.
-pub fn start_server(case: &Case, seed: u64) -> std::io::Result<MockServer> {
+/// The server settings of a case's `[server]` and faults: the one mapping from
+/// a scenario to a [`ServerConfig`], used by `bulkmock run` and `bulkmock serve --scenario`.
+pub fn server_config(case: &Case, seed: u64) -> ServerConfig {
     let spec: &ServerSpec = &case.scenario.server;
-    let mut b = MockServer::builder()
-        .patients(spec.patients)
-        .seed(spec.seed.unwrap_or(seed))
-        .job_duration(Duration::from_millis(spec.job_duration_ms))
-        .count_before_accepting()
-        .client_alg(KeyAlg::Es384);
-    if !spec.auth {
-        b = b.open();
-    }
-    if spec.lenient_headers {
-        b = b.lenient_headers();
-    }
+    let mut config = ServerConfig {
+        patients: spec.patients,
+        seed: spec.seed.unwrap_or(seed),
+        job_duration: Duration::from_millis(spec.job_duration_ms),
+        count_before_accepting: true,
+        open: !spec.auth,
+        lenient_headers: spec.lenient_headers,
+        ..ServerConfig::default()
+    };
     if let Some(s) = spec.token_lifetime_s {
-        b = b.token_lifetime(Duration::from_secs(s));
+        config.auth.token_lifetime = Duration::from_secs(s);
     }
     if let Some(s) = spec.clock_skew_s {
-        b = b.clock_skew(Duration::from_secs(s));
+        config.auth.clock_skew = Duration::from_secs(s);
     }
     if let Some(n) = spec.resources_per_file {
-        b = b.resources_per_file(n);
+        config.resources_per_file = n;
     }
     if let Some(n) = spec.manifest_page_size {
-        b = b.manifest_page_size(n);
+        config.manifest_page_size = n;
     }
     if let Some(s) = spec.job_ttl_s {
-        b = b.job_ttl(Duration::from_secs(s));
+        config.job_ttl = Duration::from_secs(s);
     }
-    for rule in &case.scenario.faults {
-        b = b.fault(rule.clone());
-    }
+    config.faults.rules.extend(case.scenario.faults.iter().cloned());
     if spec.job_polls > 0 {
         let slow = Fault::InProgress { retry_after_s: spec.job_retry_after_s, progress: None };
-        b = b.fault(FaultRule::new(Target::Status, slow).times(spec.job_polls).named("slow job"));
+        config.faults.rules.push(FaultRule::new(Target::Status, slow).times(spec.job_polls).named("slow job"));
     }
-    b.try_start()
+    config
+}
+
+/// Builds the server for a case's `[server]` and faults ([`server_config`]) on a free loopback port.
+pub fn start_server(case: &Case, seed: u64) -> std::io::Result<MockServer> {
+    MockServer::builder().config(server_config(case, seed)).client_alg(KeyAlg::Es384).try_start()
 }
 
 /// A tiny HTTP server that hosts one JWKS at `/jwks.json` (CLI-001: registration by URL).
@@ -121,13 +123,29 @@ pub async fn start(
     identity: Option<&Identity>,
 ) -> Result<World, String> {
     let server = start_server(case, seed).map_err(|e| format!("cannot start the mock: {e}"))?;
+    let (ctx, jwks_host) = client(case, dir, seed, deadline, identity, server.state()).await?;
+    Ok(World { server, ctx, jwks_host })
+}
+
+/// The case's client on the server `state`: a fresh key of the case's
+/// algorithm (or `identity`) written into `dir`, registered inline or by a
+/// hosted JWKS URL, and the client's context with the template variables.
+/// The JWKS host, when there is one, serves as long as it is kept.
+pub async fn client(
+    case: &Case,
+    dir: &Path,
+    seed: u64,
+    deadline: Duration,
+    identity: Option<&Identity>,
+    server: &AppState,
+) -> Result<(CaseContext, Option<JwksHost>), String> {
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
     let spec = &case.scenario.client;
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let mut ctx = CaseContext {
         case_id: case.id.clone(),
-        fhir_base: server.fhir_base().to_string(),
+        fhir_base: server.fhir_base.clone(),
         token_url: String::new(),
         client_id: String::new(),
         kid: String::new(),
@@ -218,7 +236,7 @@ pub async fn start(
         vars.entry(name.to_string()).or_default();
     }
     ctx.variables = vars;
-    Ok(World { server, ctx, jwks_host })
+    Ok((ctx, jwks_host))
 }
 
 fn write(path: &Path, content: &str) -> Result<(), String> {

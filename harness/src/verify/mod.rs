@@ -52,12 +52,12 @@ pub struct OutputReport {
     /// NDJSON files read.
     pub files: u64,
     /// Files that could not be read (unreadable, bad gzip), with why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<String>,
     /// The output was larger than [`MAX_OUTPUT_BYTES`]; the rest was not read.
     pub too_large: bool,
     /// Per type: examples of each kind of difference.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, BTreeMap<String, TypeDiff>>,
 }
 

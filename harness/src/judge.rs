@@ -1,0 +1,116 @@
+//! `bulkmock judge`: judge a client the harness could not launch, from the
+//! transcript and judge file of `bulkmock serve --scenario` and the client's
+//! output folder; the same verdicts and JSON as `bulkmock run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bulkmock_harness::report::{RunReport, terminal};
+use bulkmock_harness::runner::RunOptions;
+use bulkmock_harness::runner::judge::{self, CaseEvidence};
+use bulkmock_harness::runner::record::{self, JudgeFile};
+use bulkmock_harness::scenario;
+use clap::Args;
+
+/// Flags of `bulkmock judge`.
+#[derive(Args, Debug)]
+pub struct JudgeArgs {
+    /// The scenario file the case was served from (`bulkmock serve --scenario`).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// The case id, or its matrix part (`form=retry_after_s`), when the scenario has a matrix.
+    #[arg(long)]
+    case: Option<String>,
+    /// The transcript `bulkmock serve --scenario` wrote (NDJSON of exchanges).
+    #[arg(long)]
+    transcript: PathBuf,
+    /// The judge file `bulkmock serve --scenario` wrote (default: next to the transcript, `*.judge.json`).
+    #[arg(long)]
+    judge_file: Option<PathBuf>,
+    /// The client's output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// What the client reported: 0 when it says the export succeeded, another number when it gave up.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    exit_code: i32,
+    /// The client's log, whose last lines go into the report.
+    #[arg(long)]
+    stderr: Option<PathBuf>,
+    /// The client's name in the report.
+    #[arg(long, default_value = "external")]
+    client_name: String,
+    /// Write the result (a run report with one case) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Fail on SHOULD failures too (exit code 1 on a warn).
+    #[arg(long)]
+    strict: bool,
+    /// Show every check, passed and skipped ones too.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+/// Judges the case; exit 0 only when no MUST check failed (`--strict`: no SHOULD either), 2 for bad input.
+pub fn run(args: JudgeArgs) -> ExitCode {
+    match judge(&args) {
+        Ok(report) => {
+            print!("{}", terminal::case_lines(&report.cases[0], args.verbose));
+            print!("{}", terminal::summary(&report));
+            if let Some(path) = &args.json {
+                let text = serde_json::to_string_pretty(&report).expect("a report serialises");
+                if let Err(e) = std::fs::write(path, text + "\n") {
+                    eprintln!("bulkmock judge: --json {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+            if report.passed(args.strict) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("bulkmock judge: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
+    let files = scenario::load_paths(std::slice::from_ref(&args.scenario)).map_err(|e| e.to_string())?;
+    let case = judge::pick_case(files.into_iter().flat_map(|f| f.cases).collect(), args.case.as_deref())?;
+    let judge_path = args.judge_file.clone().unwrap_or_else(|| record::judge_path(&args.transcript));
+    let file = JudgeFile::read(&judge_path)?;
+    if file.case != case.id {
+        return Err(format!(
+            "{} was written for case {:?}, not {:?} (choose it with --case)",
+            judge_path.display(),
+            file.case,
+            case.id
+        ));
+    }
+    if !args.out.is_dir() {
+        return Err(format!("--out {}: not a folder", args.out.display()));
+    }
+    let exchanges = record::read_transcript(&args.transcript)?;
+    let stderr = match &args.stderr {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("--stderr {}: {e}", path.display()))?,
+        None => String::new(),
+    };
+    let run = judge::run_from_transcript(&case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
+    let rerun = format!(
+        "bulkmock serve --scenario {} --case '{}' --seed {}  (then: bulkmock judge ...)",
+        args.scenario.display(),
+        case.id,
+        file.seed
+    );
+    let evidence = CaseEvidence {
+        case: &case,
+        exchanges,
+        run,
+        job: file.job.clone(),
+        expected: file.expected_lines(),
+        out_dir: &args.out,
+        fhir_base: &file.fhir_base,
+        token_url: &file.token_url,
+        client_id: &file.client_id,
+    };
+    let result = judge::judge(evidence, rerun, None);
+    Ok(RunReport::new(file.seed, args.client_name.clone(), vec![result]))
+}

@@ -1,0 +1,205 @@
+//! Judging one case from its evidence: the transcript, how the client ended,
+//! its output folder and the export the server's job produced. `bulkmock run`
+//! judges here right after the client ends; `bulkmock judge` judges here from
+//! files, for a client that could not be launched by the harness.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bulkmock_server::Exchange;
+use bulkmock_server::app::AppState;
+use bulkmock_server::export::expected::{self, ListedIn};
+use bulkmock_server::export::manifest;
+use bulkmock_server::export::plan::Level;
+
+use crate::adapter::ClientRun;
+use crate::checks::{self, Input, JobFacts};
+use crate::report::{CaseResult, CaseVerdict, Outcome};
+use crate::scenario::{Case, OutputExpectation};
+use crate::verify::{self, OutputReport};
+
+/// Everything a case is judged from.
+pub struct CaseEvidence<'a> {
+    /// The case.
+    pub case: &'a Case,
+    /// Every exchange of the case's server, in order.
+    pub exchanges: Vec<Exchange>,
+    /// How the client ended.
+    pub run: ClientRun,
+    /// The export job the client started, if it started one.
+    pub job: Option<JobFacts>,
+    /// The lines of that job's files as served without faults (the expected export).
+    pub expected: Vec<Vec<u8>>,
+    /// The client's output folder.
+    pub out_dir: &'a Path,
+    /// The case's FHIR base URL.
+    pub fhir_base: &'a str,
+    /// The token endpoint URL (empty when authorization is off).
+    pub token_url: &'a str,
+    /// The registered client id (empty when authorization is off).
+    pub client_id: &'a str,
+}
+
+/// Judges a case: verifies the output against the expected export, runs the
+/// checks, and gives the verdict. `rerun` and `dir` go into the result as they are.
+pub fn judge(evidence: CaseEvidence, rerun: String, dir: Option<String>) -> CaseResult {
+    let CaseEvidence { case, exchanges, run, job, mut expected, out_dir, fhir_base, token_url, client_id } = evidence;
+    if case.scenario.expect.output == OutputExpectation::Empty {
+        expected.clear();
+    }
+    let output = verify::verify(out_dir, expected.iter().map(Vec::as_slice));
+    let input = Input {
+        case,
+        exchanges: &exchanges,
+        run: &run,
+        output: &output,
+        job: job.as_ref(),
+        fhir_base,
+        token_url,
+        client_id,
+    };
+    let checks = checks::run_all(&input);
+    let verdict = match &run.launch_error {
+        Some(_) => CaseVerdict::Error,
+        None => CaseResult::verdict_of(run.timed_out, false, &checks),
+    };
+    CaseResult {
+        id: case.id.clone(),
+        scenario: case.scenario_id.clone(),
+        title: case.scenario.title.clone(),
+        requirements: case.scenario.requirements.clone(),
+        matrix: case.matrix.clone(),
+        verdict,
+        outcome: outcome(case, &run, exchanges.len() as u64, output),
+        checks,
+        exchanges: exchanges.iter().map(Into::into).collect(),
+        error: run.launch_error.clone(),
+        dir,
+        rerun,
+    }
+}
+
+/// Requests past which a client floods the server and is stopped: four times
+/// the case's request bound, at least 1,000.
+pub fn flood_bound(max_requests: u64) -> u64 {
+    max_requests.saturating_mul(4).max(1_000)
+}
+
+/// How a client that the harness did not launch ended, as `bulkmock run` would
+/// have seen it: `exit_code` is what the client reported (0: success), its time
+/// the span of the transcript; past the case's deadline (`max_seconds` +
+/// `grace`) it timed out, past [`flood_bound`] it was flooding.
+pub fn run_from_transcript(
+    case: &Case,
+    exchanges: &[Exchange],
+    exit_code: i32,
+    stderr: String,
+    grace: Duration,
+) -> ClientRun {
+    let first = exchanges.iter().map(|e| e.at_ms).min().unwrap_or(0);
+    let last = exchanges.iter().map(|e| e.at_ms + e.duration_ms).max().unwrap_or(0);
+    let seconds = last.saturating_sub(first) as f64 / 1000.0;
+    let expect = &case.scenario.expect;
+    let deadline = Duration::from_secs_f64(expect.max_seconds) + grace;
+    let flood = flood_bound(expect.max_requests);
+    if exchanges.len() as u64 > flood {
+        return ClientRun {
+            flooded: true,
+            seconds,
+            stderr: format!("stopped by the harness after more than {flood} requests"),
+            ..ClientRun::default()
+        };
+    }
+    if seconds > deadline.as_secs_f64() {
+        return ClientRun { timed_out: true, seconds: deadline.as_secs_f64(), ..ClientRun::default() };
+    }
+    ClientRun { exit_code: Some(exit_code), seconds, stderr, ..ClientRun::default() }
+}
+
+fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) -> Outcome {
+    let observed = if run.launch_error.is_some() {
+        "not_started"
+    } else if run.timed_out {
+        "timeout"
+    } else if run.flooded {
+        "flooded"
+    } else {
+        match (run.exit_code, run.signal) {
+            (Some(0), _) => "complete",
+            (Some(_), _) => "failed",
+            (None, _) => "killed",
+        }
+    };
+    let tail: Vec<&str> = run.stderr.lines().rev().take(5).collect();
+    Outcome {
+        expected: case.scenario.expect.outcome.as_str().to_string(),
+        observed: observed.to_string(),
+        exit_code: run.exit_code,
+        seconds: (run.seconds * 1000.0).round() / 1000.0,
+        requests,
+        output,
+        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    }
+}
+
+/// The last export `client_id` started on `server` (any client's when
+/// `client_id` is empty: authorization off), and the lines of its files.
+pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Vec<Vec<u8>>) {
+    let client = (!client_id.is_empty()).then_some(client_id);
+    let Some(job) = server.jobs.history().into_iter().rev().find(|j| client.is_none() || j.owner.as_deref() == client)
+    else {
+        return (None, Vec::new());
+    };
+    let source = server.source.as_ref();
+    let types = source.types();
+    let (level, group) = match &job.plan.level {
+        Level::System => ("system", None),
+        Level::Patient => ("patient", None),
+        Level::Group(g) => ("group", Some(g.clone())),
+    };
+    let contents = expected::contents(&job, source).unwrap_or_default();
+    // The manifest lists only files with lines (SRV-158), the error file when it has any.
+    let mut files: Vec<String> = job
+        .plan
+        .files
+        .iter()
+        .zip(&contents)
+        .enumerate()
+        .filter(|(_, (_, c))| !c.lines.is_empty())
+        .map(|(i, (f, _))| manifest::file_name(source, f.kind, i))
+        .collect();
+    if contents.iter().any(|f| f.listed_in == ListedIn::Error) {
+        files.push(manifest::ERROR_FILE.to_string());
+    }
+    let facts = JobFacts {
+        level: level.into(),
+        group,
+        types: job.plan.types.iter().map(|&t| types[t].name.clone()).collect(),
+        since: job.plan.since.is_some(),
+        until: job.plan.until.is_some(),
+        elements: job.plan.elements.is_some(),
+        type_filters: !job.plan.filters.is_empty(),
+        patients: job.plan.patients.len(),
+        organized: job.plan.organized,
+        partial_manifests: job.plan.allow_partial_manifests,
+        files,
+    };
+    let lines = contents.into_iter().flat_map(|f| f.lines).collect();
+    (Some(facts), lines)
+}
+
+/// The case `id` of `cases` (the cases of one scenario file); without `id`,
+/// its only case. Errors list the case ids to choose from.
+pub fn pick_case(cases: Vec<Case>, id: Option<&str>) -> Result<Case, String> {
+    let ids = || cases.iter().map(|c| format!("  {}", c.id)).collect::<Vec<_>>().join("\n");
+    match id {
+        Some(id) => {
+            match cases.iter().position(|c| c.id == id || c.id.ends_with(&format!("#{}", id.trim_start_matches('#')))) {
+                Some(i) => Ok(cases.into_iter().nth(i).expect("found")),
+                None => Err(format!("no case {id:?} in this scenario; its cases:\n{}", ids())),
+            }
+        }
+        None if cases.len() == 1 => Ok(cases.into_iter().next().expect("one case")),
+        None => Err(format!("this scenario has a matrix: choose a case with --case; its cases:\n{}", ids())),
+    }
+}
