@@ -39,9 +39,9 @@ pub struct JudgeArgs {
     /// The client's name in the report.
     #[arg(long, default_value = "external")]
     client_name: String,
-    /// Write the result (a run report with one case) as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    /// The reports to write (a run report with one case): `--json`, `--junit`, `--markdown`, `--html`.
+    #[command(flatten)]
+    outputs: crate::report_cli::Outputs,
     /// Fail on SHOULD failures too (exit code 1 on a warn).
     #[arg(long)]
     strict: bool,
@@ -56,12 +56,9 @@ pub fn run(args: JudgeArgs) -> ExitCode {
         Ok(report) => {
             print!("{}", terminal::case_lines(&report.cases[0], args.verbose));
             print!("{}", terminal::summary(&report));
-            if let Some(path) = &args.json {
-                let text = serde_json::to_string_pretty(&report).expect("a report serialises");
-                if let Err(e) = std::fs::write(path, text + "\n") {
-                    eprintln!("bulkmock judge: --json {}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
+            if let Err(e) = args.outputs.write(&report) {
+                eprintln!("bulkmock judge: {e}");
+                return ExitCode::from(2);
             }
             if report.passed(args.strict) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
@@ -112,5 +109,8 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
         client_id: &file.client_id,
     };
     let result = judge::judge(evidence, rerun, None);
-    Ok(RunReport::new(file.seed, args.client_name.clone(), vec![result]))
+    let mut report = RunReport::new(file.seed, args.client_name.clone(), vec![result]);
+    // The suite of a one-case run, as `bulkmock run --filter <case>` would name it.
+    report.suite = Some(bulkmock_harness::report::Suite::of(std::slice::from_ref(&case)));
+    Ok(report)
 }
