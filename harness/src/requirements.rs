@@ -75,7 +75,13 @@ pub const CLIENT: &[Requirement] = &[
     u("CLI-006", "SHALL", Obs::None, "the client is confidential", "not observable (obs: —)"),
     r("CLI-007", "SHALL", Obs::Wire, "use the client_id issued at registration"),
     r("CLI-010", "MAY", Obs::Wire, "discover endpoints with GET .well-known/smart-configuration"),
-    r("CLI-011", "SHOULD", Obs::Wire, "resolve relative endpoint URLs against the FHIR base"),
+    u(
+        "CLI-011",
+        "SHOULD",
+        Obs::Wire,
+        "resolve relative endpoint URLs against the FHIR base",
+        "no fault makes the discovery document's endpoints relative yet",
+    ),
     r("CLI-020", "SHALL", Obs::Wire, "a fresh, single-use JWT for every token request"),
     r("CLI-021", "REQ", Obs::Wire, "assertion header: alg, kid, typ JWT (jku only if registered)"),
     r(
@@ -113,7 +119,13 @@ pub const CLIENT: &[Requirement] = &[
     r("CLI-040", "SHOULD", Obs::Wire, "kick-off sends Accept: application/fhir+json"),
     r("CLI-041", "SHOULD", Obs::Wire, "kick-off sends Prefer: respond-async"),
     r("CLI-042", "MAY", Obs::WireOutput, "with separate-export-status, read the job state from X-Export-Status"),
-    r("CLI-043", "MAY", Obs::Wire, "may send Prefer: handling=lenient"),
+    u(
+        "CLI-043",
+        "MAY",
+        Obs::Wire,
+        "may send Prefer: handling=lenient",
+        "the client's own choice: a scenario cannot ask for it",
+    ),
     r("CLI-044", "MAY", Obs::Wire, "may repeat comma-valued parameters (v2-3)"),
     u(
         "CLI-045",
@@ -129,8 +141,20 @@ pub const CLIENT: &[Requirement] = &[
         Obs::Wire,
         "_typeFilter: one query per parameter, never comma-joined across types (v3+)",
     ),
-    r("CLI-048", "SHOULD", Obs::Output, "cope with servers that ignore _typeFilter"),
-    r("CLI-049", "SHOULD", Obs::Wire, "check the CapabilityStatement for search parameters usable in _typeFilter"),
+    u(
+        "CLI-048",
+        "SHOULD",
+        Obs::Output,
+        "cope with servers that ignore _typeFilter",
+        "the mock always applies _typeFilter; a server that ignores it is a quirk profile still to come",
+    ),
+    u(
+        "CLI-049",
+        "SHOULD",
+        Obs::Wire,
+        "check the CapabilityStatement for search parameters usable in _typeFilter",
+        "no check yet: a client may know the parameters from configuration",
+    ),
     u(
         "CLI-050",
         "SHOULD",

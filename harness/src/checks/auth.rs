@@ -11,6 +11,14 @@ use bulkmock_server::Exchange;
 /// The family's checks.
 pub const CHECKS: &[Check] = &[
     Check {
+        id: "auth.discovery",
+        title: "the token endpoint is discovered with GET .well-known/smart-configuration",
+        requirements: &["CLI-010"],
+        level: Level::May,
+        always: true,
+        run: discovery,
+    },
+    Check {
         id: "auth.fresh_jti",
         title: "a fresh, single-use jti in every assertion",
         requirements: &["CLI-020", "CLI-022"],
@@ -282,4 +290,20 @@ fn no_token_to_other_host(input: &Input) -> Finding {
         }
     }
     if other { Finding::Pass } else { Finding::skip("no request went to another host") }
+}
+
+fn discovery(input: &Input) -> Finding {
+    let first_token = input.exchanges.iter().position(|e| route(e) == Some(Route::Token));
+    let Some(first_token) = first_token else { return Finding::skip("no token request") };
+    let discovered = input.exchanges[..first_token]
+        .iter()
+        .any(|e| e.method == "GET" && e.path.ends_with("/.well-known/smart-configuration"));
+    if discovered {
+        Finding::Pass
+    } else {
+        Finding::miss(
+            "the token endpoint was used without GET .well-known/smart-configuration first (it was configured)",
+            None,
+        )
+    }
 }

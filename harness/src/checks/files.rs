@@ -34,6 +34,14 @@ pub const CHECKS: &[Check] = &[
         run: accept_gzip,
     },
     Check {
+        id: "files.accept_ndjson",
+        title: "an Accept on file requests, when sent, is application/fhir+ndjson",
+        requirements: &["CLI-085"],
+        level: Level::May,
+        always: true,
+        run: accept_ndjson,
+    },
+    Check {
         id: "files.each_downloaded",
         title: "every output, deleted and error file is downloaded to completion (resumes allowed)",
         requirements: &["CLI-086", "CLI-093"],
@@ -162,4 +170,23 @@ fn no_needless_redownload(input: &Input) -> Finding {
         }
     }
     if any { Finding::Pass } else { Finding::skip("no file request") }
+}
+
+fn accept_ndjson(input: &Input) -> Finding {
+    let sent: Vec<&Exchange> = input
+        .exchanges
+        .iter()
+        .filter(|e| route(e) == Some(Route::File) && request_header(e, "accept").is_some())
+        .collect();
+    if sent.is_empty() {
+        return Finding::skip("no file request sent Accept (it is optional)");
+    }
+    let fits = |a: &str| a.contains("application/fhir+ndjson") || a.contains("*/*") || a.contains("application/ndjson");
+    match sent.iter().find(|e| !request_header(e, "accept").is_some_and(fits)) {
+        Some(e) => Finding::miss(
+            format!("a file request sent Accept: {}", request_header(e, "accept").unwrap_or_default()),
+            [*e],
+        ),
+        None => Finding::Pass,
+    }
 }

@@ -32,6 +32,14 @@ pub const CHECKS: &[Check] = &[
         run: backoff,
     },
     Check {
+        id: "status.accept_json",
+        title: "status requests send Accept: application/json",
+        requirements: &["CLI-063"],
+        level: Level::Should,
+        always: true,
+        run: accept_json,
+    },
+    Check {
         id: "status.transient_retried",
         title: "429 and transient 5xx are retried, not taken as failure",
         requirements: &["CLI-065", "CLI-066", "CLI-093", "CLI-067"],
@@ -140,5 +148,26 @@ fn backoff(input: &Input) -> Finding {
             format!("waits between polls shrank from {first} ms to {last} ms: no backoff"),
             [gaps[0].1, gaps[gaps.len() - 1].2],
         )
+    }
+}
+
+fn accept_json(input: &Input) -> Finding {
+    let polls: Vec<&Exchange> = input.exchanges.iter().filter(|e| route(e) == Some(Route::Status)).collect();
+    if polls.is_empty() {
+        return Finding::skip("no status request");
+    }
+    let json = |e: &&Exchange| {
+        super::wire::request_header(e, "accept")
+            .is_some_and(|a| a.contains("application/json") || a.contains("application/fhir+json"))
+    };
+    match polls.iter().find(|e| !json(e)) {
+        Some(e) => Finding::miss(
+            match super::wire::request_header(e, "accept") {
+                Some(a) => format!("a status request sent Accept: {a}, not application/json"),
+                None => "a status request sent no Accept (application/json is asked for)".into(),
+            },
+            [*e],
+        ),
+        None => Finding::Pass,
     }
 }
