@@ -58,10 +58,12 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         | Fault::NarrowScope { .. }
         | Fault::ClockSkew { .. }
         | Fault::Unreachable
-        | Fault::Rotated => f.kind_name(),
+        | Fault::Rotated
+        | Fault::RelativeEndpoints => f.kind_name(),
     };
     let _ = all;
     let kinds = [
+        "relative_endpoints",
         "respond",
         "delay",
         "truncate",

@@ -894,3 +894,19 @@ async fn the_admin_api_can_require_a_secret() {
     assert_eq!(http().get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
     assert_eq!(http().get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_endpoints_make_discovery_urls_paths_on_the_origin() {
+    let server = MockServer::builder().fault(FaultRule::new(Target::Metadata, Fault::RelativeEndpoints)).start().await;
+    let url = format!("{}/.well-known/smart-configuration", server.fhir_base());
+    let doc: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["token_endpoint"], "/auth/token", "{doc}");
+    let origin = server.fhir_base().trim_end_matches("/fhir");
+    for (key, value) in doc.as_object().unwrap() {
+        if key.ends_with("_endpoint") {
+            assert!(!value.as_str().unwrap_or_default().starts_with(origin), "{key} is still absolute: {value}");
+        }
+    }
+    // Resolved against the FHIR base, the path is the real token endpoint.
+    assert_eq!(format!("{origin}{}", doc["token_endpoint"].as_str().unwrap()), server.token_url());
+}

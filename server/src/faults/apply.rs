@@ -449,6 +449,21 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
         }
         // Only valid for `jwks` (checked at the edge), where the JWKS fetch applies them.
         Fault::Unreachable | Fault::Rotated => StatusCode::BAD_GATEWAY.into_response(),
+        Fault::RelativeEndpoints => {
+            let response = next.run(request).await;
+            rewrite_json(response, |v| {
+                for (key, value) in v.as_object_mut().into_iter().flatten() {
+                    let Some(url) = value.as_str().filter(|_| key.ends_with("_endpoint")) else { continue };
+                    // `http://host:port/p/x/auth/token` -> `/p/x/auth/token`
+                    if let Some(rest) = url.split_once("://").map(|(_, r)| r)
+                        && let Some(slash) = rest.find('/')
+                    {
+                        *value = json!(rest[slash..].to_string());
+                    }
+                }
+            })
+            .await
+        }
         Fault::TokenResponse { token_type, expires_in } => {
             let response = next.run(request).await;
             rewrite_json(response, |v| {

@@ -167,6 +167,9 @@ pub enum Fault {
     /// The client's JWKS URL answers with its keys rotated to new kids, so the
     /// assertion's `kid` is not found.
     Rotated,
+    /// The discovery document's endpoint URLs become relative to the server's
+    /// origin (`/auth/token`): a client must resolve them (CLI-011).
+    RelativeEndpoints,
     /// Odd but parseable token responses (token endpoint).
     TokenResponse {
         /// Replace `token_type` (e.g. `Bearer`).
@@ -504,6 +507,7 @@ impl Fault {
             Fault::ClockSkew { .. } => "clock_skew",
             Fault::Unreachable => "unreachable",
             Fault::Rotated => "rotated",
+            Fault::RelativeEndpoints => "relative_endpoints",
             Fault::TokenResponse { .. } => "token_response",
         }
     }
@@ -514,6 +518,7 @@ impl Fault {
         match self {
             Fault::Respond { .. } | Fault::Delay { .. } => true,
             Fault::Unreachable | Fault::Rotated => target == Jwks,
+            Fault::RelativeEndpoints => target == Metadata,
             Fault::Reset { .. } => target != Jwks,
             Fault::Header { .. } | Fault::Truncate { .. } | Fault::Drip { .. } | Fault::Stall { .. } => target != Jwks,
             Fault::InProgress { .. } | Fault::Manifest { .. } | Fault::CapabilityUrls { .. } => target == Status,
