@@ -319,7 +319,7 @@ fn markdown_groups_by_requirement_then_scenario_with_working_links() {
     // Scenario sections: failed checks with evidence; the escaped message; stderr folded.
     assert!(md.contains("#### `status/retry`: title of status/retry \\| with \\<html\\> \\& \\`code\\`"), "{md}");
     assert!(md.contains("- **fail** MUST `output.matches_export` [CLI-092, CLI-086]: 70 of 140 \\| missing"), "{md}");
-    assert!(md.contains("  - `#4 +120 ms GET /fhir/bulkstatus/j1?x=<y>&z → 503 (17 bytes) fault status#1`"), "{md}");
+    assert!(md.contains("  - `#4 +120 ms GET /fhir/bulkstatus/j1?x=<y>&z -> 503 (17 bytes) fault status#1`"), "{md}");
     assert!(md.contains("- error: cannot start the client: sh: not found"), "{md}");
     assert!(md.contains("<details><summary>stderr</summary>\n\n````text\nline 1\n```\nline <3>\n````"), "{md}");
     assert!(!md.contains("passed cases"), "the only passed case has an info check, so a section");

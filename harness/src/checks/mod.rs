@@ -94,6 +94,21 @@ pub struct ExchangeRef {
     pub fault: Option<String>,
 }
 
+impl std::fmt::Display for ExchangeRef {
+    /// `#4 +120 ms GET /fhir/bulkstatus/... -> 202 (0 bytes) fault status#1`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "#{} +{} ms {} {} -> {} ({} bytes)",
+            self.seq, self.at_ms, self.method, self.url, self.status, self.bytes
+        )?;
+        if let Some(fault) = &self.fault {
+            write!(f, " fault {fault}")?;
+        }
+        Ok(())
+    }
+}
+
 impl From<&Exchange> for ExchangeRef {
     fn from(e: &Exchange) -> Self {
         let url = match &e.query {

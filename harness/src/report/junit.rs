@@ -130,17 +130,7 @@ fn describe(case: &CaseResult, not_met: &[&CheckResult]) -> String {
         if let Some(ev) = &check.evidence {
             let _ = writeln!(out, "    {}", ev.message);
             for x in &ev.exchanges {
-                let _ = writeln!(
-                    out,
-                    "    #{} +{} ms {} {} -> {} ({} bytes){}",
-                    x.seq,
-                    x.at_ms,
-                    x.method,
-                    x.url,
-                    x.status,
-                    x.bytes,
-                    x.fault.as_ref().map(|f| format!(" fault {f}")).unwrap_or_default()
-                );
+                let _ = writeln!(out, "    {x}");
             }
         }
     }

@@ -312,16 +312,7 @@ fn check_item(out: &mut String, check: &CheckResult) {
         Some(ev) => {
             let _ = writeln!(out, ": {}", escape(&ev.message));
             for x in &ev.exchanges {
-                let line = format!(
-                    "#{} +{} ms {} {} → {} ({} bytes){}",
-                    x.seq,
-                    x.at_ms,
-                    x.method,
-                    x.url,
-                    x.status,
-                    x.bytes,
-                    x.fault.as_ref().map(|f| format!(" fault {f}")).unwrap_or_default()
-                );
+                let line = format!("{x}");
                 let _ = writeln!(out, "  - {}", code(&line));
             }
         }
