@@ -6,7 +6,6 @@ pub mod judge;
 pub mod record;
 pub mod setup;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,13 +204,4 @@ fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
         dir: None,
         rerun,
     }
-}
-
-/// Counts of each verdict, for a one-line summary.
-pub fn tally(report: &RunReport) -> BTreeMap<&'static str, u64> {
-    let mut out = BTreeMap::new();
-    for c in &report.cases {
-        *out.entry(c.verdict.as_str()).or_default() += 1;
-    }
-    out
 }
