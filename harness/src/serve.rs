@@ -5,7 +5,7 @@ mod scenario;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bulkmock_server::app::{AppState, serve};
+use bulkmock_server::app::{AppState, serve_with_grace};
 use bulkmock_server::auth::AuthConfig;
 use bulkmock_server::{ClientKey, DEMO_CLIENT_ID, KeyAlg, Registration, ServerConfig};
 use clap::Args;
@@ -86,6 +86,21 @@ pub struct ServeArgs {
     /// Allowed clock difference for assertion exp, nbf and iat.
     #[arg(long, env = "BULKMOCK_CLOCK_SKEW", default_value = "5s", value_parser = parse_duration)]
     clock_skew: Duration,
+    /// Largest token request body in bytes (larger ones get 413 invalid_request).
+    #[arg(long, env = "BULKMOCK_MAX_TOKEN_BODY", default_value_t = 64 * 1024)]
+    max_token_body: usize,
+    /// Largest body in bytes of a POST kick-off, a registration or an admin request (larger ones get 413).
+    #[arg(long, env = "BULKMOCK_MAX_BODY", default_value_t = 1024 * 1024)]
+    max_body: usize,
+    /// Export jobs one client may have running at once (more get 429 with Retry-After); 0: no limit.
+    #[arg(long, env = "BULKMOCK_MAX_JOBS_PER_CLIENT", default_value_t = 10)]
+    max_jobs_per_client: usize,
+    /// How long a client may take to send a request's line and headers before its connection is closed.
+    #[arg(long, env = "BULKMOCK_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// On Ctrl-C or SIGTERM, how long in-flight requests (downloads) may go on before they are cut.
+    #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
     /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
     /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
     #[arg(long, conflicts_with_all = [
@@ -156,7 +171,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         return scenario::run(args);
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
             .map_err(|e| format!("cannot listen on {}:{}: {e}", args.host, args.port))?;
@@ -196,6 +211,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 enabled: args.admin,
                 any_host: args.admin_any_host,
                 token: args.admin_token.clone(),
+            },
+            limits: bulkmock_server::limits::Limits {
+                token_body_bytes: args.max_token_body,
+                kickoff_body_bytes: args.max_body,
+                registration_body_bytes: args.max_body,
+                admin_body_bytes: args.max_body,
+                max_jobs_per_client: args.max_jobs_per_client,
+                header_read_timeout: args.header_timeout,
             },
             ..ServerConfig::default()
         };
@@ -242,13 +265,34 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());
         }
         println!("Press Ctrl-C to stop.");
-        serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("bulkmock: shutting down");
-        })
-        .await
-        .map_err(|e| e.to_string())
-    })
+        let grace = args.shutdown_grace;
+        serve_with_grace(listener, state, stop_signal(grace), grace).await.map_err(|e| e.to_string())
+    });
+    // Cuts what the grace period left running; each cut exchange writes its transcript line as it drops.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM, saying so on stderr.
+pub(crate) async fn stop_signal(grace: Duration) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("bulkmock: shutting down (requests in flight get {} s)", grace.as_secs_f64());
 }
 
 #[cfg(test)]

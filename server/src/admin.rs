@@ -24,6 +24,8 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/faults/{id}", delete(remove_fault))
         .route("/transcript", get(read_transcript).delete(clear_transcript))
         .route("/reset", post(reset))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::limits::admin_body))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
@@ -122,4 +124,45 @@ async fn reset(State(s): State<Arc<AppState>>) -> Response {
     s.faults.clear();
     s.transcript.clear();
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AdminConfig, ServerConfig};
+
+    fn state(admin: AdminConfig) -> Arc<AppState> {
+        let config = ServerConfig { patients: 1, open: true, admin, ..ServerConfig::default() };
+        AppState::new(config, "http://127.0.0.1:1").unwrap()
+    }
+
+    fn status(state: &AppState, peer: &str, auth: Option<&str>) -> Option<StatusCode> {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = auth {
+            headers.insert(header::AUTHORIZATION, a.parse().unwrap());
+        }
+        refused(state, peer.parse().unwrap(), &headers).map(|r| r.status())
+    }
+
+    #[test]
+    fn only_loopback_callers_unless_any_host() {
+        let s = state(AdminConfig { enabled: true, ..AdminConfig::default() });
+        assert_eq!(status(&s, "127.0.0.1:5000", None), None);
+        assert_eq!(status(&s, "[::1]:5000", None), None);
+        assert_eq!(status(&s, "192.168.1.20:5000", None), Some(StatusCode::FORBIDDEN));
+        assert_eq!(status(&s, "[2001:db8::1]:5000", None), Some(StatusCode::FORBIDDEN));
+        let any = state(AdminConfig { enabled: true, any_host: true, token: None });
+        assert_eq!(status(&any, "192.168.1.20:5000", None), None);
+    }
+
+    #[test]
+    fn a_secret_is_required_from_every_host_when_set() {
+        let s = state(AdminConfig { enabled: true, any_host: true, token: Some("s3cret".into()) });
+        assert_eq!(status(&s, "127.0.0.1:5000", None), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(status(&s, "10.0.0.1:5000", Some("Bearer wrong")), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(status(&s, "10.0.0.1:5000", Some("s3cret")), Some(StatusCode::UNAUTHORIZED));
+        assert_eq!(status(&s, "10.0.0.1:5000", Some("Bearer s3cret")), None);
+        let loopback = state(AdminConfig { enabled: true, any_host: false, token: Some("s3cret".into()) });
+        assert_eq!(status(&loopback, "10.0.0.1:5000", Some("Bearer s3cret")), Some(StatusCode::FORBIDDEN));
+    }
 }

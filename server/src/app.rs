@@ -107,12 +107,18 @@ impl AppState {
 
 /// Builds the router (usable without a socket, e.g. with `oneshot`).
 pub fn router(state: Arc<AppState>) -> Router {
-    let fhir = Router::new()
-        .route("/metadata", get(routes::metadata::capability_statement))
-        .route("/.well-known/smart-configuration", get(crate::auth::discovery::smart_configuration))
+    // Request bodies are read by `limits` (413 in each endpoint's error shape), not by axum's default limit.
+    let unlimited = || axum::extract::DefaultBodyLimit::disable();
+    let kickoffs = Router::new()
         .route("/$export", get(routes::kickoff::system).post(routes::kickoff::system))
         .route("/Patient/$export", get(routes::kickoff::patient).post(routes::kickoff::patient))
         .route("/Group/{id}/$export", get(routes::kickoff::group).post(routes::kickoff::group))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::limits::kickoff_body))
+        .route_layer(unlimited());
+    let fhir = Router::new()
+        .merge(kickoffs)
+        .route("/metadata", get(routes::metadata::capability_statement))
+        .route("/.well-known/smart-configuration", get(crate::auth::discovery::smart_configuration))
         .route("/Group", get(routes::groups::search))
         .route("/Group/{id}", get(routes::groups::read))
         .route("/bulkstatus/{job}", get(routes::status::poll).delete(routes::status::delete))
@@ -120,8 +126,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/bulkfiles/{job}/{name}", get(routes::files::download))
         .route("/attachments/{id}", get(routes::files::attachment));
     let auth = Router::new()
-        .route("/token", post(crate::auth::token::token))
-        .route("/register", post(crate::auth::register::register))
+        // The token body is read, within its limit, by `faults::apply::layer`.
+        .route("/token", post(crate::auth::token::token).layer(unlimited()))
+        .merge(
+            Router::new()
+                .route("/register", post(crate::auth::register::register))
+                .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::limits::registration_body))
+                .route_layer(unlimited()),
+        )
         .route(
             "/authorize",
             get(|| async {
@@ -162,6 +174,34 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
-    let app = router(state).into_make_service_with_connect_info::<crate::transport::Peer>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let header_read_timeout = state.config.limits.header_read_timeout;
+    crate::conn::run(listener, router(state), header_read_timeout, shutdown).await;
+    Ok(())
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting and
+/// lets requests in flight (downloads) go on for at most `grace`. Connections
+/// still open after that are left to the runtime's shutdown, which cuts them
+/// (each cut exchange is still written to the transcript as its body drops).
+pub async fn serve_with_grace(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(listener, state, async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    });
+    let grace_over = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served,
+        () = grace_over => Ok(()),
+    }
 }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// duration is complete at its first poll (deterministic harness runs;
     /// slower kick-offs for large exports).
     pub count_before_accepting: bool,
+    /// Request body sizes and running jobs per client.
+    pub limits: crate::limits::Limits,
 }
 
 /// Settings of the admin API.
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             transcript_file: None,
             admin: AdminConfig::default(),
             count_before_accepting: false,
+            limits: crate::limits::Limits::default(),
         }
     }
 }

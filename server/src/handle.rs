@@ -124,6 +124,11 @@ impl MockServerBuilder {
         self.config.count_before_accepting = true;
         self
     }
+    /// Request body sizes and running jobs per client ([`crate::limits::Limits`]).
+    pub fn limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
     /// The full configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;

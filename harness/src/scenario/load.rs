@@ -164,6 +164,10 @@ pub fn load_file(path: &Path) -> Result<ScenarioFile, ScenarioError> {
     parse(&text, path)
 }
 
+/// Most cases one scenario file may expand to: a bound on what a matrix can
+/// cost before any case is built (a few keys of many values multiply fast).
+pub const MAX_CASES_PER_FILE: usize = 1000;
+
 /// Parses scenario text; `path` names the file in errors and gives the id.
 pub fn parse(text: &str, path: &Path) -> Result<ScenarioFile, ScenarioError> {
     let err = |line: usize, field: Option<&str>, message: String| ScenarioError {
@@ -176,6 +180,15 @@ pub fn parse(text: &str, path: &Path) -> Result<ScenarioFile, ScenarioError> {
     let matrix = read_matrix(&raw).map_err(|(field, message)| {
         err(line_of(text, "[matrix]").max(line_of_key(text, &field)), Some(&field), message)
     })?;
+    let count = matrix.values().try_fold(1usize, |n, v| n.checked_mul(v.len()));
+    if count.is_none_or(|n| n > MAX_CASES_PER_FILE) {
+        let count = count.map_or("more than usize::MAX".to_string(), |n| n.to_string());
+        return Err(err(
+            line_of(text, "[matrix]"),
+            Some("matrix"),
+            format!("the matrix expands to {count} cases, at most {MAX_CASES_PER_FILE} per file; split the file"),
+        ));
+    }
     let id = scenario_id(path);
     let mut cases = Vec::new();
     for values in combinations(&matrix) {

@@ -12,7 +12,7 @@ use bulkmock_harness::adapter::CaseContext;
 use bulkmock_harness::runner::record::{self, JudgeFile};
 use bulkmock_harness::runner::{folder_name, judge, setup};
 use bulkmock_harness::scenario::{self, Case};
-use bulkmock_server::app::{AppState, serve};
+use bulkmock_server::app::{AppState, serve_with_grace};
 
 use super::ServeArgs;
 
@@ -51,11 +51,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         base.write(&judge_path)?;
         banner(&case, &file, &ctx, &state, &transcript, &judge_path, args.admin);
         let watcher = tokio::spawn(record::keep_written(state.clone(), base.clone(), judge_path.clone()));
-        let served = serve(listener, state.clone(), async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("bulkmock: shutting down");
-        })
-        .await;
+        let grace = args.shutdown_grace;
+        let served = serve_with_grace(listener, state.clone(), super::stop_signal(grace), grace).await;
         watcher.abort();
         base.with_job(&state).write(&judge_path)?;
         drop(jwks_host);

@@ -94,14 +94,39 @@ fn bad(path: &Path, line: usize, message: impl std::fmt::Display) -> std::io::Er
     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}:{line}: {message}", path.display()))
 }
 
+/// The files of `paths` that really lie inside `dir`, as canonical paths: a
+/// symlink whose target is outside the folder is skipped with a warning, so
+/// `--data` never serves a file from elsewhere. Opening the canonical path
+/// (not the link) means the file read is the one checked.
+fn inside(dir: &Path, paths: Vec<PathBuf>) -> std::io::Result<Vec<PathBuf>> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read data folder {}: {e}", dir.display())))?;
+    let mut kept = Vec::with_capacity(paths.len());
+    for path in paths {
+        match path.canonicalize() {
+            Ok(real) if real.starts_with(&root) => kept.push(real),
+            Ok(real) => tracing::warn!(
+                "skipping {}: it links to {}, outside the data folder {}",
+                path.display(),
+                real.display(),
+                root.display()
+            ),
+            Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
+        }
+    }
+    Ok(kept)
+}
+
 impl Folder {
-    /// Indexes every `*.ndjson` file in `dir`.
+    /// Indexes every `*.ndjson` file in `dir` (symlinks only when they point inside `dir`).
     pub fn load(dir: &Path, _fhir_base: &str) -> std::io::Result<Folder> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read data folder {}: {e}", dir.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
             .collect();
+        paths = inside(dir, paths)?;
         paths.sort();
         if paths.is_empty() {
             return Err(std::io::Error::new(

@@ -317,6 +317,23 @@ impl JobStore {
         self.history.lock().expect("job history").iter().cloned().collect()
     }
 
+    /// Jobs of `owner` still running (neither complete, failed nor cancelled),
+    /// and the least time one of them still needs.
+    pub fn running(&self, owner: Option<&str>) -> (usize, Duration) {
+        let jobs = self.jobs.lock().expect("job store");
+        let mut running = 0;
+        let mut soonest = Duration::MAX;
+        for job in jobs.values().filter(|j| j.owner.as_deref() == owner) {
+            let progress = job.progress();
+            if progress.complete || job.failure().is_some() || job.cancelled.load(Ordering::Relaxed) {
+                continue;
+            }
+            running += 1;
+            soonest = soonest.min(progress.remaining);
+        }
+        (running, if running == 0 { Duration::ZERO } else { soonest })
+    }
+
     /// Number of live jobs.
     pub fn len(&self) -> usize {
         self.jobs.lock().expect("job store").len()

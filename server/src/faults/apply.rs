@@ -25,7 +25,7 @@ use super::shape::{first_line_of_sibling, respond, rewrite_body, rewrite_json, s
 use crate::app::AppState;
 use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
 
-/// Largest token request body read for the transcript.
+/// Largest token response body read for the transcript.
 const MAX_TOKEN_BODY: usize = 64 * 1024;
 
 /// The middleware.
@@ -38,10 +38,19 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     // A request that followed a redirect capability is not redirected again.
     facts.redirected =
         cap_param(parts.uri.query()).is_some_and(|c| state.capabilities.issuer(&c) == Some(Issuer::Redirect));
-    // A token request's body says who is asking; read it (it is small) and put it back.
+    // A token request's body says who is asking; read it (within its limit) and put it back.
     let is_token = facts.target == Some(Target::Token);
+    let mut refused = None;
     let (body, assertion, form) = if is_token {
-        let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
+        let limit = state.config.limits.token_body_bytes;
+        let bytes = match crate::limits::read_limited(&parts.headers, body, limit).await {
+            Ok(bytes) => bytes,
+            Err(crate::limits::BodyError::TooLarge) => {
+                refused = Some(crate::limits::token_too_large(limit));
+                Default::default()
+            }
+            Err(crate::limits::BodyError::Broken(_)) => Default::default(),
+        };
         let assertion = decode_assertion(&bytes);
         if let Some(iss) = assertion.as_ref().and_then(|a| a["claims"]["iss"].as_str()) {
             facts.client_id = Some(iss.to_string());
@@ -53,7 +62,10 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     };
     let conn = parts.extensions.get::<axum::extract::ConnectInfo<crate::transport::Peer>>().map(|c| c.0.0.port());
     let profile = parts.extensions.get::<super::profile::ProfileEngine>().map(|p| Arc::clone(&p.0));
-    let fired = profile.and_then(|engine| engine.check(&facts)).or_else(|| check(&state, &facts));
+    let fired = match refused {
+        Some(_) => None,
+        None => profile.and_then(|engine| engine.check(&facts)).or_else(|| check(&state, &facts)),
+    };
     let mut exchange = Exchange {
         seq: 0,
         at_ms: state.transcript.now_ms(),
@@ -75,9 +87,10 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         issued: None,
     };
     let request = Request::from_parts(parts, body);
-    let response = match fired {
-        Some(Fired { fault, count, .. }) => apply(&state, fault, count, request, next).await,
-        None => next.run(request).await,
+    let response = match (refused, fired) {
+        (Some(refused), _) => refused,
+        (None, Some(Fired { fault, count, .. })) => apply(&state, fault, count, request, next).await,
+        (None, None) => next.run(request).await,
     };
     exchange.status = response.status().as_u16();
     exchange.response = recorded_response_headers(response.headers());

@@ -236,6 +236,10 @@ fn kickoff(
         request_url = format!("{request_url}?{query}");
     }
     let lenient_applied = prefs.lenient && !plan.notes.is_empty();
+    let (running, soonest_done) = state.jobs.running(caller.client_id.as_deref());
+    if let Some(refused) = crate::limits::job_slots(&state.config.limits, running, soonest_done) {
+        return Ok(refused);
+    }
     let id = state.jobs.next_id();
     let duration = overrides.job_duration.unwrap_or(state.config.job_duration);
     let job = Job::new(id, plan, request_url, prefs.separate_status, duration, caller.client_id);
