@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bulkmock_client::{Client, ClientError, Credentials, ExportRequest, Level, Policy, Summary};
-use bulkmock_harness::adapter::builtin::{exit, exit_code};
+use bulkmock_client::{Client, ClientError, Credentials, ExportRequest, Policy, Summary};
+use bulkmock_harness::adapter::builtin::{exit, exit_code, export_request};
+use bulkmock_harness::scenario::{ClientSpec, LevelName};
 use clap::Args;
 
 use crate::progress;
@@ -119,22 +120,27 @@ fn credentials(args: &ExportArgs) -> Result<Option<Credentials>, String> {
     credentials.map(Some).map_err(|e| format!("--key {}: {e}", key.display()))
 }
 
+/// The flags as a scenario's `[client]` request, mapped to the client's
+/// request by the same function the harness uses.
 fn request(args: &ExportArgs) -> ExportRequest {
     let level = match (&args.group, args.patient) {
-        (Some(id), _) => Level::Group(id.clone()),
-        (None, true) => Level::Patient,
-        (None, false) => Level::System,
+        (Some(_), _) => LevelName::Group,
+        (None, true) => LevelName::Patient,
+        (None, false) => LevelName::System,
     };
-    let mut request = ExportRequest::new(level);
-    request.types = args.types.clone();
-    request.since = args.since.clone();
-    request.until = args.until.clone();
-    request.type_filters = args.type_filters.clone();
-    request.elements = args.elements.clone();
-    request.post = args.post;
-    request.allow_partial_manifests = args.partial_manifests;
-    request.separate_export_status = args.separate_status;
-    request
+    export_request(&ClientSpec {
+        level,
+        group: args.group.clone(),
+        types: args.types.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        type_filters: args.type_filters.clone(),
+        elements: args.elements.clone(),
+        post: args.post,
+        allow_partial_manifests: args.partial_manifests,
+        separate_export_status: args.separate_status,
+        ..ClientSpec::default()
+    })
 }
 
 async fn export(args: &ExportArgs, credentials: Option<Credentials>) -> Result<Summary, ClientError> {

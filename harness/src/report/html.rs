@@ -116,13 +116,7 @@ fn summary(out: &mut String, report: &RunReport) {
         out.push_str("</dd>");
     }
     out.push_str("</dl>\n<div class=\"pills\">");
-    for (name, n) in [
-        ("pass", s.passed),
-        ("warn", s.warned),
-        ("fail", s.failed),
-        ("error", s.errors - s.timeouts),
-        ("timeout", s.timeouts),
-    ] {
+    for (name, n) in s.by_verdict() {
         let class = if n == 0 { "v-skip" } else { verdict_class(name) };
         let _ = write!(out, "<span class=\"pill {class}\" title=\"{name} cases\">{n} {name}</span>");
     }

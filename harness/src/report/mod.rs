@@ -144,6 +144,19 @@ pub struct Summary {
     pub should: Score,
 }
 
+impl Summary {
+    /// Cases per case verdict, in report order (`error` without the timeouts).
+    pub fn by_verdict(&self) -> [(&'static str, u64); 5] {
+        [
+            ("pass", self.passed),
+            ("warn", self.warned),
+            ("fail", self.failed),
+            ("error", self.errors - self.timeouts),
+            ("timeout", self.timeouts),
+        ]
+    }
+}
+
 /// The whole result of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {

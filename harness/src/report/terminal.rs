@@ -64,13 +64,7 @@ pub fn summary(report: &RunReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\nseed {}  client {}", report.seed, report.client);
     let _ = writeln!(out, "{:<8} {:>6}", "verdict", "cases");
-    for (name, n) in [
-        ("pass", s.passed),
-        ("warn", s.warned),
-        ("fail", s.failed),
-        ("error", s.errors - s.timeouts),
-        ("timeout", s.timeouts),
-    ] {
+    for (name, n) in s.by_verdict() {
         let _ = writeln!(out, "{name:<8} {n:>6}");
     }
     let _ = writeln!(
