@@ -9,6 +9,7 @@ pub mod engine;
 pub mod file;
 pub mod model;
 pub mod profile;
+pub mod required;
 pub mod rewrite;
 mod shape;
 

@@ -275,6 +275,9 @@ pub enum ContentMutation {
     DuplicateLine,
     /// The first resource of another file of the same type appears again at the end of this one.
     DuplicateAcrossFiles,
+    /// Line n lacks the elements its profile requires (US Core where the type has
+    /// one, e.g. Patient `identifier`, `name`, `gender`; see `faults::required`).
+    MissingRequired,
 }
 
 /// Which gzip trouble.

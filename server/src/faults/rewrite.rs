@@ -119,6 +119,15 @@ pub fn content(body: Vec<u8>, mutation: ContentMutation, line: u64) -> Vec<u8> {
             let copy = lines[n].clone();
             lines.insert(n + 1, copy);
         }
+        ContentMutation::MissingRequired => {
+            if let Ok(Value::Object(mut v)) = serde_json::from_slice::<Value>(&lines[n]) {
+                let ty = v.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+                for element in super::required::required_elements(&ty) {
+                    v.remove(*element);
+                }
+                lines[n] = serde_json::to_vec(&v).unwrap_or_default();
+            }
+        }
         // Needs the other file: done by `apply` with `append_line`.
         ContentMutation::DuplicateAcrossFiles => {}
     }
@@ -142,6 +151,11 @@ mod tests {
         assert!(std::str::from_utf8(&content(NDJSON.to_vec(), ContentMutation::InvalidUtf8, 1)).is_err());
         assert!(text(ContentMutation::HugeLine, 1).len() > 2_000_000);
         assert!(text(ContentMutation::WrongType, 2).lines().nth(1).unwrap().contains("\"Basic\""));
+        let patient = br#"{"resourceType":"Patient","id":"p1","identifier":[{"value":"1"}],"name":[{"family":"A"}],"gender":"male","birthDate":"2000-01-01"}
+"#;
+        let stripped: Value =
+            serde_json::from_slice(&content(patient.to_vec(), ContentMutation::MissingRequired, 1)).unwrap();
+        assert_eq!(stripped, json!({"resourceType": "Patient", "id": "p1", "birthDate": "2000-01-01"}));
         assert_eq!(text(ContentMutation::DuplicateLine, 9).lines().count(), 3, "lines past the end clamp to the last");
     }
 

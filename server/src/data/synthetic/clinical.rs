@@ -274,9 +274,24 @@ pub fn document_reference(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
 /// CarePlan addressing the patient's first condition.
 pub fn care_plan(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (p, _) = c.owner(T::CarePlan);
+    // US Core CarePlan: a narrative and the `assess-plan` category are required.
+    w.obj("text", |w| {
+        w.str("status", "generated");
+        w.str("div", "<div xmlns=\"http://www.w3.org/1999/xhtml\">Chronic disease management plan</div>");
+    });
     w.str("status", "active");
     w.str("intent", "plan");
-    concepts(w, "category", SNOMED, "734163000", "Care plan (record artifact)");
+    w.arr("category", |w| {
+        w.item_obj(|w| {
+            w.arr("coding", |w| {
+                w.item_obj(|w| coding(w, US_CORE_CAREPLAN_CATEGORY, "assess-plan", "Assessment and Plan of Treatment"))
+            });
+        });
+        w.item_obj(|w| {
+            w.arr("coding", |w| w.item_obj(|w| coding(w, SNOMED, "734163000", "Care plan (record artifact)")));
+            w.str("text", "Care plan (record artifact)");
+        });
+    });
     w.str("title", "Chronic disease management plan");
     subject_and_encounter(w, p, 0);
     w.obj("period", |w| w.instant("start", c.event));

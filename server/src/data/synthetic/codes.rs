@@ -15,6 +15,8 @@ pub const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 pub const UCUM: &str = "http://unitsofmeasure.org";
 /// US NPI identifiers.
 pub const NPI: &str = "http://hl7.org/fhir/sid/us-npi";
+/// US Core's CarePlan category code system (`assess-plan`).
+pub const US_CORE_CAREPLAN_CATEGORY: &str = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category";
 /// HL7 terminology base.
 pub const THO: &str = "http://terminology.hl7.org/CodeSystem/";
 
