@@ -175,6 +175,9 @@ impl Client {
         let url = inner.base.join(&request.path()).map_err(|e| ClientError::Protocol(e.to_string()))?.to_string();
         let body = request.parameters().to_string();
         let query = request.query();
+        // CLI-049: what the server can search, before asking it to filter.
+        crate::capabilities::check_type_filters(&inner.http, &inner.base, &request.type_filters, |e| inner.emit(e))
+            .await;
         let mut attempt = 0;
         loop {
             let sent = if request.needs_post() {

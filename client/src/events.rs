@@ -23,6 +23,14 @@ pub enum Event {
         /// What was granted.
         granted: String,
     },
+    /// A `_typeFilter` names a search parameter the server's CapabilityStatement
+    /// does not list for the type (CLI-049); the kick-off goes ahead.
+    TypeFilterUnsupported {
+        /// The `_typeFilter` query.
+        filter: String,
+        /// The parameter not listed.
+        parameter: String,
+    },
     /// The export was accepted.
     KickedOff {
         /// The status URL to poll.

@@ -14,6 +14,7 @@
 //! ```
 
 mod auth;
+mod capabilities;
 mod client;
 mod download;
 mod error;
@@ -27,6 +28,7 @@ mod request;
 mod summary;
 
 pub use auth::{Credentials, discover_token_url};
+pub use capabilities::unsupported_parameters;
 pub use client::{Client, ClientBuilder};
 pub use error::ClientError;
 pub use events::{Event, Observer};

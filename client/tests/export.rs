@@ -165,3 +165,37 @@ async fn an_output_folder_holding_an_export_is_left_alone() {
     assert_eq!(files(&out), before, "nothing changed");
     assert_eq!(requests(&server, from, "$export"), 0, "no job was started");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn type_filters_are_checked_against_the_capability_statement_before_the_kick_off() {
+    let server = server().await;
+    let log: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let client = client_with(&server, 1, false, log.clone()).await;
+    // `category` is listed for Observation (CLI-049): nothing to report, and the
+    // CapabilityStatement is read before the kick-off.
+    let mut request = ExportRequest::new(Level::System);
+    request.types = vec!["Observation".into()];
+    request.type_filters = vec!["Observation?category=laboratory".into()];
+    client.export(&request, &out_dir("type-filter-listed")).await.unwrap();
+    assert!(!log.lock().unwrap().iter().any(|e| matches!(e, Event::TypeFilterUnsupported { .. })));
+    let transcript = server.transcript();
+    let metadata = transcript.iter().position(|e| e.path.ends_with("/metadata")).expect("metadata read");
+    let kickoff = transcript.iter().position(|e| e.path.ends_with("$export")).unwrap();
+    assert!(metadata < kickoff, "the CapabilityStatement is read before the kick-off");
+
+    // `colour` is listed for no type: reported by name, and the server's answer decides.
+    let mut request = ExportRequest::new(Level::System);
+    request.types = vec!["Observation".into()];
+    request.type_filters = vec!["Observation?colour=red&code=1234-5".into()];
+    let error = client.export(&request, &out_dir("type-filter-unlisted")).await.unwrap_err();
+    assert!(matches!(error, ClientError::Outcome { .. }), "{error}");
+    let events = log.lock().unwrap();
+    let reported: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::TypeFilterUnsupported { .. })).collect();
+    assert_eq!(
+        reported,
+        [&Event::TypeFilterUnsupported {
+            filter: "Observation?colour=red&code=1234-5".into(),
+            parameter: "colour".into()
+        }]
+    );
+}

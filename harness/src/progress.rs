@@ -77,6 +77,11 @@ fn describe(event: &Event) -> Option<String> {
         }
         Event::Token { renewal: true, .. } => "token renewed".into(),
         Event::ScopeNarrowed { requested, granted } => format!("warning: asked for {requested:?}, granted {granted:?}"),
+        Event::TypeFilterUnsupported { filter, parameter } => {
+            format!(
+                "warning: the server does not list the search parameter {parameter:?} used by _typeFilter {filter:?}"
+            )
+        }
         Event::KickedOff { status_url } => format!("export accepted, status at {status_url}"),
         Event::InProgress { progress, wait_ms } => format!(
             "in progress: {} (next poll in {:.1} s)",

@@ -29,6 +29,7 @@ enum Flaw {
     KeepsTruncatedFile,
     ExitsZeroAfterFatal,
     DoesNothing,
+    TypeFilterWithoutCapabilities,
 }
 
 struct Flawed {
@@ -116,7 +117,11 @@ impl Flawed {
         if self.flaw == Flaw::DoesNothing {
             return Ok(0);
         }
-        let kickoff = format!("{}/Patient/$export", self.ctx.fhir_base);
+        let mut kickoff = format!("{}/Patient/$export", self.ctx.fhir_base);
+        if self.flaw == Flaw::TypeFilterWithoutCapabilities {
+            // Filters without asking the server which search parameters it supports.
+            kickoff.push_str("?_type=Patient,Observation&_typeFilter=Observation%3Fcategory%3Dlaboratory");
+        }
         let r = self.get(&kickoff, true).await?;
         if r.status() != 202 {
             let code = if self.flaw == Flaw::ExitsZeroAfterFatal { 0 } else { 1 };
@@ -308,4 +313,14 @@ async fn exiting_zero_after_a_fatal_error_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exiting_zero_without_exporting_is_caught() {
     caught(Flaw::DoesNothing, BASE, "output.matches_export", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_filter_sent_without_reading_the_capability_statement_is_caught() {
+    let s = BASE.replace(
+        "level = \"patient\"\n",
+        "level = \"patient\"\ntypes = [\"Patient\", \"Observation\"]\ntype_filters = [\"Observation?category=laboratory\"]\n",
+    )
+    .replace("[expect]\n", "[expect]\nchecks = [\"kickoff.type_filter_capabilities\"]\n");
+    caught(Flaw::TypeFilterWithoutCapabilities, &s, "kickoff.type_filter_capabilities", Verdict::Warn).await;
 }

@@ -30,6 +30,14 @@ pub const CHECKS: &[Check] = &[
         always: true,
         run: matches_request,
     },
+    Check {
+        id: "kickoff.type_filter_capabilities",
+        title: "before a kick-off with _typeFilter, the client reads the CapabilityStatement for usable search parameters",
+        requirements: &["CLI-049"],
+        level: Level::Should,
+        always: false,
+        run: type_filter_capabilities,
+    },
 ];
 
 fn kickoffs<'a>(input: &'a Input) -> Vec<&'a Exchange> {
@@ -118,6 +126,21 @@ fn matches_request(input: &Input) -> Finding {
         Finding::Pass
     } else {
         Finding::miss(format!("the client started another export: {}", problems.join("; ")), kickoffs(input))
+    }
+}
+
+fn type_filter_capabilities(input: &Input) -> Finding {
+    if !input.job.is_some_and(|j| j.type_filters) {
+        return Finding::skip("no export with _typeFilter");
+    }
+    let Some(first) = kickoffs(input).into_iter().next() else { return Finding::skip("no kick-off") };
+    let read_before = input.exchanges.iter().any(|e| {
+        e.seq < first.seq && e.method == "GET" && route(e) == Some(Route::Metadata) && e.path.ends_with("/metadata")
+    });
+    if read_before {
+        Finding::Pass
+    } else {
+        Finding::miss("the client sent _typeFilter without reading the server's CapabilityStatement first", [first])
     }
 }
 
