@@ -9,7 +9,7 @@
 mod manifest;
 mod outcome;
 
-pub use manifest::{Manifest, ManifestFile, ManifestLink};
+pub use manifest::{Manifest, ManifestFile, ManifestLink, SHA256_EXTENSION};
 pub use outcome::{IssueSeverity, IssueType, OperationOutcome, OutcomeIssue};
 
 /// Media type of FHIR JSON resources, such as an OperationOutcome (SRV-130).

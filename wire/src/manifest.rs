@@ -46,6 +46,22 @@ pub struct ManifestFile {
     /// URL of the file a split resource block continues in (SRV-161).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues_in_file: Option<String>,
+    /// Server-specific extension object of the file (SRV-164), e.g. its
+    /// SHA-256 under [`SHA256_EXTENSION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The key, in a file's `extension` object, of the SHA-256 of the file's
+/// bytes (uncompressed), as lowercase hex. bulkmock's own extension: off by
+/// default on the server, checked by the reference client whenever present.
+pub const SHA256_EXTENSION: &str = "https://bulkmock.dev/fhir/StructureDefinition/sha256";
+
+impl ManifestFile {
+    /// The SHA-256 the manifest gives for the file, when it gives one.
+    pub fn sha256(&self) -> Option<&str> {
+        self.extension.as_ref()?.get(SHA256_EXTENSION)?.as_str()
+    }
 }
 
 /// A `link` entry of a partial manifest (SRV-163).

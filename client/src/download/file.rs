@@ -111,6 +111,9 @@ pub(crate) async fn fetch(
         resource_type: task.resource_type.clone(),
     });
     let mut sink = LineSink::new(out, task.resource_type.as_deref());
+    if task.sha256.is_some() {
+        sink = sink.with_digest();
+    }
     let mut etag: Option<String> = None;
     let mut wire_bytes = 0u64;
     let mut attempt = 0u32;
@@ -234,6 +237,15 @@ pub(crate) async fn fetch(
             match cut {
                 None => {
                     let path = sink.path();
+                    sink.end().map_err(|e| line_error(&url, path.clone(), e))?;
+                    if let (Some(expected), Some(got)) = (&task.sha256, sink.sha256_hex())
+                        && *expected != got
+                    {
+                        return Err(ClientError::Integrity {
+                            url,
+                            problem: format!("the file's SHA-256 is {got}, the manifest's extension says {expected}"),
+                        });
+                    }
                     let (resources, finished) = sink.finish().map_err(|e| line_error(&url, path, e))?;
                     if let Some(count) = task.count
                         && count != resources

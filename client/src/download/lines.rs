@@ -58,6 +58,9 @@ pub(crate) struct LineSink {
     pub resources: u64,
     /// Lines seen, blank ones included (for messages).
     line_no: u64,
+    /// The SHA-256 of the committed bytes as they came (before normalisation),
+    /// when the manifest gives one to check.
+    digest: Option<aws_lc_rs::digest::Context>,
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -82,7 +85,20 @@ impl LineSink {
             committed: 0,
             resources: 0,
             line_no: 0,
+            digest: None,
         }
+    }
+
+    /// Also computes the SHA-256 of the body (see [`LineSink::sha256_hex`]).
+    pub fn with_digest(mut self) -> LineSink {
+        self.digest = Some(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+        self
+    }
+
+    /// The SHA-256 of the bytes committed so far, in lowercase hex.
+    pub fn sha256_hex(&self) -> Option<String> {
+        let digest = self.digest.clone()?.finish();
+        Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The file being written, for messages.
@@ -96,6 +112,7 @@ impl LineSink {
         self.out.advance()?;
         let mut start = 0;
         let mut run = 0; // start of checked bytes not written yet
+        let mut hashed = 0; // start of committed bytes of `chunk` not hashed yet
         for newline in memchr::memchr_iter(b'\n', chunk) {
             let piece = &chunk[start..newline];
             let length = (self.pending.len() + piece.len() + 1) as u64;
@@ -117,6 +134,11 @@ impl LineSink {
                 joined.extend_from_slice(piece);
                 let kept = self.check(&joined)?;
                 self.keep(kept, &joined)?;
+                if let Some(digest) = &mut self.digest {
+                    digest.update(&joined);
+                    digest.update(b"\n");
+                    hashed = newline + 1;
+                }
                 joined.clear();
                 self.pending = joined;
                 run = newline + 1;
@@ -125,14 +147,16 @@ impl LineSink {
             start = newline + 1;
         }
         self.out.write(&chunk[run..start])?;
+        if let Some(digest) = &mut self.digest {
+            digest.update(&chunk[hashed..start]);
+        }
         self.pending.extend_from_slice(&chunk[start..]);
         Ok(())
     }
 
     /// The body ended normally: a last line without newline is kept only if it
-    /// is a whole resource (a cut one never parses as a JSON object). Returns
-    /// the resources written and where they are.
-    pub fn finish(mut self) -> Result<(u64, Finished), LineError> {
+    /// is a whole resource (a cut one never parses as a JSON object).
+    pub fn end(&mut self) -> Result<(), LineError> {
         if !self.pending.is_empty() {
             let last = std::mem::take(&mut self.pending);
             let kept = self.check(&last).map_err(|e| match e {
@@ -141,7 +165,16 @@ impl LineSink {
             })?;
             self.keep(kept, &last)?;
             self.committed += last.len() as u64;
+            if let Some(digest) = &mut self.digest {
+                digest.update(&last);
+            }
         }
+        Ok(())
+    }
+
+    /// Ends the body (see [`LineSink::end`]); returns the resources written and where they are.
+    pub fn finish(mut self) -> Result<(u64, Finished), LineError> {
+        self.end()?;
         Ok((self.resources, self.out.finish()?))
     }
 
@@ -163,6 +196,9 @@ impl LineSink {
         self.committed = 0;
         self.resources = 0;
         self.line_no = 0;
+        if self.digest.is_some() {
+            self.digest = Some(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+        }
         Ok(())
     }
 
@@ -246,6 +282,35 @@ mod tests {
         s.feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Pa").unwrap();
         let Err(LineError::Bad(why)) = s.finish() else { panic!("a cut last line must fail") };
         assert!(why.contains("line 2") && why.contains("without a newline"), "{why}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn the_digest_covers_the_bytes_as_served_across_chunks_cuts_and_restarts() {
+        let body = b"\xEF\xBB\xBF{\"resourceType\":\"Patient\",\"id\":\"a\"}\r\n\n{\"resourceType\":\"Patient\",\"id\":\"b\"}\n{\"resourceType\":\"Patient\"}";
+        let hex = |bytes: &[u8]| -> String {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let (s, path) = sink("digest");
+        let mut s = s.with_digest();
+        // A first try cut in the middle of line 3: the whole lines stay, the rest is dropped.
+        s.feed(&body[..60]).unwrap();
+        s.rollback().unwrap();
+        let resume = s.committed as usize;
+        // The resumed part arrives in uneven chunks, the last line without a newline.
+        for chunk in body[resume..].chunks(7) {
+            s.feed(chunk).unwrap();
+        }
+        s.end().unwrap();
+        assert_eq!(s.sha256_hex().unwrap(), hex(body), "the digest is of the bytes served, not the normalised ones");
+        // Starting over forgets what was hashed.
+        s.restart().unwrap();
+        s.feed(&body[..10]).unwrap();
+        assert_ne!(s.sha256_hex().unwrap(), hex(body));
         std::fs::remove_file(path).unwrap();
     }
 

@@ -39,6 +39,8 @@ pub(crate) struct FileTask {
     pub resource_type: Option<String>,
     /// The manifest's `count`.
     pub count: Option<u64>,
+    /// The SHA-256 the manifest's extension gives for the file's bytes, if any.
+    pub sha256: Option<String>,
 }
 
 impl FileTask {
@@ -107,6 +109,7 @@ impl Pool {
                 place: FileRef { page_url: page_url.to_string(), group, index },
                 resource_type: file.resource_type.clone(),
                 count: file.count,
+                sha256: file.sha256().map(str::to_ascii_lowercase),
             };
             task.ordinal = self.merger.expect(task.target());
             let task = Arc::new(task);

@@ -98,6 +98,7 @@ pub fn build(
             url: urls.file_in(&file_name(source, kind, i), job.url_generation()),
             count: Some(count),
             continues_in_file: None,
+            extension: None,
         };
         match kind {
             FileKind::Deleted(_) => deleted.push(entry),
@@ -112,6 +113,7 @@ pub fn build(
             url: urls.file_in(ERROR_FILE, job.url_generation()),
             count: Some(job.plan.notes.len() as u64),
             continues_in_file: None,
+            extension: None,
         }]
     };
     let link = if page < page_count(job, page_size) {

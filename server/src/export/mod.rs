@@ -1,6 +1,7 @@
 //! The `$export` operation: parameters, planning, file content, jobs.
 
 pub mod content;
+pub mod digest;
 pub mod elements;
 pub mod expected;
 pub mod job;

@@ -249,6 +249,9 @@ pub enum ManifestVariant {
     OutputMissing,
     /// A partial success: an `error` file with an OperationOutcome for resources that could not be exported.
     PartialSuccess,
+    /// The first output file's SHA-256 extension does not match its bytes (given
+    /// even when the server's file digests are off).
+    Sha256Mismatch,
 }
 
 /// How a `content` fault damages NDJSON.

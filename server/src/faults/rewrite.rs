@@ -4,6 +4,9 @@ use serde_json::{Value, json};
 
 use super::model::{ContentMutation, ManifestVariant};
 
+/// The SHA-256 of no bytes.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 /// A marker key: the manifest is to be replaced by a body that is not JSON.
 pub const NOT_JSON: &str = "\u{0}not-json";
 
@@ -54,6 +57,22 @@ pub fn manifest(v: &mut Value, variant: ManifestVariant) {
         }
         ManifestVariant::OutputMissing => {
             m.remove("output");
+        }
+        ManifestVariant::Sha256Mismatch => {
+            if let Some(Value::Array(items)) = m.get_mut("output")
+                && let Some(first) = items.first_mut()
+            {
+                let key = bulkmock_wire::SHA256_EXTENSION;
+                // Another digit in the right one, or the digest of nothing: never the file's.
+                let wrong = match first["extension"][key].as_str() {
+                    Some(given) => {
+                        let flipped = if given.starts_with('0') { '1' } else { '0' };
+                        format!("{flipped}{}", &given[1.min(given.len())..])
+                    }
+                    None => EMPTY_SHA256.to_string(),
+                };
+                first["extension"][key] = json!(wrong);
+            }
         }
         // Needs the job (its error file): done by `apply`.
         ManifestVariant::PartialSuccess => {}
