@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// How long a client may take to send a request's line and headers before its connection is closed.
     #[arg(long, env = "BULKMOCK_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     header_timeout: Duration,
+    /// How long a response may go unread (the client reads nothing) before its connection is reset; 0s: never.
+    #[arg(long, env = "BULKMOCK_STALLED_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    stalled_write_timeout: Duration,
+    /// Connections served at once; beyond it a connection gets 503 with Retry-After and is closed; 0: no limit.
+    #[arg(long, env = "BULKMOCK_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
     /// On Ctrl-C or SIGTERM, how long in-flight requests (downloads) may go on before they are cut.
     #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
@@ -219,6 +225,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 admin_body_bytes: args.max_body,
                 max_jobs_per_client: args.max_jobs_per_client,
                 header_read_timeout: args.header_timeout,
+                stalled_write_timeout: args.stalled_write_timeout,
+                max_connections: args.max_connections,
             },
             ..ServerConfig::default()
         };

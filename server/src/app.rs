@@ -174,8 +174,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
-    let header_read_timeout = state.config.limits.header_read_timeout;
-    crate::conn::run(listener, router(state), header_read_timeout, shutdown).await;
+    let limits = state.config.limits.clone();
+    crate::conn::run(listener, router(state), &limits, shutdown).await;
     Ok(())
 }
 

@@ -1,35 +1,66 @@
 //! The accept loop: every connection served by hyper with a header read
 //! timeout (a client that sends its request head too slowly is cut off;
-//! `axum::serve` sets no timer, so hyper's own default never applies), and a
-//! graceful stop: no new connections, requests in flight finish.
+//! `axum::serve` sets no timer, so hyper's own default never applies), at most
+//! `max_connections` served at once (one more of each beyond it answered 503
+//! and closed), and a graceful stop: no new connections, requests in flight finish.
 
 use std::future::Future;
 use std::pin::pin;
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
+use crate::limits::Limits;
 use crate::transport::ResettableListener;
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the open connections to finish.
 pub async fn run(
     mut listener: ResettableListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    listener.set_stalled_write_timeout(limits.stalled_write_timeout);
+    let header_read_timeout = limits.header_read_timeout;
+    let max_connections = match limits.max_connections {
+        0 => Semaphore::MAX_PERMITS / 2,
+        n => n.min(Semaphore::MAX_PERMITS / 2),
+    };
+    // Served connections hold a permit of `served`; every open socket, refused
+    // ones included, holds one of `sockets`, so refusals are bounded too: past
+    // twice the limit the loop stops accepting (new peers wait in the backlog).
+    let served = Arc::new(Semaphore::new(max_connections));
+    let sockets = Arc::new(Semaphore::new(2 * max_connections));
     // Connections hold a receiver each: `closed()` on the sender completes when all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
+        let socket = tokio::select! {
+            permit = Arc::clone(&sockets).acquire_owned() => permit.expect("never closed"),
+            () = &mut shutdown => break,
+        };
         let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
+        };
+        let task = listener.switches().task_started();
+        let Ok(slot) = Arc::clone(&served).try_acquire_owned() else {
+            let limit = limits.max_connections;
+            tokio::spawn(async move {
+                let refuse = hyper::service::service_fn(move |_| async move {
+                    Ok::<_, std::convert::Infallible>(crate::limits::connections_refused(limit))
+                });
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(false);
+                let _ = builder.serve_connection(TokioIo::new(io), refuse).await;
+                drop((socket, task));
+            });
+            continue;
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -40,6 +71,7 @@ pub async fn run(
         });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            let _held = (socket, slot, task);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
             let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());

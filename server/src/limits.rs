@@ -1,6 +1,8 @@
 //! Limits with clear answers: request body sizes per endpoint (413 naming the
-//! limit, in the shape of the endpoint's errors) and running jobs per client
-//! (429 with `Retry-After`).
+//! limit, in the shape of the endpoint's errors), running jobs per client
+//! (429 with `Retry-After`) and connections (503 with `Retry-After`, see
+//! `conn.rs`); the timeouts for slow clients are applied by `conn.rs` and
+//! `transport.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,12 @@ pub struct Limits {
     /// How long a client may take to send a request's head (line and headers)
     /// before its connection is closed: a client sending a byte a second is cut off.
     pub header_read_timeout: Duration,
+    /// How long a response write may make no progress (the client reads
+    /// nothing) before the connection is reset; zero means never.
+    pub stalled_write_timeout: Duration,
+    /// Connections served at once; 0 means no limit. Beyond it a connection
+    /// gets one `503 Service Unavailable` with `Retry-After` and is closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +54,8 @@ impl Default for Limits {
             admin_body_bytes: 1024 * 1024,
             max_jobs_per_client: 10,
             header_read_timeout: Duration::from_secs(30),
+            stalled_write_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -160,4 +170,21 @@ pub fn job_slots(limits: &Limits, running: usize, soonest_done: Duration) -> Opt
     let secs = soonest_done.as_secs_f64().ceil().max(1.0) as u64;
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     Some(response)
+}
+
+/// The answer to a connection beyond `max_connections`: 503 with an
+/// OperationOutcome naming the limit, `Retry-After: 1` and `Connection: close`.
+pub fn connections_refused(max_connections: usize) -> Response {
+    let mut response = FhirError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        IssueType::Transient,
+        format!(
+            "the server already serves {max_connections} connections, its limit (--max-connections); \
+             this connection is closed: retry in a moment, or reuse fewer connections"
+        ),
+    )
+    .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

@@ -1,9 +1,10 @@
 //! Limits with clear answers: oversized bodies get 413 naming the limit, in the
-//! error shape of their endpoint; a client past its running jobs gets 429.
+//! error shape of their endpoint; a client past its running jobs gets 429; a
+//! connection past the limit gets 503; an oversized JWKS is refused unread.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bulkmock_server::MockServer;
 use bulkmock_server::limits::Limits;
@@ -135,4 +136,133 @@ async fn a_client_past_its_running_jobs_gets_429_with_retry_after_until_one_ends
     let deleted = http().delete(&first_status).bearer_auth(&token).send().await.unwrap();
     assert_eq!(deleted.status(), 202);
     assert_eq!(kickoff(token).await.unwrap().status(), 202);
+}
+
+/// One request on a raw connection; returns the response head and body read
+/// up to `Content-Length` (the connection stays open unless the server closes it).
+async fn roundtrip(stream: &mut tokio::net::TcpStream, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: mock\r\n\r\n").as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before a whole answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .map_or(0, |v| v.parse::<usize>().unwrap());
+            if body.len() >= length {
+                return (head.to_string(), body.to_string());
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until `done` holds; false when it never did.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..3000 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_connection_past_the_limit_gets_503_with_retry_after_until_one_closes() {
+    let limits = Limits { max_connections: 2, ..Limits::default() };
+    let server = MockServer::builder().open().patients(1).limits(limits).start().await;
+    let addr = server.fhir_base().trim_start_matches("http://").trim_end_matches("/fhir").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    // Two kept-alive connections, each served.
+    let mut first = connect().await.unwrap();
+    let mut second = connect().await.unwrap();
+    for stream in [&mut first, &mut second] {
+        assert!(roundtrip(stream, "/fhir/metadata").await.0.starts_with("HTTP/1.1 200"));
+    }
+    // A third gets one clear answer and is closed.
+    let mut third = connect().await.unwrap();
+    let (head, body) = roundtrip(&mut third, "/fhir/metadata").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("retry-after: 1") && head.contains("connection: close"), "{head}");
+    let outcome: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(outcome["issue"][0]["code"], "transient");
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("already serves 2 connections") && diagnostics.contains("--max-connections"));
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut third, &mut rest).await.unwrap();
+    assert!(rest.is_empty(), "closed after the answer");
+    assert!(server.transcript().iter().all(|e| e.status == 200), "refusals happen before routing");
+    // Once one closes, the next connection is served.
+    drop(first);
+    let connections = &server.state().connections;
+    assert!(eventually(|| connections.connection_tasks() == 1).await, "{} tasks", connections.connection_tasks());
+    let mut fourth = connect().await.unwrap();
+    assert!(roundtrip(&mut fourth, "/fhir/metadata").await.0.starts_with("HTTP/1.1 200"));
+    assert!(roundtrip(&mut second, "/fhir/metadata").await.0.starts_with("HTTP/1.1 200"));
+}
+
+/// A JWKS host answering `body` (sized, or streamed without a length) at `/jwks.json`.
+async fn jwks_host(body: axum::body::Body) -> String {
+    let body = std::sync::Arc::new(std::sync::Mutex::new(Some(body)));
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let body = body.lock().unwrap().take().unwrap_or_default();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwks_url_serving_more_than_64_kib_is_refused_naming_the_limit() {
+    use bulkmock_server::auth::jwks::MAX_JWKS_BYTES;
+    let key = bulkmock_server::ClientKey::generate(bulkmock_server::KeyAlg::Es384).unwrap();
+    // A valid JWK Set, padded past the limit: only the size can refuse it.
+    let mut padded = serde_json::to_value(key.jwks()).unwrap();
+    padded["padding"] = json!("x".repeat(MAX_JWKS_BYTES));
+    let sized = axum::body::Body::from(padded.to_string());
+    // A document that never ends, streamed without Content-Length.
+    let endless = futures_util::stream::repeat_with(|| Ok::<_, std::io::Error>(vec![b' '; 8192]));
+    let streamed = axum::body::Body::from_stream(endless);
+    for body in [sized, streamed] {
+        let server = MockServer::builder().patients(1).start().await;
+        let url = jwks_host(body).await;
+        let id = server
+            .register_client(bulkmock_server::Registration { jwks_url: Some(url.clone()), ..Default::default() })
+            .unwrap();
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let mut header = jsonwebtoken::Header::new(key.alg.algorithm());
+        header.kid = Some(key.kid.clone());
+        let claims = json!({"iss": id, "sub": id, "aud": server.token_url(), "exp": now + 60, "jti": "big"});
+        let assertion = jsonwebtoken::encode(&header, &claims, &key.encoding_key()).unwrap();
+        let r = http()
+            .post(server.token_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion.as_str()),
+                ("scope", "system/*.rs"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let error = json_body(r, 401).await;
+        assert_eq!(error["error"], "invalid_client");
+        let description = error["error_description"].as_str().unwrap();
+        assert!(
+            description.contains("larger than 65536 bytes (64 KiB)") && description.contains(&url),
+            "{description}"
+        );
+    }
 }

@@ -1,10 +1,15 @@
-//! Fetching and caching clients' JWKS URLs (AUTH-037..039).
+//! Fetching and caching clients' JWKS URLs (AUTH-037..039), bounded in time
+//! (the fetch timeout) and in size ([`MAX_JWKS_BYTES`], read chunk by chunk).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
+
+/// The largest JWKS document fetched from a client's JWKS URL, in bytes: a
+/// JWK Set of a few keys is a few KiB, so a larger answer is refused unread.
+pub const MAX_JWKS_BYTES: usize = 64 * 1024;
 
 /// How long a JWKS is kept when its response says nothing about caching.
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
@@ -75,9 +80,8 @@ impl JwksCache {
             return Err(format!("the client's JWKS URL {url} answered HTTP {}", response.status().as_u16()));
         }
         let max_age = cache_lifetime(response.headers().get("cache-control").and_then(|v| v.to_str().ok()));
-        let mut keys: JwkSet = response
-            .json()
-            .await
+        let body = read_bounded(response, url).await?;
+        let mut keys: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| format!("the document at the client's JWKS URL {url} is not a JWK Set: {e}"))?;
         if rotated {
             for key in &mut keys.keys {
@@ -95,6 +99,31 @@ impl JwksCache {
         }
         Ok((keys, true))
     }
+}
+
+/// The body of a JWKS response, refused as soon as it is known to exceed
+/// [`MAX_JWKS_BYTES`] (by `Content-Length` or while reading).
+async fn read_bounded(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, String> {
+    let too_large = || {
+        format!(
+            "the document at the client's JWKS URL {url} is larger than {MAX_JWKS_BYTES} bytes ({} KiB), \
+             the limit of a JWKS fetch",
+            MAX_JWKS_BYTES / 1024
+        )
+    };
+    if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| format!("reading the client's JWKS from {url} failed: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// How long a response may be cached (AUTH-039): `no-store`/`no-cache` → not
