@@ -166,7 +166,8 @@ fn register_clients(state: &AppState, args: &ServeArgs) -> Result<(PathBuf, Clie
 
 /// The TLS identity of `--tls` (the state folder's local CA) or `--tls-cert`/`--tls-key`,
 /// and the banner lines that say what to trust; `None` for plain http.
-fn tls_identity(args: &ServeArgs) -> Result<Option<(TlsIdentity, Vec<String>)>, String> {
+/// `wanted` asks for the local CA even without `--tls` (a scenario with `tls = true`).
+pub(crate) fn tls_identity(args: &ServeArgs, wanted: bool) -> Result<Option<(TlsIdentity, Vec<String>)>, String> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let identity = TlsIdentity::load(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
         return Ok(Some((
@@ -174,7 +175,7 @@ fn tls_identity(args: &ServeArgs) -> Result<Option<(TlsIdentity, Vec<String>)>, 
             vec![format!("  TLS:        certificate {} (key {})", cert.display(), key.display())],
         )));
     }
-    if !args.tls {
+    if !args.tls && !wanted {
         return Ok(None);
     }
     let public_host = args.base_url.as_deref().and_then(|u| {
@@ -242,7 +243,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 auth.algorithms.push(alg);
             }
         }
-        let tls = tls_identity(&args)?;
+        let tls = tls_identity(&args, false)?;
         if let Some(path) = &args.jwks_ca_cert {
             let pem = std::fs::read_to_string(path).map_err(|e| format!("--jwks-ca-cert {}: {e}", path.display()))?;
             let name = format!("--jwks-ca-cert {}", path.display());

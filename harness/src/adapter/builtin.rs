@@ -84,6 +84,11 @@ impl Builtin {
                 Credentials::from_pem(&ctx.client_id, ctx.private_key_pem.as_bytes(), &ctx.kid, &ctx.request.scope)?;
             builder = builder.credentials(credentials);
         }
+        // An HTTPS case's local CA (CLI-032).
+        if let Some(path) = ctx.variables.get("ca_cert").filter(|p| !p.is_empty()) {
+            let pem = std::fs::read(path).map_err(|e| ClientError::CaCert(format!("{path}: {e}")))?;
+            builder = builder.ca_cert(pem);
+        }
         let client = builder.build().await?;
         client.export(&export_request(&ctx.request), &ctx.out_dir).await.map(|_| ())
     }
