@@ -94,7 +94,7 @@ pub async fn discover_token_url(http: &reqwest::Client, fhir_base: &url::Url) ->
     let well_known = join(".well-known/smart-configuration");
     let transport = |url: &str| {
         let url = url.to_string();
-        move |source| ClientError::Transport { url, source }
+        move |source| ClientError::transport(&url, source)
     };
     let r = http.get(&well_known).header("Accept", "application/json").send().await.map_err(transport(&well_known))?;
     if r.status().is_success()
@@ -232,7 +232,7 @@ impl Tokens {
             ])
             .send()
             .await
-            .map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+            .map_err(|source| ClientError::transport(&url, source))?;
         let status = r.status().as_u16();
         *retry_after = crate::policy::retry_after(r.headers());
         let body = r.bytes().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?.to_vec();

@@ -64,6 +64,7 @@ pub struct ClientBuilder {
     gzip: bool,
     memory_budget: usize,
     seed: u64,
+    ca_certs: Vec<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -104,6 +105,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Trusts the CA certificates in `pem` (one or more PEM certificates) besides
+    /// the system's roots, e.g. a mock's local CA (`bulkmock serve --tls`).
+    /// The client speaks https to every server that asks for it (CLI-032).
+    pub fn ca_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certs.push(pem.into());
+        self
+    }
+
     /// Seeds the backoff jitter, for repeatable runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -112,7 +121,16 @@ impl ClientBuilder {
 
     /// Builds the client; with credentials, finds the token endpoint (CLI-010, CLI-011).
     pub async fn build(self) -> Result<Client, ClientError> {
+        let mut roots = Vec::new();
+        for pem in &self.ca_certs {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::CaCert(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ClientError::CaCert("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()));
+            }
+            roots.extend(certs);
+        }
         let client = reqwest::Client::builder()
+            .tls_certs_merge(roots)
             .redirect(reqwest::redirect::Policy::none())
             .read_timeout(self.policy.read_timeout)
             .connect_timeout(self.policy.connect_timeout)
@@ -158,6 +176,7 @@ impl Client {
             parallel: 4,
             gzip: true,
             memory_budget: 32 << 20,
+            ca_certs: Vec::new(),
             seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
         }
     }

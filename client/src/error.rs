@@ -63,6 +63,18 @@ pub enum ClientError {
         /// What is wrong.
         problem: String,
     },
+    /// The server's certificate is not trusted or the TLS handshake failed
+    /// (CLI-032); retrying cannot help, trusting the server's CA can.
+    #[error("TLS to {url} failed: {reason}")]
+    Tls {
+        /// The request URL.
+        url: String,
+        /// What the TLS layer said, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+    },
+    /// A CA certificate given to trust cannot be used.
+    #[error("the CA certificate cannot be used: {0}")]
+    CaCert(String),
     /// The client's key cannot sign.
     #[error("the private key cannot be used: {0}")]
     Key(String),
@@ -88,6 +100,20 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A failed request: [`ClientError::Tls`] when the TLS layer refused the
+    /// server's certificate or the handshake, else [`ClientError::Transport`].
+    pub(crate) fn transport(url: &str, source: reqwest::Error) -> ClientError {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if text.contains("certificate") || text.contains("handshake") || text.contains("HandshakeFailure") {
+                return ClientError::Tls { url: url.to_string(), reason: text };
+            }
+            cause = e.source();
+        }
+        ClientError::Transport { url: url.to_string(), source }
+    }
+
     /// Reads an error response: an OperationOutcome when the body is one.
     pub(crate) fn from_body(status: u16, url: &str, body: Vec<u8>) -> ClientError {
         match serde_json::from_slice::<OperationOutcome>(&body) {

@@ -57,8 +57,7 @@ impl Http {
                     req = req.bearer_auth(&token);
                     sent_token = Some(token);
                 }
-                let response =
-                    req.send().await.map_err(|source| ClientError::Transport { url: current.to_string(), source })?;
+                let response = req.send().await.map_err(|source| ClientError::transport(current.as_str(), source))?;
                 let status = response.status();
                 if status == StatusCode::UNAUTHORIZED
                     && let Some(token) = sent_token

@@ -81,6 +81,10 @@ pub struct ExportArgs {
     /// A JSON event log on stdout (one object per line, the summary last).
     #[arg(long)]
     json: bool,
+    /// Trust this CA certificate (PEM) besides the system's roots, e.g. the
+    /// local CA of `bulkmock serve --tls` (`.bulkmock/tls/ca.pem`).
+    #[arg(long, env = "BULKMOCK_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// The key id next to a key file: `jwks.json` or `private.jwk.json`.
@@ -143,7 +147,11 @@ fn request(args: &ExportArgs) -> ExportRequest {
     })
 }
 
-async fn export(args: &ExportArgs, credentials: Option<Credentials>) -> Result<Summary, ClientError> {
+async fn export(
+    args: &ExportArgs,
+    credentials: Option<Credentials>,
+    ca_cert: Option<Vec<u8>>,
+) -> Result<Summary, ClientError> {
     let observer = if args.json {
         progress::json()
     } else if std::io::stderr().is_terminal() {
@@ -157,7 +165,15 @@ async fn export(args: &ExportArgs, credentials: Option<Credentials>) -> Result<S
     if let Some(c) = credentials {
         builder = builder.credentials(c);
     }
-    let client = builder.build().await?;
+    if let Some(pem) = ca_cert {
+        builder = builder.ca_cert(pem);
+    }
+    let client = builder.build().await.map_err(|e| match (e, &args.ca_cert) {
+        (ClientError::CaCert(reason), Some(path)) => {
+            ClientError::CaCert(format!("--ca-cert {}: {reason}", path.display()))
+        }
+        (e, _) => e,
+    })?;
     match &args.status_url {
         None => client.export(&request(args), &args.out).await,
         Some(url) => {
@@ -177,14 +193,25 @@ pub fn run(args: ExportArgs) -> ExitCode {
         Ok(c) => c,
         Err(message) => return fail(&args, exit::USAGE, "usage", &message),
     };
+    let ca_cert = match &args.ca_cert {
+        None => None,
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => return fail(&args, exit::USAGE, "usage", &format!("--ca-cert {}: {e}", path.display())),
+        },
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(&args, exit::OUTPUT, "runtime", &e.to_string()),
     };
-    match runtime.block_on(export(&args, credentials)) {
+    match runtime.block_on(export(&args, credentials, ca_cert)) {
         Ok(summary) => {
             print_summary(&args, &summary);
             ExitCode::from(exit::OK)
+        }
+        Err(e @ ClientError::Tls { .. }) if args.ca_cert.is_none() => {
+            let message = format!("{e} (to trust a local CA such as bulkmock serve --tls's, pass --ca-cert FILE)");
+            fail(&args, exit_code(&e), kind(&e), &message)
         }
         Err(e) => fail(&args, exit_code(&e), kind(&e), &e.to_string()),
     }
@@ -198,6 +225,8 @@ fn kind(e: &ClientError) -> &'static str {
         ClientError::Unparseable { .. } => "unparseable",
         ClientError::Protocol(_) => "protocol",
         ClientError::Transport { .. } => "transport",
+        ClientError::Tls { .. } => "tls",
+        ClientError::CaCert(_) => "ca_cert",
         ClientError::Integrity { .. } => "integrity",
         ClientError::Key(_) => "key",
         ClientError::Io { .. } => "io",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bulkmock_server::app::{AppState, serve_with_grace};
 use bulkmock_server::auth::AuthConfig;
+use bulkmock_server::tls::{self, TlsIdentity};
 use bulkmock_server::{ClientKey, DEMO_CLIENT_ID, KeyAlg, Registration, ServerConfig};
 use clap::Args;
 
@@ -107,6 +108,20 @@ pub struct ServeArgs {
     /// On Ctrl-C or SIGTERM, how long in-flight requests (downloads) may go on before they are cut.
     #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// Serve every route over HTTPS with a certificate from a local CA kept in
+    /// the state folder (`<state-dir>/tls/ca.pem`: trust it, e.g. `curl --cacert`),
+    /// created on the first start and reused on the next.
+    #[arg(long, env = "BULKMOCK_TLS")]
+    tls: bool,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first) instead of the local CA's.
+    #[arg(long, env = "BULKMOCK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "BULKMOCK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) when fetching https JWKS URLs of registered clients.
+    #[arg(long, env = "BULKMOCK_JWKS_CA_CERT")]
+    jwks_ca_cert: Option<PathBuf>,
     /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
     /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
     #[arg(long, conflicts_with_all = [
@@ -155,6 +170,44 @@ fn register_clients(state: &AppState, args: &ServeArgs) -> Result<(PathBuf, Clie
     Ok((path, key))
 }
 
+/// The TLS identity of `--tls` (the state folder's local CA) or `--tls-cert`/`--tls-key`,
+/// and the banner lines that say what to trust; `None` for plain http.
+/// `wanted` asks for the local CA even without `--tls` (a scenario with `tls = true`).
+pub(crate) fn tls_identity(args: &ServeArgs, wanted: bool) -> Result<Option<(TlsIdentity, Vec<String>)>, String> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let identity = TlsIdentity::load(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+        return Ok(Some((
+            identity,
+            vec![format!("  TLS:        certificate {} (key {})", cert.display(), key.display())],
+        )));
+    }
+    if !args.tls && !wanted {
+        return Ok(None);
+    }
+    let public_host = args.base_url.as_deref().and_then(|u| {
+        let rest = u.split_once("://")?.1;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        Some(host.to_string())
+    });
+    let hosts = tls::ca::local_hosts([args.host.as_str()].into_iter().chain(public_host.as_deref()));
+    let stored = tls::store::load_or_create(&args.state_dir, &hosts).map_err(|e| format!("--tls: {e}"))?;
+    let ca = stored.ca_path.display().to_string();
+    let lines = vec![
+        format!("  TLS:        CA {ca} ({})", if stored.ca_created { "created" } else { "reused" }),
+        format!(
+            "              server certificate for {} ({})",
+            hosts.join(", "),
+            if stored.server_issued { "issued" } else { "reused" }
+        ),
+        format!("  trust:      curl --cacert {ca} ...   bulkmock export --ca-cert {ca} ..."),
+    ];
+    Ok(Some((stored.identity, lines)))
+}
+
 /// Parses `500ms`, `2s`, `1m`, `1h` or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -196,6 +249,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 auth.algorithms.push(alg);
             }
         }
+        let tls = tls_identity(&args, false)?;
+        if let Some(path) = &args.jwks_ca_cert {
+            let pem = std::fs::read_to_string(path).map_err(|e| format!("--jwks-ca-cert {}: {e}", path.display()))?;
+            let name = format!("--jwks-ca-cert {}", path.display());
+            bulkmock_server::auth::jwks::check_roots(std::slice::from_ref(&pem), &name)?;
+            auth.jwks_ca_certs.push(pem);
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let config = ServerConfig {
             seed: args.seed,
             patients: args.patients,
@@ -228,16 +289,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 stalled_write_timeout: args.stalled_write_timeout,
                 max_connections: args.max_connections,
             },
+            tls: tls.as_ref().map(|(identity, _)| identity.clone()),
             ..ServerConfig::default()
         };
-        let state = AppState::new(config, &format!("http://{addr}")).map_err(|e| e.to_string())?;
+        let state = AppState::new(config, &format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;
         let demo = if args.open { None } else { Some(register_clients(&state, &args)?) };
         let source = match &args.data {
             Some(dir) => format!("NDJSON files in {} ({} patients)", dir.display(), state.source.patient_count()),
             None => format!("synthetic, {} patients, seed {}", args.patients, args.seed),
         };
-        println!("bulkmock serving FHIR Bulk Data on http://{addr}");
+        println!("bulkmock serving FHIR Bulk Data on {scheme}://{addr}");
         println!("  FHIR base:  {}", state.fhir_base);
+        for line in tls.iter().flat_map(|(_, lines)| lines) {
+            println!("{line}");
+        }
         println!("  data:       {source}");
         println!(
             "  groups:     {}",
@@ -246,8 +311,12 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         match &demo {
             None => {
                 println!("  access:     open (no authorization)");
+                let cacert = match (&tls, args.tls_cert.is_none()) {
+                    (Some(_), true) => format!("--cacert {} ", args.state_dir.join("tls").join("ca.pem").display()),
+                    _ => String::new(),
+                };
                 println!(
-                    "  try:        curl -i -H 'Accept: application/fhir+json' -H 'Prefer: respond-async' '{}/$export'",
+                    "  try:        curl -i {cacert}-H 'Accept: application/fhir+json' -H 'Prefer: respond-async' '{}/$export'",
                     state.fhir_base
                 );
             }

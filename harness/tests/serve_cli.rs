@@ -336,3 +336,105 @@ fn export_exit_codes_and_json_errors_name_the_failure() {
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(5), "{}", String::from_utf8_lossy(&unreachable.stderr));
 }
+
+/// A client that trusts the CA in `ca` (PEM file).
+fn trusting(ca: &std::path::Path) -> reqwest::Client {
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    reqwest::Client::builder().tls_certs_merge([cert]).build().unwrap()
+}
+
+#[tokio::test]
+async fn serve_tls_creates_a_local_ca_serves_https_and_reuses_the_ca() {
+    let state = std::env::temp_dir().join(format!("bulkmock-cli-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let state_arg = state.to_str().unwrap();
+    let args = ["--tls", "--state-dir", state_arg, "--patients", "3", "--job-duration", "0s"];
+    let s = serve(&args, &[]);
+    assert!(s.fhir_base.starts_with("https://127.0.0.1:"), "{}", s.fhir_base);
+    let ca = state.join("tls").join("ca.pem");
+    for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "server.json"] {
+        assert!(state.join("tls").join(file).is_file(), "{file} written");
+    }
+    let tls_line = banner_value(&s.banner, "TLS:");
+    assert!(tls_line.contains(ca.to_str().unwrap()) && tls_line.contains("(created)"), "{tls_line}");
+    assert!(banner_value(&s.banner, "trust:").contains(&format!("curl --cacert {}", ca.display())));
+    assert!(banner_value(&s.banner, "token URL:").starts_with("https://"));
+
+    let r = trusting(&ca).get(format!("{}/metadata", s.fhir_base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let untrusting = reqwest::Client::new().get(format!("{}/metadata", s.fhir_base)).send().await;
+    assert!(untrusting.is_err(), "the local CA is not trusted by default");
+
+    // The reference client: refused without --ca-cert (a TLS error, exit 5), an export with it.
+    let key = banner_value(&s.banner, "client key:").split(' ').next().unwrap().to_string();
+    let export = |extra: &[&str], out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+            .args(["export", "--fhir-url", &s.fhir_base, "--client-id", "bulkmock-demo", "--key", &key])
+            .args(["--type", "Patient", "--out", state.join(out).to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = export(&[], "refused");
+    assert_eq!(refused.status.code(), Some(5), "{}", String::from_utf8_lossy(&refused.stderr));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("TLS to https://") && err.contains("certificate") && err.contains("--ca-cert"), "{err}");
+    let done = export(&["--ca-cert", ca.to_str().unwrap()], "out");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(std::fs::read_to_string(state.join("out").join("Patient.ndjson")).unwrap().lines().count(), 3);
+    drop(s);
+
+    // The second start reuses the CA and the server certificate.
+    let ca_before = std::fs::read(&ca).unwrap();
+    let server_before = std::fs::read(state.join("tls").join("server.pem")).unwrap();
+    let again = serve(&args, &[]);
+    assert!(banner_value(&again.banner, "TLS:").contains("(reused)"), "{:?}", again.banner);
+    assert_eq!(std::fs::read(&ca).unwrap(), ca_before, "the same CA");
+    assert_eq!(std::fs::read(state.join("tls").join("server.pem")).unwrap(), server_before, "the same certificate");
+    let r = trusting(&ca).get(format!("{}/metadata", again.fhir_base)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "clients keep trusting the first CA");
+    drop(again);
+
+    // Another --host: a new server certificate from the same CA.
+    let mut with_host = args.to_vec();
+    with_host.extend(["--host", "127.0.0.2"]);
+    let third = serve(&with_host, &[]);
+    assert_eq!(std::fs::read(&ca).unwrap(), ca_before, "the same CA");
+    assert!(third.banner.iter().any(|l| l.contains("127.0.0.2") && l.contains("(issued)")), "{:?}", third.banner);
+    let r = trusting(&ca).get(format!("{}/metadata", third.fhir_base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    drop(third);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn bad_tls_files_are_named_in_the_error() {
+    let dir = std::env::temp_dir().join(format!("bulkmock-cli-tls-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = dir.join("cert.pem");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let key = dir.join("key.pem");
+    let run = |args: &[&str]| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_bulkmock")).args(["serve", "--port", "0"]).args(args).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(err.contains(key.to_str().unwrap()) || err.contains(cert.to_str().unwrap()), "{err}");
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let err = run(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(err.contains(cert.to_str().unwrap()) && err.contains("no certificate"), "{err}");
+    let err = run(&["--tls-cert", cert.to_str().unwrap()]);
+    assert!(err.contains("--tls-key"), "both files are needed: {err}");
+
+    // A damaged CA in the state folder is named, not silently replaced.
+    let state = dir.join("state");
+    std::fs::create_dir_all(state.join("tls")).unwrap();
+    std::fs::write(state.join("tls").join("ca.pem"), "garbage").unwrap();
+    std::fs::write(state.join("tls").join("ca-key.pem"), "garbage").unwrap();
+    let err = run(&["--tls", "--state-dir", state.to_str().unwrap()]);
+    assert!(err.contains(&state.join("tls").join("ca.pem").display().to_string()), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,7 +43,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for a server whose public origin is `origin` (`http://host:port`).
+    /// State for a server whose public origin is `origin` (`http://host:port`,
+    /// or `https://host:port` when `config.tls` is set).
     pub fn new(config: ServerConfig, origin: &str) -> std::io::Result<Arc<AppState>> {
         let origin = config.public_url.clone().unwrap_or_else(|| origin.to_string());
         let fhir_base = format!("{}/fhir", origin.trim_end_matches('/'));
@@ -175,7 +176,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
     let limits = state.config.limits.clone();
-    crate::conn::run(listener, router(state), &limits, shutdown).await;
+    let tls = state.config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
+    crate::conn::run(listener, router(state), &limits, tls, shutdown).await;
     Ok(())
 }
 

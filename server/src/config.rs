@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub count_before_accepting: bool,
     /// Request body sizes and running jobs per client.
     pub limits: crate::limits::Limits,
+    /// Serve every route over TLS with this certificate (`serve --tls`); every
+    /// absolute URL the server emits is then `https` (CLI-032).
+    pub tls: Option<crate::tls::TlsIdentity>,
 }
 
 /// Settings of the admin API.
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             count_before_accepting: false,
             limits: crate::limits::Limits::default(),
+            tls: None,
         }
     }
 }

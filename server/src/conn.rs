@@ -2,11 +2,15 @@
 //! timeout (a client that sends its request head too slowly is cut off;
 //! `axum::serve` sets no timer, so hyper's own default never applies), at most
 //! `max_connections` served at once (one more of each beyond it answered 503
-//! and closed), and a graceful stop: no new connections, requests in flight finish.
+//! and closed), and a graceful stop: no new connections, requests in flight
+//! finish. With TLS, each connection's handshake runs in its own task (bounded
+//! by the same timeout) over the resettable stream, so the `reset` fault still
+//! ends in a TCP RST.
 
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,11 +22,13 @@ use tokio::sync::{Semaphore, watch};
 use crate::limits::Limits;
 use crate::transport::ResettableListener;
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits for the open connections to finish.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` completes,
+/// then waits for the open connections to finish.
 pub async fn run(
     mut listener: ResettableListener,
     app: Router,
     limits: &Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     listener.set_stalled_write_timeout(limits.stalled_write_timeout);
@@ -49,37 +55,34 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let task = listener.switches().task_started();
+        let tls = tls.clone();
         let Ok(slot) = Arc::clone(&served).try_acquire_owned() else {
             let limit = limits.max_connections;
             tokio::spawn(async move {
-                let refuse = hyper::service::service_fn(move |_| async move {
-                    Ok::<_, std::convert::Infallible>(crate::limits::connections_refused(limit))
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(false);
-                let _ = builder.serve_connection(TokioIo::new(io), refuse).await;
-                drop((socket, task));
+                let _held = (socket, task);
+                match tls {
+                    None => refuse_connection(io, limit, header_read_timeout).await,
+                    Some(tls) => {
+                        if let Some(io) = crate::tls::accept::handshake(&tls, io, header_read_timeout).await {
+                            refuse_connection(io, limit, header_read_timeout).await;
+                        }
+                    }
+                }
             });
             continue;
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let mut app = app.clone();
-            async move { tower_service::Service::call(&mut app, request).await }
-        });
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
             let _held = (socket, slot, task);
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+            match tls {
+                None => serve_connection(io, app, peer, header_read_timeout, stop).await,
+                Some(tls) => {
+                    if let Some(io) = crate::tls::accept::handshake(&tls, io, header_read_timeout).await {
+                        serve_connection(io, app, peer, header_read_timeout, stop).await;
+                    }
+                }
             }
-            let _ = conn.await;
         });
     }
     drop(listener);
@@ -87,3 +90,43 @@ pub async fn run(
     let _ = stop_tx.send(true);
     stop_tx.closed().await;
 }
+
+/// Answers the one request of a connection beyond the limit with 503 + Retry-After, then closes it.
+async fn refuse_connection<I>(io: I, limit: usize, header_read_timeout: Duration)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let refuse = hyper::service::service_fn(move |_| async move {
+        Ok::<_, std::convert::Infallible>(crate::limits::connections_refused(limit))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).keep_alive(false);
+    let _ = builder.serve_connection(TokioIo::new(io), refuse).await;
+}
+
+/// Serves one connection with hyper until it closes, or gracefully once `stop` changes.
+async fn serve_connection<I>(
+    io: I,
+    app: Router,
+    peer: crate::transport::Peer,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut app = app.clone();
+        async move { tower_service::Service::call(&mut app, request).await }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}
+

@@ -129,6 +129,27 @@ impl MockServerBuilder {
         self.config.limits = limits;
         self
     }
+    /// Serves every route over TLS (HTTPS) with a certificate for `localhost`,
+    /// `127.0.0.1` and `::1` from a fresh local CA held in memory: every URL
+    /// is then `https`, and clients trust [`MockServer::ca_cert_pem`] (CLI-032).
+    ///
+    /// # Panics
+    /// If the key or certificate cannot be generated.
+    pub fn tls(mut self) -> Self {
+        let identity = crate::tls::TlsIdentity::ephemeral().unwrap_or_else(|e| panic!("bulkmock MockServer TLS: {e}"));
+        self.config.tls = Some(identity);
+        self
+    }
+    /// Serves every route over TLS with a given certificate and key.
+    pub fn tls_identity(mut self, identity: crate::tls::TlsIdentity) -> Self {
+        self.config.tls = Some(identity);
+        self
+    }
+    /// Trusts a CA certificate (PEM) when fetching https JWKS URLs of registered clients.
+    pub fn jwks_ca_cert(mut self, pem: impl Into<String>) -> Self {
+        self.config.auth.jwks_ca_certs.push(pem.into());
+        self
+    }
     /// The full configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -148,7 +169,10 @@ impl MockServerBuilder {
     pub fn try_start(self) -> std::io::Result<MockServer> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
-        let origin = format!("http://{}", listener.local_addr()?);
+        crate::auth::jwks::check_roots(&self.config.auth.jwks_ca_certs, "JWKS CA certificate")
+            .map_err(std::io::Error::other)?;
+        let scheme = if self.config.tls.is_some() { "https" } else { "http" };
+        let origin = format!("{scheme}://{}", listener.local_addr()?);
         let state = AppState::new(self.config, &origin)?;
         let demo = match &state.auth {
             None => None,
@@ -198,7 +222,14 @@ impl MockServer {
         MockServerBuilder { config, client_alg: KeyAlg::Es384 }
     }
 
-    /// The FHIR base URL, e.g. `http://127.0.0.1:41234/fhir`.
+    /// The CA certificate (PEM) a client must trust to reach this server over
+    /// TLS, when it was started with [`tls`](MockServerBuilder::tls) (or another
+    /// identity issued by a local CA); `None` for plain http.
+    pub fn ca_cert_pem(&self) -> Option<&str> {
+        self.state.config.tls.as_ref().and_then(|t| t.ca_pem.as_deref())
+    }
+
+    /// The FHIR base URL, e.g. `http://127.0.0.1:41234/fhir` (`https://` with TLS).
     pub fn fhir_base(&self) -> &str {
         &self.state.fhir_base
     }

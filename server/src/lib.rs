@@ -20,6 +20,7 @@ pub mod limits;
 pub mod media;
 pub mod routes;
 pub mod stream;
+pub mod tls;
 pub mod transcript;
 pub mod transport;
 
@@ -28,4 +29,5 @@ pub use auth::registry::Registration;
 pub use config::ServerConfig;
 pub use faults::{BodyKind, Fault, FaultPlan, FaultRule, Target, Trigger};
 pub use handle::{DEMO_CLIENT_ID, MockServer, MockServerBuilder};
+pub use tls::TlsIdentity;
 pub use transcript::Exchange;

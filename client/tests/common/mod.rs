@@ -27,8 +27,13 @@ pub fn credentials(server: &MockServer) -> Credentials {
 }
 
 /// A client of the demo identity with `parallel` downloads; events collected into `log`.
+/// A server started with `tls()` is trusted through its CA.
 pub async fn client_with(server: &MockServer, parallel: usize, gzip: bool, log: Arc<Mutex<Vec<Event>>>) -> Client {
-    Client::builder(server.fhir_base())
+    let mut builder = Client::builder(server.fhir_base());
+    if let Some(ca) = server.ca_cert_pem() {
+        builder = builder.ca_cert(ca);
+    }
+    builder
         .credentials(credentials(server))
         .policy(fast())
         .parallel(parallel)

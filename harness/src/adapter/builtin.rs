@@ -33,7 +33,8 @@ pub fn exit_code(error: &ClientError) -> u8 {
         ClientError::OAuth { .. } | ClientError::ScopeNotGranted { .. } | ClientError::Key(_) => exit::AUTH,
         ClientError::Outcome { status: 401 | 403, .. } => exit::AUTH,
         ClientError::Outcome { .. } => exit::SERVER,
-        ClientError::Transport { .. } => exit::NETWORK,
+        ClientError::Transport { .. } | ClientError::Tls { .. } => exit::NETWORK,
+        ClientError::CaCert(_) => exit::USAGE,
         ClientError::Integrity { .. } => exit::DATA,
         ClientError::Io { .. } => exit::OUTPUT,
         ClientError::Protocol(_) | ClientError::Unparseable { .. } => exit::PROTOCOL,
@@ -82,6 +83,11 @@ impl Builtin {
             let credentials =
                 Credentials::from_pem(&ctx.client_id, ctx.private_key_pem.as_bytes(), &ctx.kid, &ctx.request.scope)?;
             builder = builder.credentials(credentials);
+        }
+        // An HTTPS case's local CA (CLI-032).
+        if let Some(path) = ctx.variables.get("ca_cert").filter(|p| !p.is_empty()) {
+            let pem = std::fs::read(path).map_err(|e| ClientError::CaCert(format!("{path}: {e}")))?;
+            builder = builder.ca_cert(pem);
         }
         let client = builder.build().await?;
         client.export(&export_request(&ctx.request), &ctx.out_dir).await.map(|_| ())

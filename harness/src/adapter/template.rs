@@ -14,6 +14,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("private_key_jwk", "path of the private key as a JWK (JSON)"),
     ("jwks", "path of the public JWKS (JSON)"),
     ("jwks_url", "URL of the public JWKS when the case registers by URL (else empty)"),
+    ("ca_cert", "path of the CA certificate (PEM) to trust when the case's server speaks HTTPS (else empty)"),
     ("kid", "the key id"),
     ("alg", "RS384 or ES384"),
     ("scope", "the scopes to ask for"),

@@ -71,9 +71,16 @@ pub fn server_config(case: &Case, seed: u64) -> ServerConfig {
     config
 }
 
-/// Builds the server for a case's `[server]` and faults ([`server_config`]) on a free loopback port.
+/// Builds the server for a case's `[server]` and faults ([`server_config`]) on a
+/// free loopback port; with `tls = true`, over HTTPS with a fresh local CA
+/// (the certificate is not part of [`server_config`]: `serve --scenario` keeps
+/// its CA in the state folder instead).
 pub fn start_server(case: &Case, seed: u64) -> std::io::Result<MockServer> {
-    MockServer::builder().config(server_config(case, seed)).client_alg(KeyAlg::Es384).try_start()
+    let mut config = server_config(case, seed);
+    if case.scenario.server.tls {
+        config.tls = Some(bulkmock_server::TlsIdentity::ephemeral().map_err(std::io::Error::other)?);
+    }
+    MockServer::builder().config(config).client_alg(KeyAlg::Es384).try_start()
 }
 
 /// A tiny HTTP server that hosts one JWKS at `/jwks.json` (CLI-001: registration by URL).
@@ -159,6 +166,11 @@ pub async fn client(
         seed,
     };
     let mut jwks_host = None;
+    if let Some(ca) = server.config.tls.as_ref().and_then(|t| t.ca_pem.as_deref()) {
+        let ca_path = dir.join("ca.pem");
+        write(&ca_path, ca)?;
+        vars.insert("ca_cert".into(), ca_path.display().to_string());
+    }
     let (pem_path, jwk_path, jwks_path) =
         (dir.join("private.pem"), dir.join("private.jwk.json"), dir.join("jwks.json"));
     if case.scenario.server.auth {

@@ -77,6 +77,10 @@ pub struct ServerSpec {
     /// respond-async`, as lenient servers do (SRV-041, SRV-042); strict by default.
     #[serde(default)]
     pub lenient_headers: bool,
+    /// Serve every route over HTTPS with a certificate from a local CA (CLI-032);
+    /// the client is handed the CA (`{ca_cert}`, `BULKMOCK_CA_CERT`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Default for ServerSpec {
@@ -94,6 +98,7 @@ impl Default for ServerSpec {
             manifest_page_size: None,
             job_ttl_s: None,
             lenient_headers: false,
+            tls: false,
         }
     }
 }

@@ -40,7 +40,11 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             any_host: args.admin_any_host,
             token: args.admin_token.clone(),
         };
-        let state = AppState::new(config, &format!("http://{addr}")).map_err(|e| e.to_string())?;
+        // HTTPS (`tls = true` or --tls): the state folder's local CA, which the client can keep trusting.
+        let tls = super::tls_identity(&args, case.scenario.server.tls)?;
+        config.tls = tls.as_ref().map(|(identity, _)| identity.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let state = AppState::new(config, &format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;
         let deadline = Duration::from_secs_f64(case.scenario.expect.max_seconds);
         let (ctx, jwks_host) = setup::client(&case, &dir, args.seed, deadline, None, &state).await?;
         let variables = serde_json::to_string_pretty(&ctx.variables).map_err(|e| e.to_string())?;
@@ -49,7 +53,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", variables_path.display()))?;
         let base = JudgeFile::new(&case.id, args.seed, &state, &ctx.client_id);
         base.write(&judge_path)?;
-        banner(&case, &file, &ctx, &state, &transcript, &judge_path, args.admin);
+        let tls_lines = tls.map(|(_, lines)| lines).unwrap_or_default();
+        banner(&case, &file, &ctx, &state, &transcript, &judge_path, args.admin, &tls_lines);
         let watcher = tokio::spawn(record::keep_written(state.clone(), base.clone(), judge_path.clone()));
         let grace = args.shutdown_grace;
         let served = serve_with_grace(listener, state.clone(), super::stop_signal(grace), grace).await;
@@ -60,6 +65,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn banner(
     case: &Case,
     file: &Path,
@@ -68,11 +74,15 @@ fn banner(
     transcript: &Path,
     judge_path: &Path,
     admin: bool,
+    tls_lines: &[String],
 ) {
     let var = |name: &str| ctx.variables.get(name).cloned().unwrap_or_default();
     println!("bulkmock serving scenario case {} on {}", case.id, state.origin());
     println!("  title:      {}", case.scenario.title);
     println!("  FHIR base:  {}", state.fhir_base);
+    for line in tls_lines {
+        println!("{line}");
+    }
     if ctx.client_id.is_empty() {
         println!("  access:     open (no authorization)");
     } else {

@@ -29,7 +29,16 @@ pub struct JwksCache {
 impl JwksCache {
     /// A cache whose fetches give up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder().timeout(timeout).build().expect("HTTP client");
+        Self::with_roots(timeout, &[])
+    }
+
+    /// A cache that also trusts the CA certificates `roots` (PEM) for https
+    /// JWKS URLs. A certificate that does not parse is left out (configs check
+    /// them at the edge with [`check_roots`]).
+    pub fn with_roots(timeout: Duration, roots: &[String]) -> Self {
+        let certs =
+            roots.iter().flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()).unwrap_or_default());
+        let http = reqwest::Client::builder().timeout(timeout).tls_certs_merge(certs).build().expect("HTTP client");
         JwksCache { http, timeout, entries: Mutex::new(HashMap::new()) }
     }
 
@@ -124,6 +133,14 @@ async fn read_bounded(mut response: reqwest::Response, url: &str) -> Result<Vec<
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Checks that each of `roots` holds at least one PEM certificate; the error names `name`.
+pub fn check_roots(roots: &[String], name: &str) -> Result<(), String> {
+    for pem in roots {
+        crate::tls::parse_certs(pem.as_bytes(), name).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// How long a response may be cached (AUTH-039): `no-store`/`no-cache` → not

@@ -35,6 +35,9 @@ pub struct AuthConfig {
     pub token_lifetime: Duration,
     /// How long a JWKS URL fetch may take.
     pub jwks_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted when fetching https JWKS URLs,
+    /// besides the system's roots (e.g. a local CA of a test JWKS host).
+    pub jwks_ca_certs: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -44,6 +47,7 @@ impl Default for AuthConfig {
             clock_skew: Duration::from_secs(5),
             token_lifetime: Duration::from_secs(300),
             jwks_timeout: Duration::from_secs(5),
+            jwks_ca_certs: Vec::new(),
         }
     }
 }
@@ -102,7 +106,7 @@ impl AuthState {
     /// A fresh state; tokens and client ids derive from `seed`.
     pub fn new(config: AuthConfig, seed: u64) -> Self {
         AuthState {
-            jwks: jwks::JwksCache::new(config.jwks_timeout),
+            jwks: jwks::JwksCache::with_roots(config.jwks_timeout, &config.jwks_ca_certs),
             config,
             registry: Registry::default(),
             jti_cache: JtiCache::default(),
