@@ -42,6 +42,11 @@ pub struct ServerConfig {
     pub count_before_accepting: bool,
     /// Request body sizes and running jobs per client.
     pub limits: crate::limits::Limits,
+    /// Data that changes over time: revision times and automatic advances.
+    pub revisions: crate::data::revision::RevisionConfig,
+    /// The server clock's offset from real time, seconds (signed): shifts
+    /// `transactionTime` and revision times ahead of or behind the client's clock.
+    pub clock_offset: i64,
 }
 
 /// Settings of the admin API.
@@ -74,6 +79,8 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             count_before_accepting: false,
             limits: crate::limits::Limits::default(),
+            revisions: Default::default(),
+            clock_offset: 0,
         }
     }
 }

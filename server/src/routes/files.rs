@@ -151,7 +151,7 @@ async fn download_inner(
         ));
     }
     let gzip = wants_gzip(headers);
-    let file = FileBody { job: Arc::clone(&job), source: Arc::clone(&state.source), file: index, gzip };
+    let file = FileBody { job: Arc::clone(&job), source: Arc::clone(&job.source), file: index, gzip };
     let measuring = file.clone();
     let layout = tokio::task::spawn_blocking(move || measuring.layout())
         .await
