@@ -7,8 +7,17 @@
 //! and the deletions (`deleted/{Type}.ndjson`, transaction Bundles of
 //! `DELETE` entries). [`apply`] upserts every changed resource by
 //! (resourceType, id), removes every deleted one, and rewrites the state's
-//! files (through a temporary file, renamed into place). The next `_since`
-//! is the incremental manifest's `transactionTime`, never the client's clock.
+//! files (through a temporary file, renamed into place), lines sorted by id.
+//! The next `_since` is the incremental manifest's `transactionTime`, never
+//! the client's clock.
+//!
+//! Group exports also change membership. A `_since` export covers the
+//! current members only, and only what changed: a member that joined brings
+//! older data a `_since` export leaves out. Keep a Group's state exact by
+//! (1) reading the Group's `member` list before and after, (2) applying the
+//! `_since` export, (3) exporting the joined members with `patient`
+//! (no `_since`) and applying that too, and (4) dropping the members that
+//! left with [`remove_patients`]; or, simply, run a fresh Group export.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -59,11 +68,54 @@ fn ndjson_files(dir: &Path) -> io::Result<Vec<(String, std::path::PathBuf)>> {
     Ok(files)
 }
 
+/// Removes from the state in `state` every resource of the given patients
+/// (ids like `pat-3` or references like `Patient/pat-3`): the Patient itself
+/// and every resource that references it (its Patient compartment).
+/// Returns how many resources were removed.
+pub fn remove_patients(state: &Path, patients: &[String]) -> io::Result<u64> {
+    let references: std::collections::HashSet<String> =
+        patients.iter().map(|p| format!("Patient/{}", p.trim_start_matches("Patient/"))).collect();
+    let mut removed = 0;
+    for (ty, path) in ndjson_files(state)? {
+        let mut kept = Vec::new();
+        let mut changed = false;
+        for line in std::fs::read(&path)?.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_slice(line).map_err(io::Error::other)?;
+            let own =
+                format!("{}/{}", v["resourceType"].as_str().unwrap_or_default(), v["id"].as_str().unwrap_or_default());
+            if references.contains(&own) || references_any(&v, &references) {
+                removed += 1;
+                changed = true;
+                continue;
+            }
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+        }
+        if changed {
+            let temporary = state.join(format!(".{ty}.ndjson.incremental"));
+            std::fs::write(&temporary, &kept)?;
+            std::fs::rename(&temporary, &path)?;
+        }
+    }
+    Ok(removed)
+}
+
+fn references_any(v: &Value, references: &std::collections::HashSet<String>) -> bool {
+    match v {
+        Value::Object(map) => map.iter().any(|(k, v)| match v {
+            Value::String(s) if k == "reference" => references.contains(s),
+            other => references_any(other, references),
+        }),
+        Value::Array(items) => items.iter().any(|v| references_any(v, references)),
+        _ => false,
+    }
+}
+
 /// Applies the incremental export in `delta` to the state in `state` (see the module docs).
 pub fn apply(state: &Path, delta: &Path) -> io::Result<Applied> {
     let mut applied = Applied::default();
     let mut types: BTreeMap<String, TypeState> = BTreeMap::new();
-    let mut load = |ty: &str, types: &mut BTreeMap<String, TypeState>| -> io::Result<()> {
+    let load = |ty: &str, types: &mut BTreeMap<String, TypeState>| -> io::Result<()> {
         if !types.contains_key(ty) {
             types.insert(ty.to_string(), read_type(&state.join(format!("{ty}.ndjson")))?);
         }
