@@ -269,6 +269,33 @@ async fn created_groups_are_read_exported_owned_and_cleared_by_reset() {
     assert!(!females.is_empty());
     assert_eq!(members, females);
 
+    // Born in the 1980s and not female: birthdate AND (gender excluded).
+    let r = create(
+        &server,
+        &auth,
+        json!({"resourceType": "Group", "characteristic": [
+        {"code": {"coding": [{"code": "birthdate"}]}, "valuePeriod": {"start": "1980-01-01", "end": "1989-12-31"}},
+        {"code": {"text": "gender"}, "valueCodeableConcept": {"text": "female"}, "exclude": true}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let group: Value = r.json().await.unwrap();
+    let want: Vec<String> = (0..data.patient_count())
+        .filter(|&p| {
+            let mut buf = Vec::new();
+            data.write_resource(pt, p, &mut buf).unwrap();
+            let v: Value = serde_json::from_slice(&buf).unwrap();
+            let born = v["birthDate"].as_str().unwrap();
+            v["gender"] != "female" && ("1980-01-01"..="1989-12-31").contains(&born)
+        })
+        .map(|p| format!("Patient/{}", data.patient_id(p)))
+        .collect();
+    let got: Vec<String> = group["member"]
+        .as_array()
+        .map_or(Vec::new(), |m| m.iter().map(|m| m["entity"]["reference"].as_str().unwrap().to_string()).collect());
+    assert_eq!(got, want);
+    assert_eq!(group["quantity"], want.len());
+
     // Unsupported characteristic and unknown member: 400 naming it.
     let r = create(
         &server,
@@ -331,4 +358,51 @@ async fn other_client(server: &MockServer) -> String {
         .unwrap();
     let body: Value = r.json().await.unwrap();
     format!("Bearer {}", body["access_token"].as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_and_completed_exports_advance_the_revision() {
+    let server = MockServer::builder().open().patients(5).admin().start().await;
+    let admin = format!("{}/_admin/revision", server.fhir_base().trim_end_matches("/fhir"));
+    let r: Value = http().post(&admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["revision"], 1);
+    assert_eq!(r["patients"], 5 + 8);
+    let r: Value = http().post(&admin).body(r#"{"revision": 3}"#).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["revision"], 3);
+    let time = r["time"].as_str().unwrap().to_string();
+    let r = http().post(&admin).body(r#"{"revision": 1}"#).send().await.unwrap();
+    assert_eq!(r.status(), 409, "revisions only move forward");
+    assert!(r.text().await.unwrap().contains("in the past"));
+    assert_eq!(http().post(&admin).body("{}").send().await.unwrap().status(), 400);
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    assert_eq!(m.transaction_time, time, "transactionTime is T_3");
+    http().post(format!("{}/_admin/reset", server.fhir_base().trim_end_matches("/fhir"))).send().await.unwrap();
+    assert_eq!(server.revision(), 0);
+
+    let after = MockServer::builder()
+        .open()
+        .patients(5)
+        .auto_advance(bulkmock_server::data::revision::AutoAdvance::AfterExport)
+        .start()
+        .await;
+    let (_, first) = manifest(&kickoff(&after, "$export", "_type=Patient").await).await;
+    assert_eq!(after.revision(), 1, "a completed export advanced the data set");
+    let (_, second) = manifest(&kickoff(&after, "$export", &since(&first.transaction_time)).await).await;
+    assert_eq!(after.revision(), 2);
+    let (o, _) = export_keys(&second).await;
+    let (u1, d1) = changes(after.data_at(0).as_ref(), after.data_at(1).as_ref());
+    assert_eq!(o, u1.into_iter().filter(|k| !d1.contains(k)).collect(), "the second export holds revision 1's changes");
+}
+
+#[test]
+fn a_data_folder_does_not_change() {
+    let dir = std::env::temp_dir().join(format!("bulkmock-rev-folder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Patient.ndjson"), "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n").unwrap();
+    let folder: std::sync::Arc<dyn DataSource> =
+        std::sync::Arc::new(bulkmock_server::data::folder::Folder::load(&dir, BASE).unwrap());
+    let revisions = bulkmock_server::data::revision::Revisions::new(folder, Default::default());
+    let refused = revisions.advance().unwrap_err();
+    assert!(refused.contains("--data"), "{refused}");
+    assert_eq!(revisions.revision(), 0);
 }

@@ -86,12 +86,13 @@ pub struct RevisionConfig {
 /// A server's current revision and the views it has handed out.
 pub struct Revisions {
     base: Arc<dyn DataSource>,
-    started: Instant,
     auto: AutoAdvance,
     inner: Mutex<Current>,
 }
 
 struct Current {
+    /// Since when [`AutoAdvance::Every`] counts (server start or the last reset).
+    started: Instant,
     /// Revisions added by explicit advances (and after exports).
     manual: u64,
     /// The view of the current revision.
@@ -102,13 +103,14 @@ impl Revisions {
     /// Starts at revision 0 of `base` (the view at revision 0 is `base` itself).
     pub fn new(base: Arc<dyn DataSource>, auto: AutoAdvance) -> Self {
         let view = Arc::clone(&base);
-        Revisions { base, started: Instant::now(), auto, inner: Mutex::new(Current { manual: 0, view }) }
+        Revisions { base, auto, inner: Mutex::new(Current { started: Instant::now(), manual: 0, view }) }
     }
 
-    fn timed(&self) -> u64 {
+    /// Revisions added by the clock since `started`.
+    fn timed(&self, started: Instant) -> u64 {
         match self.auto {
             AutoAdvance::Every(every) if !every.is_zero() => {
-                (self.started.elapsed().as_nanos() / every.as_nanos().max(1)) as u64
+                (started.elapsed().as_nanos() / every.as_nanos().max(1)) as u64
             }
             _ => 0,
         }
@@ -116,9 +118,8 @@ impl Revisions {
 
     /// The current revision's view: what a kick-off snapshots.
     pub fn current(&self) -> Arc<dyn DataSource> {
-        let target = self.timed();
         let mut inner = self.inner.lock().expect("revisions");
-        let revision = inner.manual + target;
+        let revision = inner.manual + self.timed(inner.started);
         if inner.view.revision() != revision
             && let Some(view) = self.base.at_revision(revision)
         {
@@ -140,8 +141,8 @@ impl Revisions {
                         (not --data)"
                 .into());
         }
-        let timed = self.timed();
         let mut inner = self.inner.lock().expect("revisions");
+        let timed = self.timed(inner.started);
         let now = inner.manual + timed;
         if to < now {
             return Err(format!("revision {to} is in the past: the data set is at revision {now}"));
@@ -161,10 +162,9 @@ impl Revisions {
     /// Back to revision 0 (admin reset); automatic advances count from now.
     pub fn reset(&self) {
         let mut inner = self.inner.lock().expect("revisions");
-        let timed = self.timed();
-        // `manual` cannot go negative: keep the timed share, restart the rest.
+        inner.started = Instant::now();
         inner.manual = 0;
-        inner.view = self.base.at_revision(timed).unwrap_or_else(|| Arc::clone(&self.base));
+        inner.view = Arc::clone(&self.base);
     }
 
     /// Whether exports advance the revision when their work is done.

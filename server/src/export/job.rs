@@ -145,10 +145,11 @@ impl Job {
             let _ = self.counts[i].set(total);
             self.counted.fetch_add(1, Ordering::Release);
         }
-        let _ = self.counting_done.set(Instant::now());
+        // Before the job reads as complete, so a client that sees the manifest sees the advance too.
         if let Some(f) = self.on_done.lock().expect("job hook").take() {
             f();
         }
+        let _ = self.counting_done.set(Instant::now());
     }
 
     /// The current generation of file URLs (0 until they first expire).

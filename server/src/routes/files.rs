@@ -217,7 +217,8 @@ pub async fn attachment(
             Ok(_) => {}
         },
     }
-    match state.source.attachment(&id) {
+    // Patients only grow with revisions: the current revision serves every attachment ever listed.
+    match state.current_data().attachment(&id) {
         Some((media_type, bytes)) => {
             let mut response = Response::new(Body::from(bytes));
             response.headers_mut().insert(
