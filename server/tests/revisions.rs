@@ -55,7 +55,10 @@ fn revisions_are_a_pure_function_and_revision_zero_is_unchanged() {
 }
 
 /// Changes of revision `k` (against `k - 1`): (type, id) updated or added, and deleted.
-fn changes(prev: &dyn DataSource, cur: &dyn DataSource) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+/// Resources by (type, id).
+type Keys = BTreeSet<(String, String)>;
+
+fn changes(prev: &dyn DataSource, cur: &dyn DataSource) -> (Keys, Keys) {
     let (mut upserted, mut deleted) = (BTreeSet::new(), BTreeSet::new());
     let before: std::collections::HashMap<(usize, u64), (bool, i64, Vec<u8>)> =
         dump(prev).into_iter().map(|(t, i, d, l, j)| ((t, i), (d, l, j))).collect();
@@ -114,7 +117,7 @@ fn since(t: &str) -> String {
 }
 
 /// (type, id) of every line of a manifest's `output` and of its `deleted` entries.
-async fn export_keys(m: &bulkmock_wire::Manifest) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+async fn export_keys(m: &bulkmock_wire::Manifest) -> (Keys, Keys) {
     let mut out = BTreeSet::new();
     for (ty, lines) in output_by_type(m).await {
         out.extend(lines.iter().map(|v| (ty.clone(), v["id"].as_str().unwrap().to_string())));

@@ -136,7 +136,7 @@ impl Revisions {
     /// Moves to revision `to` (forward only); returns the new revision, or
     /// why not (a source that does not change, or a revision in the past).
     pub fn set(&self, to: u64) -> Result<u64, String> {
-        if self.base.at_revision(1).is_none() {
+        if self.base.revision_time().is_none() {
             return Err("this data set does not change over time: revisions need the synthetic population \
                         (not --data)"
                 .into());

@@ -163,7 +163,20 @@ async fn create_group(state: &Arc<AppState>, headers: &HeaderMap, body: &[u8]) -
     let created = CreatedGroup {
         def: GroupDef { identifier: id.to_uppercase(), id: id.clone(), name, members: PatientSet::list(members) },
         created: state.now(),
-        characteristic: characteristic.map(|c| Value::Array(c.clone())),
+        // Echoed as given, with `exclude` (required in R4) made explicit.
+        characteristic: characteristic.map(|list| {
+            Value::Array(
+                list.iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        if c.get("exclude").is_none() {
+                            c["exclude"] = Value::Bool(false);
+                        }
+                        c
+                    })
+                    .collect(),
+            )
+        }),
     };
     let mut json = Vec::new();
     write_group(&created, &|p| source.patient_id(p), &mut json);

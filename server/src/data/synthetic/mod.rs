@@ -234,7 +234,7 @@ impl Synthetic {
             };
         }
         let k = t.per_patient();
-        let created = if k == 0 { 0 } else { self.created(idx / k) };
+        let created = idx.checked_div(k).map_or(0, |p| self.created(p));
         let mut header = if created == 0 {
             self.base_header(t, idx)
         } else {
@@ -253,7 +253,7 @@ impl Synthetic {
                 break;
             }
             header.last_updated = self.timeline.time(at);
-            if deletable && (e >> 32) % DELETE_ONE_IN == 0 {
+            if deletable && (e >> 32).is_multiple_of(DELETE_ONE_IN) {
                 header.deleted = true;
                 break;
             }
@@ -403,9 +403,9 @@ fn builtin_groups(seed: u64, n: u64, now: u64, r: u64) -> Vec<GroupDef> {
             let h = mix(seed ^ 0x636f_686f_7274 ^ mix(p));
             let at = 1 + (h >> 8) % 8;
             if p % 7 == 3 {
-                h % 5 != 0 || at > r // one member in five leaves
+                !h.is_multiple_of(5) || at > r // one member in five leaves
             } else {
-                p < n && h % 10 == 0 && at <= r // one existing patient in ten joins
+                p < n && h.is_multiple_of(10) && at <= r // one existing patient in ten joins
             }
         };
         let diabetes: Vec<u64> = (0..now).filter(|&p| member(p)).collect();
