@@ -20,6 +20,7 @@ mod download;
 mod error;
 mod events;
 mod http;
+pub mod incremental;
 mod job;
 mod jwk;
 mod manifest;

@@ -102,7 +102,7 @@ async fn expected_lines(origin: &str, patients: u64, resources_per_file: u64) ->
         .unwrap();
     assert_eq!(r.status(), 202);
     let job = state.jobs.history().pop().unwrap();
-    let files = bulkmock_server::export::expected::contents(&job, state.source.as_ref()).unwrap();
+    let files = bulkmock_server::export::expected::contents(&job).unwrap();
     files.into_iter().flat_map(|f| f.lines).collect()
 }
 

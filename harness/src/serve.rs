@@ -122,6 +122,17 @@ pub struct ServeArgs {
     /// Trust this CA certificate (PEM) when fetching https JWKS URLs of registered clients.
     #[arg(long, env = "BULKMOCK_JWKS_CA_CERT")]
     jwks_ca_cert: Option<PathBuf>,
+    /// Data that changes: advance the data set one revision every this long (e.g. 30s); revision times
+    /// are then that far apart too. Revisions also advance with `POST /_admin/revision`.
+    #[arg(long, env = "BULKMOCK_REVISION_EVERY", value_parser = parse_duration, conflicts_with = "revision_after_export")]
+    revision_every: Option<Duration>,
+    /// Data that changes: advance the data set one revision after every export job's work is done.
+    #[arg(long, env = "BULKMOCK_REVISION_AFTER_EXPORT")]
+    revision_after_export: bool,
+    /// The server clock's offset from real time in seconds, signed (e.g. -3600): transactionTime and
+    /// lastUpdated run ahead of or behind the client's clock.
+    #[arg(long, env = "BULKMOCK_CLOCK_OFFSET", default_value_t = 0, allow_negative_numbers = true)]
+    clock_offset: i64,
     /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
     /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
     #[arg(long, conflicts_with_all = [
@@ -290,6 +301,15 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 max_connections: args.max_connections,
             },
             tls: tls.as_ref().map(|(identity, _)| identity.clone()),
+            revisions: bulkmock_server::data::revision::RevisionConfig {
+                epoch: None,
+                auto: match (args.revision_every, args.revision_after_export) {
+                    (Some(every), _) => bulkmock_server::data::revision::AutoAdvance::Every(every),
+                    (None, true) => bulkmock_server::data::revision::AutoAdvance::AfterExport,
+                    (None, false) => bulkmock_server::data::revision::AutoAdvance::Never,
+                },
+            },
+            clock_offset: args.clock_offset,
             ..ServerConfig::default()
         };
         let state = AppState::new(config, &format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;

@@ -24,6 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/faults/{id}", delete(remove_fault))
         .route("/transcript", get(read_transcript).delete(clear_transcript))
         .route("/reset", post(reset))
+        .route("/revision", get(read_revision).post(advance_revision))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::limits::admin_body))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state, guard))
@@ -123,7 +124,46 @@ async fn clear_transcript(State(s): State<Arc<AppState>>) -> Response {
 async fn reset(State(s): State<Arc<AppState>>) -> Response {
     s.faults.clear();
     s.transcript.clear();
+    s.created_groups.clear();
+    s.revisions.reset();
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The current revision: number, time `T_r` and patient count.
+fn revision_json(s: &AppState) -> serde_json::Value {
+    let data = s.current_data();
+    json!({
+        "revision": data.revision(),
+        "time": data.revision_time().map(crate::data::clock::instant_string),
+        "patients": data.patient_count(),
+    })
+}
+
+async fn read_revision(State(s): State<Arc<AppState>>) -> Response {
+    axum::Json(revision_json(&s)).into_response()
+}
+
+/// `POST /_admin/revision`: an empty body advances by one; `{"revision": n}`
+/// moves to revision `n` (forward only).
+async fn advance_revision(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let target = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("revision")?.as_u64()) {
+            Some(n) => Some(n),
+            None => {
+                return (StatusCode::BAD_REQUEST, "expected an empty body or {\"revision\": <number>}").into_response();
+            }
+        }
+    };
+    let moved = match target {
+        Some(n) => s.revisions.set(n),
+        None => s.revisions.advance(),
+    };
+    match moved {
+        Ok(_) => axum::Json(revision_json(&s)).into_response(),
+        Err(message) => (StatusCode::CONFLICT, message).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,13 @@ use crate::transcript::Transcript;
 pub struct AppState {
     /// Settings.
     pub config: ServerConfig,
-    /// Where resources come from.
+    /// Where resources come from: the data set at revision 0 (its types and
+    /// ids never change). Kick-offs snapshot [`AppState::current_data`].
     pub source: Arc<dyn DataSource>,
+    /// The current revision of the data set.
+    pub revisions: crate::data::revision::Revisions,
+    /// Groups created with `POST /Group`, per client.
+    pub created_groups: crate::data::created::CreatedGroups,
     /// Export jobs.
     pub jobs: JobStore,
     /// The FHIR base URL, e.g. `http://127.0.0.1:8080/fhir`.
@@ -48,10 +53,18 @@ impl AppState {
     pub fn new(config: ServerConfig, origin: &str) -> std::io::Result<Arc<AppState>> {
         let origin = config.public_url.clone().unwrap_or_else(|| origin.to_string());
         let fhir_base = format!("{}/fhir", origin.trim_end_matches('/'));
+        let timeline = crate::data::revision::Timeline::new(
+            config.revisions.epoch.unwrap_or_else(|| crate::export::job::unix_now() + config.clock_offset),
+            match config.revisions.auto {
+                crate::data::revision::AutoAdvance::Every(d) => d.as_secs().max(1) as i64,
+                _ => 1,
+            },
+        );
         let source: Arc<dyn DataSource> = match &config.data_dir {
             Some(dir) => Arc::new(crate::data::folder::Folder::load(dir, &fhir_base)?),
-            None => Arc::new(Synthetic::new(config.seed, config.patients, &fhir_base)),
+            None => Arc::new(Synthetic::at(config.seed, config.patients, &fhir_base, timeline, 0)),
         };
+        let revisions = crate::data::revision::Revisions::new(Arc::clone(&source), config.revisions.auto);
         let auth = (!config.open).then(|| AuthState::new(config.auth.clone(), config.seed));
         let live = match &config.transcript_file {
             Some(path) => Some(std::fs::File::create(path).map_err(|e| {
@@ -68,9 +81,26 @@ impl AppState {
             capabilities: crate::faults::capability::Capabilities::new(config.seed),
             config,
             source,
+            revisions,
+            created_groups: Default::default(),
             fhir_base,
             auth,
         }))
+    }
+
+    /// The server clock: real time plus the configured offset, Unix seconds.
+    pub fn now(&self) -> i64 {
+        crate::export::job::unix_now() + self.config.clock_offset
+    }
+
+    /// The data set at the current revision (a snapshot: later advances do not change it).
+    pub fn current_data(&self) -> Arc<dyn DataSource> {
+        self.revisions.current()
+    }
+
+    /// What a caller sees: the current revision plus the Groups it created.
+    pub fn data_for(&self, client: Option<&str>) -> Arc<dyn DataSource> {
+        self.created_groups.view(self.current_data(), client)
     }
 
     /// The token endpoint URL (`/auth/token` on the server's origin).
@@ -120,7 +150,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(kickoffs)
         .route("/metadata", get(routes::metadata::capability_statement))
         .route("/.well-known/smart-configuration", get(crate::auth::discovery::smart_configuration))
-        .route("/Group", get(routes::groups::search))
+        .route("/Group", get(routes::groups::search).post(routes::group_create::create))
         .route("/Group/{id}", get(routes::groups::read))
         .route("/bulkstatus/{job}", get(routes::status::poll).delete(routes::status::delete))
         .route("/bulkstatus/{job}/page/{page}", get(routes::status::poll_page))

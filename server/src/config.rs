@@ -45,6 +45,11 @@ pub struct ServerConfig {
     /// Serve every route over TLS with this certificate (`serve --tls`); every
     /// absolute URL the server emits is then `https` (CLI-032).
     pub tls: Option<crate::tls::TlsIdentity>,
+    /// Data that changes over time: revision times and automatic advances.
+    pub revisions: crate::data::revision::RevisionConfig,
+    /// The server clock's offset from real time, seconds (signed): shifts
+    /// `transactionTime` and revision times ahead of or behind the client's clock.
+    pub clock_offset: i64,
 }
 
 /// Settings of the admin API.
@@ -78,6 +83,8 @@ impl Default for ServerConfig {
             count_before_accepting: false,
             limits: crate::limits::Limits::default(),
             tls: None,
+            revisions: Default::default(),
+            clock_offset: 0,
         }
     }
 }

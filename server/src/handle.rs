@@ -113,6 +113,25 @@ impl MockServerBuilder {
         self.config.faults.rules.push(rule);
         self
     }
+    /// The server clock's offset from real time (signed seconds): shifts
+    /// `transactionTime` and revision times ahead of (positive) or behind
+    /// (negative) the client's clock.
+    pub fn clock_offset(mut self, seconds: i64) -> Self {
+        self.config.clock_offset = seconds;
+        self
+    }
+    /// `T_0`, the time of revision 0 (Unix seconds; clamped to
+    /// [`REVISION0_END`](crate::data::revision::REVISION0_END)); by default
+    /// the server clock at start. Fix it for byte-identical revisions across runs.
+    pub fn revision_epoch(mut self, unix_seconds: i64) -> Self {
+        self.config.revisions.epoch = Some(unix_seconds);
+        self
+    }
+    /// How the data set's revision advances by itself (besides [`MockServer::advance_revision`]).
+    pub fn auto_advance(mut self, auto: crate::data::revision::AutoAdvance) -> Self {
+        self.config.revisions.auto = auto;
+        self
+    }
     /// Enables the admin API (`/_admin/...`) for loopback callers.
     pub fn admin(mut self) -> Self {
         self.config.admin.enabled = true;
@@ -288,9 +307,43 @@ impl MockServer {
         self.state.transcript.exchanges()
     }
 
-    /// The data set being served, to compute expected exports.
+    /// The data set at revision 0 (its types, ids and counts before any
+    /// advance); see [`current_data`](Self::current_data) and [`data_at`](Self::data_at).
     pub fn data(&self) -> &dyn DataSource {
         self.state.source.as_ref()
+    }
+
+    /// The data set at the current revision (what the next kick-off snapshots).
+    pub fn current_data(&self) -> Arc<dyn DataSource> {
+        self.state.current_data()
+    }
+
+    /// The data set at any revision: to compute the expected state after revision `n`.
+    pub fn data_at(&self, revision: u64) -> Arc<dyn DataSource> {
+        self.state.revisions.at(revision)
+    }
+
+    /// The current revision of the data set.
+    pub fn revision(&self) -> u64 {
+        self.state.revisions.revision()
+    }
+
+    /// Advances the data set by one revision; returns the new revision.
+    ///
+    /// # Panics
+    /// On a source that does not change over time (`data_dir`).
+    #[track_caller]
+    pub fn advance_revision(&self) -> u64 {
+        self.state.revisions.advance().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Moves the data set to revision `n` (forward only).
+    ///
+    /// # Panics
+    /// On a revision in the past or a source that does not change over time.
+    #[track_caller]
+    pub fn set_revision(&self, n: u64) {
+        self.state.revisions.set(n).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The configuration in force.
@@ -313,7 +366,7 @@ impl MockServer {
         &self,
         job: &crate::export::job::Job,
     ) -> std::io::Result<Vec<crate::export::expected::ExportedFile>> {
-        crate::export::expected::contents(job, self.state.source.as_ref())
+        crate::export::expected::contents(job)
     }
 
     /// The shared state (for embedding the server in a harness).

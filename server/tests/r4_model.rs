@@ -115,3 +115,37 @@ async fn exports_with_elements_type_filters_deletions_and_errors_are_valid_r4() 
     assert!(lenient.iter().any(|(t, _)| t == "OperationOutcome"), "{lenient:?}");
     export_checked(&server, "Patient/$export", "organizeOutputBy=Patient&_type=Patient,Condition", false).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn later_revisions_and_created_groups_are_valid_r4() {
+    let server = MockServer::builder().open().patients(40).start().await;
+    server.set_revision(3);
+    let data = server.current_data();
+    let mut versioned = 0;
+    for (t, info) in data.types().iter().enumerate() {
+        let indices: Vec<u64> = if info.in_patient_compartment {
+            (0..data.patient_count()).flat_map(|p| data.patient_resources(t, p)).collect()
+        } else {
+            (0..data.standalone_count(t)).collect()
+        };
+        for idx in indices {
+            let mut buf = Vec::new();
+            data.write_resource(t, idx, &mut buf).unwrap();
+            let line = String::from_utf8(buf).unwrap();
+            versioned += usize::from(line.contains("\"versionId\""));
+            assert_eq!(check(&format!("{} {idx} at revision 3", info.name), &line), info.name);
+        }
+    }
+    assert!(versioned > 0, "updated resources carry meta.versionId");
+    let body = serde_json::json!({"resourceType": "Group", "name": "women", "characteristic": [
+        {"code": {"text": "gender"}, "valueCodeableConcept": {"text": "female"}}]});
+    let r = http()
+        .post(format!("{}/Group", server.fhir_base()))
+        .header("Content-Type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(check("created Group", &r.text().await.unwrap()), "Group");
+}

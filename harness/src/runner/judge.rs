@@ -157,7 +157,7 @@ pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Ve
         Level::Patient => ("patient", None),
         Level::Group(g) => ("group", Some(g.clone())),
     };
-    let contents = expected::contents(&job, source).unwrap_or_default();
+    let contents = expected::contents(&job).unwrap_or_default();
     // The manifest lists only files with lines (SRV-158), the error file when it has any.
     let mut files: Vec<String> = job
         .plan

@@ -8,12 +8,15 @@
 //! user's own NDJSON files.
 
 pub mod clock;
+pub mod created;
 pub mod folder;
 pub mod json;
 mod patient_set;
+pub mod revision;
 pub mod synthetic;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 pub use patient_set::PatientSet;
 
@@ -88,5 +91,20 @@ pub trait DataSource: Send + Sync + 'static {
     /// A Group by id.
     fn group(&self, id: &str) -> Option<&GroupDef> {
         self.groups().iter().find(|g| g.id == id)
+    }
+    /// This view's revision (see [`revision`]); 0 for sources that never change.
+    fn revision(&self) -> u64 {
+        0
+    }
+    /// `T_r`, the time of this view's revision: no resource changed after it.
+    /// `None` for sources without a timeline (a job then takes the server clock).
+    fn revision_time(&self) -> Option<i64> {
+        None
+    }
+    /// The same data set at revision `revision`; `None` when the source does
+    /// not change over time (`--data`).
+    fn at_revision(&self, revision: u64) -> Option<Arc<dyn DataSource>> {
+        let _ = revision;
+        None
     }
 }

@@ -29,7 +29,12 @@ pub struct Job {
     pub plan: ExportPlan,
     /// The kick-off URL, for the manifest `request` (SRV-152).
     pub request_url: String,
-    /// When the query ran, Unix seconds (SRV-151).
+    /// The data as of kick-off: the revision snapshot every count, file and
+    /// expected export of this job reads, whatever the server's revision is now.
+    pub source: Arc<dyn DataSource>,
+    /// When the query ran, Unix seconds (SRV-151): the snapshot's revision
+    /// time `T_r` (see [`crate::data::revision`]), or the server clock for a
+    /// source without revisions.
     pub transaction_time: i64,
     /// Whether the client asked for `separate-export-status` (SRV-043, SRV-044).
     pub separate_status: bool,
@@ -45,6 +50,7 @@ pub struct Job {
     /// How often the file URLs were replaced (the `expire_urls` fault); URLs carry it as `?v=`.
     url_generation: std::sync::atomic::AtomicU64,
     partial_failure: AtomicBool,
+    on_done: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Cached byte layouts of files, filled on first download.
     pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
 }
@@ -65,7 +71,10 @@ pub struct Progress {
 }
 
 impl Job {
-    /// A new job; call [`Job::start_counting`] to begin its work.
+    /// A new job over the snapshot `source` (its `transactionTime` is the
+    /// snapshot's revision time, else `clock`); call [`Job::start_counting`]
+    /// to begin its work.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: String,
         plan: ExportPlan,
@@ -73,13 +82,17 @@ impl Job {
         separate_status: bool,
         duration: Duration,
         owner: Option<String>,
+        source: Arc<dyn DataSource>,
+        clock: i64,
     ) -> Arc<Job> {
         let files = plan.files.len();
         Arc::new(Job {
             id,
             plan,
             request_url,
-            transaction_time: unix_now(),
+            transaction_time: source.revision_time().unwrap_or(clock),
+            source,
+            on_done: Mutex::new(None),
             separate_status,
             owner,
             started: Instant::now(),
@@ -96,18 +109,24 @@ impl Job {
     }
 
     /// Starts the counting work on a blocking thread.
-    pub fn start_counting(self: &Arc<Self>, source: Arc<dyn DataSource>) {
+    pub fn start_counting(self: &Arc<Self>) {
         let job = Arc::clone(self);
-        tokio::task::spawn_blocking(move || job.count_all(source.as_ref()));
+        tokio::task::spawn_blocking(move || job.count_all());
     }
 
     /// Does the counting work here and now (blocking the caller), so a job
     /// without a duration is complete by its first poll: deterministic runs.
-    pub fn count_now(&self, source: &dyn DataSource) {
-        self.count_all(source);
+    pub fn count_now(&self) {
+        self.count_all();
     }
 
-    fn count_all(&self, source: &dyn DataSource) {
+    /// Runs `f` once when the counting work is done (the `--revision-after-export` advance).
+    pub fn on_done(&self, f: impl FnOnce() + Send + 'static) {
+        *self.on_done.lock().expect("job hook") = Some(Box::new(f));
+    }
+
+    fn count_all(&self) {
+        let source = self.source.as_ref();
         let selector = Selector::new(&self.plan, source);
         for (i, file) in self.plan.files.iter().enumerate() {
             let mut total = 0;
@@ -125,6 +144,10 @@ impl Job {
             }
             let _ = self.counts[i].set(total);
             self.counted.fetch_add(1, Ordering::Release);
+        }
+        // Before the job reads as complete, so a client that sees the manifest sees the advance too.
+        if let Some(f) = self.on_done.lock().expect("job hook").take() {
+            f();
         }
         let _ = self.counting_done.set(Instant::now());
     }

@@ -60,7 +60,7 @@ pub(super) fn first_line_of_sibling(state: &AppState, path: &str) -> Option<Vec<
     let kind = job.plan.files.get(index)?.kind;
     let files = &job.plan.files;
     let sibling = (0..index).rev().chain(index + 1..files.len()).find(|&j| files[j].kind == kind)?;
-    let selector = crate::export::content::Selector::new(&job.plan, state.source.as_ref());
+    let selector = crate::export::content::Selector::new(&job.plan, job.source.as_ref());
     let mut buf = Vec::new();
     for unit in files[sibling].units.clone() {
         selector.write_unit(&files[sibling], unit, &mut buf).ok()?;

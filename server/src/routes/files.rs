@@ -151,7 +151,7 @@ async fn download_inner(
         ));
     }
     let gzip = wants_gzip(headers);
-    let file = FileBody { job: Arc::clone(&job), source: Arc::clone(&state.source), file: index, gzip };
+    let file = FileBody { job: Arc::clone(&job), source: Arc::clone(&job.source), file: index, gzip };
     let measuring = file.clone();
     let layout = tokio::task::spawn_blocking(move || measuring.layout())
         .await
@@ -217,7 +217,8 @@ pub async fn attachment(
             Ok(_) => {}
         },
     }
-    match state.source.attachment(&id) {
+    // Patients only grow with revisions: the current revision serves every attachment ever listed.
+    match state.current_data().attachment(&id) {
         Some((media_type, bytes)) => {
             let mut response = Response::new(Body::from(bytes));
             response.headers_mut().insert(

@@ -13,14 +13,15 @@ use crate::error::FhirError;
 use crate::export::params::Problem;
 use crate::export::type_filter::TypeQuery;
 
-/// Every Group resource with its id.
-fn all_groups(state: &AppState) -> Vec<(String, Value)> {
-    let Some(ty) = state.source.type_index("Group") else { return Vec::new() };
-    (0..state.source.standalone_count(ty))
+/// Every Group resource the caller sees (current revision, its created Groups) with its id.
+fn all_groups(state: &AppState, caller: &guard::Caller) -> Vec<(String, Value)> {
+    let source = state.data_for(caller.client_id.as_deref());
+    let Some(ty) = source.type_index("Group") else { return Vec::new() };
+    (0..source.standalone_count(ty))
         .filter_map(|i| {
             let mut buf = Vec::new();
-            state.source.write_resource(ty, i, &mut buf).ok()?;
-            Some((state.source.resource_id(ty, i), serde_json::from_slice(&buf).ok()?))
+            source.write_resource(ty, i, &mut buf).ok()?;
+            Some((source.resource_id(ty, i), serde_json::from_slice(&buf).ok()?))
         })
         .collect()
 }
@@ -32,20 +33,21 @@ fn fhir_json(value: Value) -> Response {
 }
 
 /// 401/403 unless the caller may read Groups.
-fn check_group_access(state: &AppState, headers: &HeaderMap) -> Result<(), FhirError> {
+fn check_group_access(state: &AppState, headers: &HeaderMap) -> Result<guard::Caller, FhirError> {
     let caller = guard::caller(state, headers)?;
     if !caller.can_read("Group") {
         return Err(guard::insufficient_scope("reading Groups needs read access to Group (system/Group.rs)"));
     }
-    Ok(())
+    Ok(caller)
 }
 
 /// `GET [base]/Group/{id}`.
 pub async fn read(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(denied) = check_group_access(&state, &headers) {
-        return denied.into_response();
-    }
-    match all_groups(&state).into_iter().find(|(gid, _)| *gid == id) {
+    let caller = match check_group_access(&state, &headers) {
+        Ok(c) => c,
+        Err(denied) => return denied.into_response(),
+    };
+    match all_groups(&state, &caller).into_iter().find(|(gid, _)| *gid == id) {
         Some((_, group)) => fhir_json(group),
         None => FhirError::not_found(format!("Group/{id} does not exist")).into_response(),
     }
@@ -53,9 +55,10 @@ pub async fn read(State(state): State<Arc<AppState>>, Path(id): Path<String>, he
 
 /// `GET [base]/Group?name=...&identifier=...`: a searchset Bundle.
 pub async fn search(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
-    if let Err(denied) = check_group_access(&state, &headers) {
-        return denied.into_response();
-    }
+    let caller = match check_group_access(&state, &headers) {
+        Ok(c) => c,
+        Err(denied) => return denied.into_response(),
+    };
     let query = query.unwrap_or_default();
     let filter = if query.is_empty() {
         None
@@ -73,7 +76,7 @@ pub async fn search(State(state): State<Arc<AppState>>, RawQuery(query): RawQuer
             }
         }
     };
-    let entries: Vec<Value> = all_groups(&state)
+    let entries: Vec<Value> = all_groups(&state, &caller)
         .into_iter()
         .filter(|(_, g)| filter.as_ref().is_none_or(|f| f.matches(g)))
         .map(|(id, g)| json!({"fullUrl": format!("{}/Group/{id}", state.fhir_base), "resource": g, "search": {"mode": "match"}}))

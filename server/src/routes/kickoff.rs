@@ -12,7 +12,7 @@ use bulkmock_wire::IssueType;
 use crate::app::AppState;
 use crate::auth::guard;
 use crate::error::FhirError;
-use crate::export::job::{Job, unix_now};
+use crate::export::job::Job;
 use crate::export::manifest::JobUrls;
 use crate::export::params::{self, ExportParams, Problem};
 use crate::export::plan::{self, Level, PlanError};
@@ -212,20 +212,24 @@ fn kickoff(
     }
     let query = uri.query().unwrap_or_default();
     let (params, problems) = parse_request(method, headers, query, body)?;
+    // The job's snapshot: the current revision, with the caller's created Groups.
+    let source = state.data_for(caller.client_id.as_deref());
+    // The server clock never runs behind its data, so `_since = transactionTime` is never "in the future".
+    let now = state.now().max(source.revision_time().unwrap_or(i64::MIN));
     let plan = plan::plan(
-        state.source.as_ref(),
+        source.as_ref(),
         level,
         params,
         problems,
         prefs.lenient,
         overrides.resources_per_file.unwrap_or(state.config.resources_per_file),
-        unix_now(),
+        now,
         caller.grant.as_deref(),
     )
     .map_err(|e| match e {
         PlanError::UnknownGroup(id) => FhirError::not_found(format!(
             "Group/{id} does not exist; available groups: {}",
-            state.source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+            source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
         )),
         PlanError::Invalid(problems) => FhirError::from_problems(&problems),
         PlanError::Forbidden(message) => guard::insufficient_scope(message),
@@ -242,11 +246,17 @@ fn kickoff(
     }
     let id = state.jobs.next_id();
     let duration = overrides.job_duration.unwrap_or(state.config.job_duration);
-    let job = Job::new(id, plan, request_url, prefs.separate_status, duration, caller.client_id);
+    let job = Job::new(id, plan, request_url, prefs.separate_status, duration, caller.client_id, source, now);
+    if state.revisions.after_export() {
+        let advancing = Arc::clone(state);
+        job.on_done(move || {
+            let _ = advancing.revisions.advance();
+        });
+    }
     if state.config.count_before_accepting {
-        job.count_now(state.source.as_ref());
+        job.count_now();
     } else {
-        job.start_counting(Arc::clone(&state.source));
+        job.start_counting();
     }
     let status_url = JobUrls { fhir_base: &state.fhir_base, job: &job.id }.status();
     state.jobs.insert(job);

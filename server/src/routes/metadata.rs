@@ -67,7 +67,7 @@ pub fn build(state: &AppState) -> Value {
                 "Patient" => r["operation"] = operations("patient-export", Some("patient-export")),
                 "Group" => {
                     r["operation"] = operations("group-export", Some("group-export"));
-                    r["interaction"] = json!([{"code": "read"}, {"code": "search-type"}]);
+                    r["interaction"] = json!([{"code": "read"}, {"code": "search-type"}, {"code": "create"}]);
                 }
                 _ => {}
             }

@@ -10,6 +10,15 @@
 //! at their patient, at one of the patient's encounters, at practitioners,
 //! organisations and locations that exist. Resources that could be referenced
 //! are never deleted; only leaf types have a deleted share.
+//!
+//! Revisions ([`super::revision`]): at revision `r > 0` a resource's history
+//! is a short sequence of events at revisions `created + g_1`, `+ g_2`, ...
+//! (gaps drawn from a hash of (seed, type, index, event number), 1 to
+//! [`MAX_GAP`]): each an update (new `meta.versionId` and `lastUpdated`) or,
+//! for leaf types, a deletion. Finding the state at `r` walks only the events
+//! up to `r` (about `r / 20` of them), and revision 0 walks none. New
+//! patients are appended ([`added_per_revision`] per revision), so existing
+//! index ranges never move.
 
 mod clinical;
 mod codes;
@@ -18,8 +27,10 @@ mod financial;
 mod people;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::json::JsonWriter;
+use super::revision::Timeline;
 use super::{DataSource, GroupDef, Header, PatientSet, TypeIdx, TypeInfo};
 
 /// Default population size.
@@ -33,6 +44,17 @@ const SPAN_START: i64 = 1_546_300_800;
 const SPAN: u64 = 7 * 365 * 86_400;
 /// Per mille of deletable resources that are deleted.
 const DELETED_PER_MILLE: u64 = 25;
+/// Largest gap, in revisions, between two changes of one resource (a mean of
+/// about one change per 20 revisions).
+pub const MAX_GAP: u64 = 40;
+/// One change in this many deletes (leaf types only); the rest are updates.
+const DELETE_ONE_IN: u64 = 4;
+
+/// Patients added by each revision: 8, or 1% of the population when larger
+/// (at least 8, so every built-in cohort gains a member each revision).
+pub fn added_per_revision(base_patients: u64) -> u64 {
+    (base_patients / 100).max(8)
+}
 
 /// The synthetic resource types, in output order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +164,12 @@ impl Pick {
 /// The synthetic population; see the module docs.
 pub struct Synthetic {
     seed: u64,
+    /// Patients at revision 0: the population size (counts of standalone types follow it).
+    base_patients: u64,
+    /// Patients at this revision.
     patients: u64,
+    revision: u64,
+    timeline: Timeline,
     fhir_base: String,
     types: Vec<TypeInfo>,
     groups: Vec<GroupDef>,
@@ -152,6 +179,12 @@ impl Synthetic {
     /// A population of `patients` patients from `seed`; attachment URLs are
     /// absolute under `fhir_base`.
     pub fn new(seed: u64, patients: u64, fhir_base: &str) -> Self {
+        Self::at(seed, patients, fhir_base, Timeline::default(), 0)
+    }
+
+    /// The population of `new` as of `revision` on `timeline`.
+    pub fn at(seed: u64, patients: u64, fhir_base: &str, timeline: Timeline, revision: u64) -> Self {
+        let current = patients + revision * added_per_revision(patients);
         let types = SPEC
             .iter()
             .map(|(_, name, kind, _, _)| TypeInfo {
@@ -161,11 +194,72 @@ impl Synthetic {
             .collect();
         Synthetic {
             seed,
-            patients,
+            base_patients: patients,
+            patients: current,
+            revision,
+            timeline,
             fhir_base: fhir_base.trim_end_matches('/').to_string(),
             types,
-            groups: builtin_groups(patients),
+            groups: builtin_groups(seed, patients, current, revision),
         }
+    }
+
+    /// The revision in which patient `p` was added (0: part of the population).
+    fn created(&self, p: u64) -> u64 {
+        if p < self.base_patients { 0 } else { 1 + (p - self.base_patients) / added_per_revision(self.base_patients) }
+    }
+
+    /// Revision 0's header: a pure function of (seed, type, index).
+    fn base_header(&self, t: T, idx: u64) -> Header {
+        let h = self.pick(t, idx, 0).next();
+        // Records are updated up to two weeks after the event.
+        let last_updated = self.event_time(t, idx) + (h % (14 * 86_400)) as i64;
+        Header { last_updated, deleted: SPEC[t as usize].4 && (h >> 32) % 1000 < DELETED_PER_MILLE }
+    }
+
+    /// The header at this revision and how many updates the resource had
+    /// (its `meta.versionId` is that plus one; 0 writes no versionId).
+    fn history(&self, t: T, idx: u64) -> (Header, u64) {
+        if self.revision == 0 {
+            return (self.base_header(t, idx), 0);
+        }
+        if t == T::Group {
+            // Membership of every built-in group but `empty` changes in every revision.
+            let base = self.base_header(t, idx);
+            let changes = self.groups.get(idx as usize).is_some_and(|g| g.id != "empty");
+            return if changes {
+                (Header { last_updated: self.timeline.time(self.revision), deleted: false }, self.revision)
+            } else {
+                (base, 0)
+            };
+        }
+        let k = t.per_patient();
+        let created = idx.checked_div(k).map_or(0, |p| self.created(p));
+        let mut header = if created == 0 {
+            self.base_header(t, idx)
+        } else {
+            Header { last_updated: self.timeline.time(created), deleted: false }
+        };
+        if header.deleted {
+            return (header, 0);
+        }
+        let deletable = SPEC[t as usize].4;
+        let stream = mix(self.seed ^ 0x7265_7669_7369_6f6e ^ mix(((t as u64 + 1) << 48) ^ idx));
+        let (mut at, mut updates) = (created, 0);
+        for event in 0.. {
+            let e = mix(stream ^ mix(event + 1));
+            at += 1 + e % MAX_GAP;
+            if at > self.revision {
+                break;
+            }
+            header.last_updated = self.timeline.time(at);
+            if deletable && (e >> 32).is_multiple_of(DELETE_ONE_IN) {
+                header.deleted = true;
+                break;
+            }
+            updates += 1;
+        }
+        (header, updates)
     }
 
     /// A generator for the choices of resource `idx` of type `ty`, in stream `stream`.
@@ -174,10 +268,10 @@ impl Synthetic {
     }
 
     pub(crate) fn practitioners(&self) -> u64 {
-        10 + self.patients / 50
+        10 + self.base_patients / 50
     }
     pub(crate) fn organizations(&self) -> u64 {
-        3 + self.patients / 500
+        3 + self.base_patients / 500
     }
     /// Organisations with index divisible by 3 are payers, the rest providers.
     pub(crate) fn payers(&self) -> u64 {
@@ -234,7 +328,8 @@ impl Synthetic {
 
     /// Builds the JSON of a resource (no deletion check).
     fn generate(&self, ty: T, idx: u64, out: &mut Vec<u8>) {
-        let last_updated = self.header(ty as usize, idx).last_updated;
+        let (header, updates) = self.history(ty, idx);
+        let last_updated = header.last_updated;
         let event = self.event_time(ty, idx);
         JsonWriter::object(out, |w| {
             w.str("resourceType", ty.name());
@@ -243,7 +338,12 @@ impl Synthetic {
             } else {
                 w.str_num("id", ty.prefix(), idx);
             }
-            w.obj("meta", |w| w.instant("lastUpdated", last_updated));
+            w.obj("meta", |w| {
+                if updates > 0 {
+                    w.str_num("versionId", "", updates + 1);
+                }
+                w.instant("lastUpdated", last_updated)
+            });
             let ctx = Ctx { data: self, idx, event };
             match ty {
                 T::Patient => people::patient(&ctx, w),
@@ -291,14 +391,41 @@ impl Ctx<'_> {
 }
 
 /// The built-in Groups: all patients, a diabetes cohort, a sample of ten, a
-/// quarter of the population, and an empty group.
-fn builtin_groups(n: u64) -> Vec<GroupDef> {
-    let def = |id: &str, name: &str, members: PatientSet| GroupDef {
-        id: id.to_string(),
-        name: name.to_string(),
-        identifier: id.to_uppercase(),
-        members,
-    };
+/// quarter of the population, and an empty group. At revision `r > 0`
+/// (`n` patients at revision 0, `now` at `r`): `all-patients` and `quarter`
+/// take in the new patients, `diabetes-cohort` takes in new patients of its
+/// progression, loses a fifth of its members and gains a tenth of the other
+/// existing patients (each leaving or joining at a revision 1..=8 drawn from
+/// a hash), `sample-10` slides one patient forward per revision.
+fn builtin_groups(seed: u64, n: u64, now: u64, r: u64) -> Vec<GroupDef> {
+    if r > 0 {
+        let member = |p: u64| {
+            let h = mix(seed ^ 0x636f_686f_7274 ^ mix(p));
+            let at = 1 + (h >> 8) % 8;
+            if p % 7 == 3 {
+                !h.is_multiple_of(5) || at > r // one member in five leaves
+            } else {
+                p < n && h.is_multiple_of(10) && at <= r // one existing patient in ten joins
+            }
+        };
+        let diabetes: Vec<u64> = (0..now).filter(|&p| member(p)).collect();
+        return vec![
+            group_def("all-patients", "All patients", PatientSet::all(now)),
+            group_def("diabetes-cohort", "Type 2 diabetes cohort", PatientSet::List(diabetes)),
+            group_def(
+                "sample-10",
+                "Ten-patient sample",
+                PatientSet::Progression { start: r, stride: 1, len: now.saturating_sub(r).min(10) },
+            ),
+            group_def(
+                "quarter",
+                "Every fourth patient",
+                PatientSet::Progression { start: 0, stride: 4, len: now.div_ceil(4) },
+            ),
+            group_def("empty", "Empty group", PatientSet::all(0)),
+        ];
+    }
+    let def = group_def;
     vec![
         def("all-patients", "All patients", PatientSet::all(n)),
         def(
@@ -310,6 +437,10 @@ fn builtin_groups(n: u64) -> Vec<GroupDef> {
         def("quarter", "Every fourth patient", PatientSet::Progression { start: 0, stride: 4, len: n.div_ceil(4) }),
         def("empty", "Empty group", PatientSet::all(0)),
     ]
+}
+
+fn group_def(id: &str, name: &str, members: PatientSet) -> GroupDef {
+    GroupDef { id: id.to_string(), name: name.to_string(), identifier: id.to_uppercase(), members }
 }
 
 impl DataSource for Synthetic {
@@ -350,11 +481,19 @@ impl DataSource for Synthetic {
     }
 
     fn header(&self, ty: TypeIdx, idx: u64) -> Header {
-        let t = T::from_idx(ty);
-        let h = self.pick(t, idx, 0).next();
-        // Records are updated up to two weeks after the event.
-        let last_updated = self.event_time(t, idx) + (h % (14 * 86_400)) as i64;
-        Header { last_updated, deleted: SPEC[ty].4 && (h >> 32) % 1000 < DELETED_PER_MILLE }
+        self.history(T::from_idx(ty), idx).0
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn revision_time(&self) -> Option<i64> {
+        Some(self.timeline.time(self.revision))
+    }
+
+    fn at_revision(&self, revision: u64) -> Option<Arc<dyn DataSource>> {
+        Some(Arc::new(Synthetic::at(self.seed, self.base_patients, &self.fhir_base, self.timeline, revision)))
     }
 
     fn resource_id(&self, ty: TypeIdx, idx: u64) -> String {
