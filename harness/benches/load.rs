@@ -8,7 +8,7 @@
 //! then verifies every client's output resource by resource against the export
 //! computed in this process from the same seed and size. Prints the server's
 //! peak RSS (VmHWM), its open file descriptors and threads before, at peak and
-//! after, the wall time and the resources verified. `BENCH_PATIENTS` (40) and
+//! after (threads: once the blocking pool's idle threads left), the wall time and the resources verified. `BENCH_PATIENTS` (200) and
 //! `BENCH_RESOURCES_PER_FILE` (200) size the population.
 
 use std::io::{BufRead, BufReader};
@@ -109,7 +109,7 @@ async fn expected_lines(origin: &str, patients: u64, resources_per_file: u64) ->
 fn main() {
     let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
     let clients: usize = env("BENCH_CLIENTS", "200").parse().expect("BENCH_CLIENTS");
-    let patients: u64 = env("BENCH_PATIENTS", "40").parse().expect("BENCH_PATIENTS");
+    let patients: u64 = env("BENCH_PATIENTS", "200").parse().expect("BENCH_PATIENTS");
     let per_file: u64 = env("BENCH_RESOURCES_PER_FILE", "200").parse().expect("BENCH_RESOURCES_PER_FILE");
     let parallel: usize = env("BENCH_PARALLEL", "2").parse().expect("BENCH_PARALLEL");
     let scratch = PathBuf::from(env("BENCH_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-load")));
@@ -154,7 +154,11 @@ fn main() {
         let retries: u64 = runs.iter().filter_map(|r| r.result.as_ref().ok()).map(|s| s.retries).sum();
         let files: u64 = runs.iter().filter_map(|r| r.result.as_ref().ok()).map(|s| s.files).sum();
         let closed = load::eventually(6000, || fds(pid) <= fds_before).await;
-        let (fds_after, threads_after) = (fds(pid), status_field(pid, "Threads"));
+        let fds_after = fds(pid);
+        // Tokio's blocking threads (file reads) leave after 10 s idle.
+        load::eventually(3000, || status_field(pid, "Threads") == threads_before).await;
+        let threads_after = status_field(pid, "Threads");
+        println!("\nafter {:.1} s of verification and waiting for the server to go idle:\n", start.elapsed().as_secs_f64() - elapsed);
         println!(
             "| clients | patients | files downloaded | retries | resources verified | unexpected errors | wall time | server peak RSS | server fds before / peak / after | server threads before / after |"
         );
