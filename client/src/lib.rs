@@ -25,6 +25,7 @@ mod manifest;
 mod policy;
 mod request;
 mod summary;
+pub mod type_filter;
 
 pub use auth::{Credentials, discover_token_url};
 pub use client::{Client, ClientBuilder};

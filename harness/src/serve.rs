@@ -101,11 +101,16 @@ pub struct ServeArgs {
     /// On Ctrl-C or SIGTERM, how long in-flight requests (downloads) may go on before they are cut.
     #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// Production quirks to speak, comma-separated (docs/quirks.md), e.g.
+    /// `--quirks capitalised-scopes,long-queue=0.01`.
+    #[arg(long, env = "BULKMOCK_QUIRKS", value_parser = parse_quirks)]
+    quirks: Option<bulkmock_server::quirks::Quirks>,
     /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
     /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
     #[arg(long, conflicts_with_all = [
         "patients", "resources_per_file", "job_duration", "job_ttl", "manifest_page_size", "data", "open",
         "client_key", "client_alg", "clients", "allow_alg", "token_lifetime", "faults", "lenient_headers", "clock_skew",
+        "quirks",
     ])]
     scenario: Option<PathBuf>,
     /// The case of --scenario (its id, or its matrix part such as `post=true`); needed when it has a matrix.
@@ -220,6 +225,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 max_jobs_per_client: args.max_jobs_per_client,
                 header_read_timeout: args.header_timeout,
             },
+            quirks: args.quirks.clone().unwrap_or_default(),
             ..ServerConfig::default()
         };
         let state = AppState::new(config, &format!("http://{addr}")).map_err(|e| e.to_string())?;
@@ -230,6 +236,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         };
         println!("bulkmock serving FHIR Bulk Data on http://{addr}");
         println!("  FHIR base:  {}", state.fhir_base);
+        if !state.config.quirks.is_empty() {
+            println!("  quirks:     {}", state.config.quirks);
+        }
         println!("  data:       {source}");
         println!(
             "  groups:     {}",
@@ -307,4 +316,9 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("2 weeks").unwrap_err().contains("unknown unit"));
     }
+}
+
+/// `--quirks a,b`: the error names the bad item and lists the valid names.
+fn parse_quirks(list: &str) -> Result<bulkmock_server::quirks::Quirks, String> {
+    bulkmock_server::quirks::Quirks::parse(list)
 }

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub count_before_accepting: bool,
     /// Request body sizes and running jobs per client.
     pub limits: crate::limits::Limits,
+    /// Production quirks every request gets (`serve --quirks`); clients and
+    /// profile URLs add their own (see `docs/quirks.md`).
+    pub quirks: crate::quirks::Quirks,
 }
 
 /// Settings of the admin API.
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             count_before_accepting: false,
             limits: crate::limits::Limits::default(),
+            quirks: crate::quirks::Quirks::none(),
         }
     }
 }

@@ -77,6 +77,10 @@ pub struct ServerSpec {
     /// respond-async`, as lenient servers do (SRV-041, SRV-042); strict by default.
     #[serde(default)]
     pub lenient_headers: bool,
+    /// Production quirks the server speaks (`docs/quirks.md`), e.g.
+    /// `["ignores-type-filter", "long-queue=0.001"]`.
+    #[serde(default, skip_serializing_if = "bulkmock_server::quirks::Quirks::is_empty")]
+    pub quirks: bulkmock_server::quirks::Quirks,
 }
 
 impl Default for ServerSpec {
@@ -94,6 +98,7 @@ impl Default for ServerSpec {
             manifest_page_size: None,
             job_ttl_s: None,
             lenient_headers: false,
+            quirks: bulkmock_server::quirks::Quirks::none(),
         }
     }
 }
