@@ -29,6 +29,9 @@ enum Flaw {
     KeepsTruncatedFile,
     ExitsZeroAfterFatal,
     DoesNothing,
+    /// Keeps what a server that ignored `_typeFilter` sent, without a word (CLI-048):
+    /// this simple client never looks, so the flaw needs no code of its own.
+    SilentAboutIgnoredTypeFilter,
 }
 
 struct Flawed {
@@ -116,8 +119,10 @@ impl Flawed {
         if self.flaw == Flaw::DoesNothing {
             return Ok(0);
         }
-        let kickoff = format!("{}/Patient/$export", self.ctx.fhir_base);
-        let r = self.get(&kickoff, true).await?;
+        let filters = self.ctx.request.type_filters.iter().map(|f| ("_typeFilter", f.as_str()));
+        let kickoff = reqwest::Url::parse_with_params(&format!("{}/Patient/$export", self.ctx.fhir_base), filters)
+            .map_err(|e| e.to_string())?;
+        let r = self.get(kickoff.as_str(), true).await?;
         if r.status() != 202 {
             let code = if self.flaw == Flaw::ExitsZeroAfterFatal { 0 } else { 1 };
             return if code == 0 { Ok(0) } else { Err(format!("kick-off answered {}", r.status())) };
@@ -308,4 +313,13 @@ async fn exiting_zero_after_a_fatal_error_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exiting_zero_without_exporting_is_caught() {
     caught(Flaw::DoesNothing, BASE, "output.matches_export", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_about_an_ignored_type_filter_is_caught() {
+    let s = BASE.replace("patients = 4\n", "patients = 4\nquirks = [\"ignores-type-filter\"]\n").replace(
+        "level = \"patient\"\n",
+        "level = \"patient\"\ntype_filters = [\"Observation?category=laboratory\"]\n",
+    );
+    caught(Flaw::SilentAboutIgnoredTypeFilter, &s, "output.type_filter_ignored", Verdict::Warn).await;
 }
