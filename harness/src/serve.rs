@@ -240,10 +240,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             println!("  quirks:     {}", state.config.quirks);
         }
         println!("  data:       {source}");
-        println!(
-            "  groups:     {}",
-            state.source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
-        );
+        let technical = state.config.quirks.has(bulkmock_server::quirks::Quirk::TechnicalGroupIds);
+        let group_ids: Vec<String> = state
+            .source
+            .groups()
+            .iter()
+            .map(|g| if technical { bulkmock_server::quirks::technical_group_id(&g.id) } else { g.id.clone() })
+            .collect();
+        println!("  groups:     {}", group_ids.join(", "));
         match &demo {
             None => {
                 println!("  access:     open (no authorization)");
