@@ -308,6 +308,11 @@ pub(crate) async fn stop_signal(grace: Duration) {
     eprintln!("bulkmock: shutting down (requests in flight get {} s)", grace.as_secs_f64());
 }
 
+/// `--quirks a,b`: the error names the bad item and lists the valid names.
+fn parse_quirks(list: &str) -> Result<bulkmock_server::quirks::Quirks, String> {
+    bulkmock_server::quirks::Quirks::parse(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,9 +325,4 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("2 weeks").unwrap_err().contains("unknown unit"));
     }
-}
-
-/// `--quirks a,b`: the error names the bad item and lists the valid names.
-fn parse_quirks(list: &str) -> Result<bulkmock_server::quirks::Quirks, String> {
-    bulkmock_server::quirks::Quirks::parse(list)
 }

@@ -54,6 +54,7 @@ pub async fn patient(
 }
 
 /// `GET|POST [base]/Group/[id]/$export`.
+#[allow(clippy::too_many_arguments)] // axum extractors
 pub async fn group(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
