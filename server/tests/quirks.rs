@@ -121,3 +121,13 @@ async fn registrations_carry_quirks_and_bad_names_are_named() {
     let text = bad.text().await.unwrap();
     assert!(text.contains("vendor-dialect") && text.contains("valid quirks"), "{text}");
 }
+
+#[test]
+fn docs_describe_every_quirk_and_no_other() {
+    use bulkmock_server::quirks::Quirk;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/quirks.md")).unwrap();
+    let headings: Vec<&str> =
+        doc.lines().filter_map(|l| l.strip_prefix("### `").and_then(|l| l.strip_suffix('`'))).collect();
+    let names: Vec<&str> = Quirk::ALL.iter().map(|q| q.name()).collect();
+    assert_eq!(headings, names, "docs/quirks.md has one section per quirk, in Quirk::ALL order");
+}
