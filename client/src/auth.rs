@@ -276,8 +276,33 @@ impl Tokens {
 /// Token requests at most per token (CLI-028: retry what may pass, never loop).
 const TOKEN_ATTEMPTS: u32 = 4;
 
-/// Whether `granted` lacks a scope of `requested`.
+/// Whether `granted` lacks a scope of `requested`. v1 permissions compare
+/// ignoring case: servers that write them capitalised (`system/Patient.Read`,
+/// quirk `capitalised-scopes`) grant the same as `system/Patient.read`.
 fn narrower(requested: &str, granted: &str) -> bool {
-    let granted: Vec<&str> = granted.split_whitespace().collect();
-    requested.split_whitespace().any(|s| !granted.contains(&s))
+    let granted: Vec<String> = granted.split_whitespace().map(normal_scope).collect();
+    requested.split_whitespace().map(normal_scope).any(|s| !granted.contains(&s))
+}
+
+/// A scope with its v1 permission (`read`, `write`) in lower case.
+fn normal_scope(scope: &str) -> String {
+    match scope.rsplit_once('.') {
+        Some((head, perm)) if perm.eq_ignore_ascii_case("read") || perm.eq_ignore_ascii_case("write") => {
+            format!("{head}.{}", perm.to_ascii_lowercase())
+        }
+        _ => scope.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::narrower;
+
+    #[test]
+    fn capitalised_v1_grants_are_not_narrower() {
+        assert!(!narrower("system/Patient.read system/Observation.rs", "system/Patient.Read system/Observation.rs"));
+        assert!(!narrower("system/*.read", "system/*.Read"));
+        assert!(narrower("system/Patient.read system/Group.read", "system/Patient.Read"));
+        assert!(narrower("system/Observation.rs", "system/Observation.RS"), "v2 letters stay case-sensitive");
+    }
 }

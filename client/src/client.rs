@@ -11,7 +11,7 @@ use crate::events::{self, Event, Observer};
 use crate::http::Http;
 use crate::job::ExportJob;
 use crate::policy::{Policy, Waits, retry_after};
-use crate::request::ExportRequest;
+use crate::request::{ExportRequest, Level};
 use crate::summary::Summary;
 
 /// What every part of an export shares.
@@ -189,7 +189,43 @@ impl Client {
     /// Kicks off an export (CLI-040..053): 202 gives the job; 429 and transient
     /// errors wait for Retry-After (or back off) and try again within the policy;
     /// other errors are returned with the server's OperationOutcome.
+    ///
+    /// Two production dialects are met here (`docs/quirks.md`): a POST refused
+    /// with 405 is sent again as GET (unless it carries `patient`, which only
+    /// POST can send), and a Group id that answers 404 is looked up with a Group
+    /// search (by identifier, then by identifier or name ignoring case) and the
+    /// export started on the id found.
     pub async fn kick_off(&self, request: &ExportRequest) -> Result<ExportJob, ClientError> {
+        let post = request.needs_post();
+        let mut request = std::borrow::Cow::Borrowed(request);
+        let mut result = self.kick_off_as(&request, post).await;
+        if let (Err(e), Level::Group(id)) = (&result, &request.level)
+            && status_of(e) == Some(404)
+            && let Some(found) = self.find_group(id).await?
+            && found != *id
+        {
+            self.inner.emit(Event::Adapted {
+                note: format!("Group/{id} answered 404; a Group search found it as Group/{found}, exporting that"),
+            });
+            request.to_mut().level = Level::Group(found);
+            result = self.kick_off_as(&request, post).await;
+        }
+        match result {
+            Err(e) if status_of(&e) == Some(405) && post && request.patients.is_empty() => {
+                self.inner.emit(Event::Adapted {
+                    note: "the server refused the POST kick-off (405); sent the same parameters as a GET".into(),
+                });
+                self.kick_off_as(&request, false).await
+            }
+            Err(e) if status_of(&e) == Some(405) && post => Err(ClientError::Protocol(format!(
+                "the server refused the POST kick-off ({e}), and the patient parameter can only be sent by POST"
+            ))),
+            other => other,
+        }
+    }
+
+    /// One kick-off, as POST or GET, with retries of transient failures.
+    async fn kick_off_as(&self, request: &ExportRequest, post: bool) -> Result<ExportJob, ClientError> {
         let inner = &self.inner;
         let url = inner.base.join(&request.path()).map_err(|e| ClientError::Protocol(e.to_string()))?.to_string();
         let body = request.parameters().to_string();
@@ -199,7 +235,7 @@ impl Client {
             .await;
         let mut attempt = 0;
         loop {
-            let sent = if request.needs_post() {
+            let sent = if post {
                 inner
                     .http
                     .send(Method::POST, &url, true, |b| {
@@ -236,6 +272,39 @@ impl Client {
         }
     }
 
+    /// The id of the Group known as `name` (technical ids, quirk
+    /// `technical-group-ids`): `Group?identifier=name`, else every Group whose
+    /// identifier value or name equals `name` ignoring case. `None` unless
+    /// exactly one Group matches, or when the server cannot search Groups.
+    async fn find_group(&self, name: &str) -> Result<Option<String>, ClientError> {
+        let inner = &self.inner;
+        let url = inner.base.join("Group").map_err(|e| ClientError::Protocol(e.to_string()))?.to_string();
+        for query in [vec![("identifier", name)], vec![]] {
+            let sent = inner
+                .http
+                .send(Method::GET, &url, true, |b| b.query(&query).header("Accept", "application/fhir+json"))
+                .await?;
+            if !sent.response.status().is_success() {
+                return Ok(None);
+            }
+            let bundle: serde_json::Value = sent.response.json().await.unwrap_or_default();
+            let ids: Vec<&str> = bundle["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| &e["resource"])
+                .filter(|g| !query.is_empty() || group_known_as(g, name))
+                .filter_map(|g| g["id"].as_str())
+                .collect();
+            match ids.as_slice() {
+                [one] => return Ok(Some(one.to_string())),
+                [] => continue,
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     /// The job behind an existing status URL, to resume polling and downloading.
     pub fn job(&self, status_url: &str) -> ExportJob {
         ExportJob::new(self.clone(), status_url.to_string())
@@ -246,6 +315,15 @@ impl Client {
         crate::download::ensure_fresh(out)?;
         let job = self.kick_off(request).await?;
         let summary = job.download(out).await?;
+        // CLI-048: a server may ignore _typeFilter; say so rather than pass it on silently.
+        for (ty, beyond, total) in crate::type_filter::beyond_filters(out, &request.type_filters) {
+            self.inner.emit(Event::Adapted {
+                note: format!(
+                    "the server ignored _typeFilter (CLI-048): {beyond} of {total} {ty} resources do not match it; \
+                     they are kept in {ty}.ndjson, filter them downstream"
+                ),
+            });
+        }
         if self.inner.policy.delete_after {
             let status_url = job.status_url().to_string();
             // The data is safely out: a failed clean-up is a warning, not a failed export.
@@ -255,6 +333,20 @@ impl Client {
         }
         Ok(summary)
     }
+}
+
+/// The HTTP status of a server's answer, if the error is one.
+fn status_of(e: &ClientError) -> Option<u16> {
+    match e {
+        ClientError::Outcome { status, .. } | ClientError::Unparseable { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+/// Whether Group resource `g` has an identifier value or name equal to `name`, ignoring case.
+fn group_known_as(g: &serde_json::Value, name: &str) -> bool {
+    let identifiers = g["identifier"].as_array().into_iter().flatten().filter_map(|i| i["value"].as_str());
+    identifiers.chain(g["name"].as_str()).any(|v| v.eq_ignore_ascii_case(name))
 }
 
 fn kickoff_headers(b: reqwest::RequestBuilder, request: &ExportRequest) -> reqwest::RequestBuilder {

@@ -100,6 +100,13 @@ pub enum Event {
         /// Its status URL.
         status_url: String,
     },
+    /// The client adapted to the server's dialect (a production quirk): a GET
+    /// kick-off after a refused POST, a Group found by search after its id
+    /// answered 404, resources beyond an ignored `_typeFilter` (CLI-048).
+    Adapted {
+        /// What the client noticed and did.
+        note: String,
+    },
     /// The clean-up DELETE failed; the export itself succeeded (CLI-100 is a MAY).
     DeleteFailed {
         /// Its status URL.

@@ -27,6 +27,7 @@ mod manifest;
 mod policy;
 mod request;
 mod summary;
+pub mod type_filter;
 
 pub use auth::{Credentials, discover_token_url};
 pub use capabilities::unsupported_parameters;

@@ -44,6 +44,9 @@ pub struct ExportRequest {
     pub post: bool,
 }
 
+/// The NDJSON output format (the default of every Bulk Data server, SRV-050).
+pub const NDJSON: &str = "application/fhir+ndjson";
+
 impl ExportRequest {
     /// A request for `level` with no parameters.
     pub fn new(level: Level) -> Self {
@@ -83,10 +86,15 @@ impl ExportRequest {
         if self.separate_export_status { "respond-async, separate-export-status" } else { "respond-async" }
     }
 
+    /// The `_outputFormat` sent: the asked one, else NDJSON. Always sent, for
+    /// servers that require it (quirk `output-format-required`; CLI-051).
+    fn output_format(&self) -> String {
+        self.output_format.clone().unwrap_or_else(|| NDJSON.to_string())
+    }
+
     /// Query pairs for a GET kick-off, repeated rather than comma-joined.
     pub(crate) fn query(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        out.extend(self.output_format.iter().map(|s| ("_outputFormat", s.clone())));
+        let mut out = vec![("_outputFormat", self.output_format())];
         out.extend(self.types.iter().map(|t| ("_type", t.clone())));
         out.extend(self.since.iter().map(|s| ("_since", s.clone())));
         out.extend(self.until.iter().map(|s| ("_until", s.clone())));
@@ -103,8 +111,7 @@ impl ExportRequest {
     /// The `Parameters` body of a POST kick-off, each value with its FHIR type (CLI-045).
     pub(crate) fn parameters(&self) -> Value {
         let string = |name: &str, v: &String| json!({"name": name, "valueString": v});
-        let mut parameter: Vec<Value> = Vec::new();
-        parameter.extend(self.output_format.iter().map(|v| string("_outputFormat", v)));
+        let mut parameter: Vec<Value> = vec![string("_outputFormat", &self.output_format())];
         parameter.extend(self.types.iter().map(|v| string("_type", v)));
         parameter.extend(self.since.iter().map(|v| json!({"name": "_since", "valueInstant": v})));
         parameter.extend(self.until.iter().map(|v| json!({"name": "_until", "valueInstant": v})));

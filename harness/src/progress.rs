@@ -100,6 +100,7 @@ fn describe(event: &Event) -> Option<String> {
             format!("retry {attempt} of {url} in {:.1} s: {reason}", *wait_ms as f64 / 1000.0)
         }
         Event::Deleted { status_url } => format!("job deleted on the server ({status_url})"),
+        Event::Adapted { note } => format!("note: {note}"),
         Event::DeleteFailed { status_url, reason } => {
             format!("warning: the export succeeded, but deleting the job failed ({status_url}): {reason}")
         }

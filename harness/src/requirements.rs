@@ -135,13 +135,7 @@ pub const CLIENT: &[Requirement] = &[
         Obs::Wire,
         "_typeFilter: one query per parameter, never comma-joined across types (v3+)",
     ),
-    u(
-        "CLI-048",
-        "SHOULD",
-        Obs::Output,
-        "cope with servers that ignore _typeFilter",
-        "the mock always applies _typeFilter; a server that ignores it is a quirk profile still to come",
-    ),
+    r("CLI-048", "SHOULD", Obs::Output, "cope with servers that ignore _typeFilter"),
     u(
         "CLI-049",
         "SHOULD",

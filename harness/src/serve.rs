@@ -133,11 +133,16 @@ pub struct ServeArgs {
     /// lastUpdated run ahead of or behind the client's clock.
     #[arg(long, env = "BULKMOCK_CLOCK_OFFSET", default_value_t = 0, allow_negative_numbers = true)]
     clock_offset: i64,
+    /// Production quirks to speak, comma-separated (docs/quirks.md), e.g.
+    /// `--quirks capitalised-scopes,long-queue=0.01`.
+    #[arg(long, env = "BULKMOCK_QUIRKS", value_parser = parse_quirks)]
+    quirks: Option<bulkmock_server::quirks::Quirks>,
     /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
     /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
     #[arg(long, conflicts_with_all = [
         "patients", "resources_per_file", "job_duration", "job_ttl", "manifest_page_size", "data", "open",
         "client_key", "client_alg", "clients", "allow_alg", "token_lifetime", "faults", "lenient_headers", "clock_skew",
+        "quirks",
     ])]
     scenario: Option<PathBuf>,
     /// The case of --scenario (its id, or its matrix part such as `post=true`); needed when it has a matrix.
@@ -310,6 +315,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 },
             },
             clock_offset: args.clock_offset,
+            quirks: args.quirks.clone().unwrap_or_default(),
             ..ServerConfig::default()
         };
         let state = AppState::new(config, &format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;
@@ -323,11 +329,18 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         for line in tls.iter().flat_map(|(_, lines)| lines) {
             println!("{line}");
         }
+        if !state.config.quirks.is_empty() {
+            println!("  quirks:     {}", state.config.quirks);
+        }
         println!("  data:       {source}");
-        println!(
-            "  groups:     {}",
-            state.source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
-        );
+        let technical = state.config.quirks.has(bulkmock_server::quirks::Quirk::TechnicalGroupIds);
+        let group_ids: Vec<String> = state
+            .source
+            .groups()
+            .iter()
+            .map(|g| if technical { bulkmock_server::quirks::technical_group_id(&g.id) } else { g.id.clone() })
+            .collect();
+        println!("  groups:     {}", group_ids.join(", "));
         match &demo {
             None => {
                 println!("  access:     open (no authorization)");
@@ -390,6 +403,11 @@ pub(crate) async fn stop_signal(grace: Duration) {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("bulkmock: shutting down (requests in flight get {} s)", grace.as_secs_f64());
+}
+
+/// `--quirks a,b`: the error names the bad item and lists the valid names.
+fn parse_quirks(list: &str) -> Result<bulkmock_server::quirks::Quirks, String> {
+    bulkmock_server::quirks::Quirks::parse(list)
 }
 
 #[cfg(test)]

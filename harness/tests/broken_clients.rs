@@ -29,7 +29,12 @@ enum Flaw {
     KeepsTruncatedFile,
     ExitsZeroAfterFatal,
     DoesNothing,
+    /// Sends `_typeFilter` without reading the CapabilityStatement first (CLI-049):
+    /// this simple client never reads it, so the flaw needs no code of its own.
     TypeFilterWithoutCapabilities,
+    /// Keeps what a server that ignored `_typeFilter` sent, without a word (CLI-048):
+    /// this simple client never looks, so the flaw needs no code of its own.
+    SilentAboutIgnoredTypeFilter,
 }
 
 struct Flawed {
@@ -117,12 +122,10 @@ impl Flawed {
         if self.flaw == Flaw::DoesNothing {
             return Ok(0);
         }
-        let mut kickoff = format!("{}/Patient/$export", self.ctx.fhir_base);
-        if self.flaw == Flaw::TypeFilterWithoutCapabilities {
-            // Filters without asking the server which search parameters it supports.
-            kickoff.push_str("?_type=Patient,Observation&_typeFilter=Observation%3Fcategory%3Dlaboratory");
-        }
-        let r = self.get(&kickoff, true).await?;
+        let filters = self.ctx.request.type_filters.iter().map(|f| ("_typeFilter", f.as_str()));
+        let kickoff = reqwest::Url::parse_with_params(&format!("{}/Patient/$export", self.ctx.fhir_base), filters)
+            .map_err(|e| e.to_string())?;
+        let r = self.get(kickoff.as_str(), true).await?;
         if r.status() != 202 {
             let code = if self.flaw == Flaw::ExitsZeroAfterFatal { 0 } else { 1 };
             return if code == 0 { Ok(0) } else { Err(format!("kick-off answered {}", r.status())) };
@@ -319,8 +322,17 @@ async fn exiting_zero_without_exporting_is_caught() {
 async fn a_type_filter_sent_without_reading_the_capability_statement_is_caught() {
     let s = BASE.replace(
         "level = \"patient\"\n",
-        "level = \"patient\"\ntypes = [\"Patient\", \"Observation\"]\ntype_filters = [\"Observation?category=laboratory\"]\n",
+        "level = \"patient\"\ntype_filters = [\"Observation?category=laboratory\"]\n",
     )
     .replace("[expect]\n", "[expect]\nchecks = [\"kickoff.type_filter_capabilities\"]\n");
     caught(Flaw::TypeFilterWithoutCapabilities, &s, "kickoff.type_filter_capabilities", Verdict::Warn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_about_an_ignored_type_filter_is_caught() {
+    let s = BASE.replace("patients = 4\n", "patients = 4\nquirks = [\"ignores-type-filter\"]\n").replace(
+        "level = \"patient\"\n",
+        "level = \"patient\"\ntype_filters = [\"Observation?category=laboratory\"]\n",
+    );
+    caught(Flaw::SilentAboutIgnoredTypeFilter, &s, "output.type_filter_ignored", Verdict::Warn).await;
 }

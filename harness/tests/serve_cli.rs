@@ -99,6 +99,32 @@ async fn lenient_headers_accept_kickoffs_that_strict_serving_refuses() {
     assert_eq!(kickoff(lenient.fhir_base.clone()).await, 202);
 }
 
+#[tokio::test]
+async fn quirks_flag_makes_serve_speak_the_dialect() {
+    let s = serve(&["--open", "--quirks", "get-kickoff-only,technical-group-ids"], &[]);
+    assert!(s.banner.iter().any(|l| l.contains("quirks:     technical-group-ids,get-kickoff-only")), "{:?}", s.banner);
+    let technical = bulkmock_server::quirks::technical_group_id("all-patients");
+    assert!(s.banner.iter().any(|l| l.contains("groups:") && l.contains(&technical)), "{:?}", s.banner);
+    let r = reqwest::Client::new()
+        .post(format!("{}/Patient/$export", s.fhir_base))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .header("Content-Type", "application/fhir+json")
+        .body(r#"{"resourceType":"Parameters"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["serve", "--port", "0", "--quirks", "slow"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--quirks") && err.contains("\"slow\"") && err.contains("long-queue"), "{err}");
+}
+
 #[test]
 fn bad_flags_fail_with_a_clear_message() {
     let out = Command::new(env!("CARGO_BIN_EXE_bulkmock"))

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// The server clock's offset from real time, seconds (signed): shifts
     /// `transactionTime` and revision times ahead of or behind the client's clock.
     pub clock_offset: i64,
+    /// Production quirks every request gets (`serve --quirks`); clients and
+    /// profile URLs add their own (see `docs/quirks.md`).
+    pub quirks: crate::quirks::Quirks,
 }
 
 /// Settings of the admin API.
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             tls: None,
             revisions: Default::default(),
             clock_offset: 0,
+            quirks: crate::quirks::Quirks::none(),
         }
     }
 }

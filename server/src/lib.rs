@@ -18,6 +18,7 @@ pub mod faults;
 mod handle;
 pub mod limits;
 pub mod media;
+pub mod quirks;
 pub mod routes;
 pub mod stream;
 pub mod tls;

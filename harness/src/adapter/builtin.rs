@@ -1,6 +1,8 @@
 //! The in-process reference client (`--client builtin`, the default).
 
-use bulkmock_client::{Client, ClientError, Credentials, ExportRequest, Level, Policy};
+use std::sync::{Arc, Mutex};
+
+use bulkmock_client::{Client, ClientError, Credentials, Event, ExportRequest, Level, Policy};
 
 use super::{CaseContext, ClientAdapter, ClientRun, RunFuture};
 use crate::scenario::{ClientSpec, LevelName};
@@ -76,9 +78,17 @@ pub struct Builtin {
 }
 
 impl Builtin {
-    async fn export(&self, ctx: &CaseContext) -> Result<(), ClientError> {
-        let mut builder =
-            Client::builder(&ctx.fhir_base).seed(ctx.seed).policy(self.policy.clone().unwrap_or_default());
+    /// Runs the export; `notes` receives the client's adaptations to the server's dialect (`Event::Adapted`).
+    async fn export(&self, ctx: &CaseContext, notes: Arc<Mutex<Vec<String>>>) -> Result<(), ClientError> {
+        let observer: bulkmock_client::Observer = Arc::new(move |event: &Event| {
+            if let Event::Adapted { note } = event {
+                notes.lock().expect("notes").push(format!("note: {note}"));
+            }
+        });
+        let mut builder = Client::builder(&ctx.fhir_base)
+            .seed(ctx.seed)
+            .policy(self.policy.clone().unwrap_or_default())
+            .observer(observer);
         if !ctx.client_id.is_empty() {
             let credentials =
                 Credentials::from_pem(&ctx.client_id, ctx.private_key_pem.as_bytes(), &ctx.kid, &ctx.request.scope)?;
@@ -102,14 +112,17 @@ impl ClientAdapter for Builtin {
     fn run<'a>(&'a self, ctx: &'a CaseContext) -> RunFuture<'a> {
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let result = self.export(ctx).await;
+            let notes = Arc::new(Mutex::new(Vec::new()));
+            let result = self.export(ctx, Arc::clone(&notes)).await;
             let (exit_code, stderr) = match result {
                 Ok(()) => (exit::OK, String::new()),
                 Err(e) => (exit_code(&e), e.to_string()),
             };
+            let stdout = notes.lock().expect("notes").join("\n");
             ClientRun {
                 exit_code: Some(i32::from(exit_code)),
                 seconds: started.elapsed().as_secs_f64(),
+                stdout,
                 stderr,
                 ..ClientRun::default()
             }

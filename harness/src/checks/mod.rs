@@ -203,6 +203,10 @@ pub struct JobFacts {
     pub partial_manifests: bool,
     /// Every file the manifest lists: output, deleted and error file names.
     pub files: Vec<String>,
+    /// Resources served beyond the `_typeFilter` the client asked for, because
+    /// the server ignored it (quirk `ignores-type-filter`, CLI-048).
+    #[serde(default)]
+    pub beyond_type_filter: u64,
 }
 
 /// Everything a check may look at.

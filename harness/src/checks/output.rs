@@ -23,6 +23,14 @@ pub const CHECKS: &[Check] = &[
         run: deleted_not_added,
     },
     Check {
+        id: "output.type_filter_ignored",
+        title: "when the server ignored _typeFilter, the client filtered the extra resources out or said so",
+        requirements: &["CLI-048"],
+        level: Level::Should,
+        always: true,
+        run: type_filter_ignored,
+    },
+    Check {
         id: "outcome.expected",
         title: "the run ends as the case expects: complete, or a clean non-zero exit after a fatal error",
         requirements: &["CLI-052", "CLI-066", "CLI-093"],
@@ -75,7 +83,7 @@ fn matches_export(input: &Input) -> Finding {
     if expect.output == crate::scenario::OutputExpectation::Any {
         return Finding::skip("the case does not compare the output");
     }
-    if input.output.resources_exact() {
+    if input.output.resources_exact() || filtered_client_side(input) {
         Finding::Pass
     } else {
         Finding::Miss(Evidence {
@@ -83,6 +91,37 @@ fn matches_export(input: &Input) -> Finding {
             exchanges: Vec::new(),
         })
     }
+}
+
+/// Whether the output is the export minus exactly the resources beyond an
+/// ignored `_typeFilter`: a client that filtered client-side (CLI-048).
+fn filtered_client_side(input: &Input) -> bool {
+    let o = input.output;
+    let beyond = input.job.map_or(0, |j| j.beyond_type_filter);
+    beyond > 0 && o.missing == beyond && o.extra == 0 && o.duplicated == 0 && o.corrupted == 0 && !o.too_large
+}
+
+fn type_filter_ignored(input: &Input) -> Finding {
+    let beyond = input.job.map_or(0, |j| j.beyond_type_filter);
+    if beyond == 0 {
+        return Finding::skip("the export holds nothing beyond the _typeFilter asked for");
+    }
+    if input.run.exit_code != Some(0) {
+        return Finding::skip("the client did not report success");
+    }
+    if filtered_client_side(input) {
+        return Finding::Pass;
+    }
+    if input.run.stdout.contains("_typeFilter") || input.run.stderr.contains("_typeFilter") {
+        return Finding::Pass;
+    }
+    Finding::Miss(Evidence {
+        message: format!(
+            "the server ignored _typeFilter and served {beyond} resources beyond it; the client kept them \
+             without a word (no output mentions _typeFilter)"
+        ),
+        exchanges: Vec::new(),
+    })
 }
 
 fn deleted_not_added(input: &Input) -> Finding {

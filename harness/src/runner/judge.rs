@@ -178,14 +178,37 @@ pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Ve
         since: job.plan.since.is_some(),
         until: job.plan.until.is_some(),
         elements: job.plan.elements.is_some(),
-        type_filters: !job.plan.filters.is_empty(),
+        type_filters: !job.plan.filters.is_empty() || !job.plan.ignored_filters.is_empty(),
         patients: job.plan.patients.len(),
         organized: job.plan.organized,
         partial_manifests: job.plan.allow_partial_manifests,
         files,
+        beyond_type_filter: beyond_type_filter(&job, source, &contents),
     };
     let lines = contents.into_iter().flat_map(|f| f.lines).collect();
     (Some(facts), lines)
+}
+
+/// Lines of `contents` outside the `_typeFilter` the server ignored (CLI-048):
+/// each judged by the server's own evaluator, the one that applies filters.
+fn beyond_type_filter(
+    job: &bulkmock_server::export::job::Job,
+    source: &dyn bulkmock_server::data::DataSource,
+    contents: &[expected::ExportedFile],
+) -> u64 {
+    let mut beyond = 0;
+    for (&ty, queries) in &job.plan.ignored_filters {
+        let name = &source.types()[ty].name;
+        for file in contents.iter().filter(|f| f.listed_in == ListedIn::Output && &f.resource_type == name) {
+            beyond += file
+                .lines
+                .iter()
+                .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                .filter(|r| !queries.iter().any(|q| q.matches(r)))
+                .count() as u64;
+        }
+    }
+    beyond
 }
 
 /// The case `id` of `cases` (the cases of one scenario file); without `id`,

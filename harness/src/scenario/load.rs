@@ -410,6 +410,16 @@ mod tests {
     }
 
     #[test]
+    fn server_quirks_parse_reach_the_server_config_and_bad_names_are_named() {
+        let f = parse_str("title = \"t\"\n[server]\nquirks = [\"no-until\", \"long-queue=0.01\"]\n").unwrap();
+        let config = crate::runner::setup::server_config(&f.cases[0], 1);
+        assert_eq!(config.quirks.to_string(), "long-queue=0.01,no-until");
+        let e = parse_str("title = \"t\"\n[server]\npatients = 5\nquirks = [\"vendor-x\"]\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.to_string().contains("\"vendor-x\"") && e.to_string().contains("get-kickoff-only"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let e = parse_str("title = \"t\"\n[server]\npatients = 5\nspeed = 3\n").unwrap_err();
         assert_eq!((e.line, e.field.as_deref()), (4, Some("speed")), "{e}");

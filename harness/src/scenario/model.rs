@@ -81,6 +81,10 @@ pub struct ServerSpec {
     /// the client is handed the CA (`{ca_cert}`, `BULKMOCK_CA_CERT`).
     #[serde(default)]
     pub tls: bool,
+    /// Production quirks the server speaks (`docs/quirks.md`), e.g.
+    /// `["ignores-type-filter", "long-queue=0.001"]`.
+    #[serde(default, skip_serializing_if = "bulkmock_server::quirks::Quirks::is_empty")]
+    pub quirks: bulkmock_server::quirks::Quirks,
 }
 
 impl Default for ServerSpec {
@@ -99,6 +103,7 @@ impl Default for ServerSpec {
             job_ttl_s: None,
             lenient_headers: false,
             tls: false,
+            quirks: bulkmock_server::quirks::Quirks::none(),
         }
     }
 }

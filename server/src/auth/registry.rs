@@ -35,6 +35,8 @@ pub struct Client {
     pub token_lifetime: Option<Duration>,
     /// This client's own fault rules, checked before the server's.
     pub faults: Option<Arc<FaultEngine>>,
+    /// This client's quirks, on top of the server's.
+    pub quirks: crate::quirks::Quirks,
 }
 
 /// A registration request: the JSON body of `POST /auth/register`, an entry
@@ -63,6 +65,9 @@ pub struct Registration {
     /// Fault rules for this client's requests: `{"fault": [...]}` or a list of rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_profile: Option<Value>,
+    /// Quirks for this client's requests, on top of the server's: `["no-until", "long-queue=0.01"]`.
+    #[serde(default, skip_serializing_if = "crate::quirks::Quirks::is_empty")]
+    pub quirks: crate::quirks::Quirks,
 }
 
 /// All clients of one server.
@@ -106,6 +111,7 @@ impl Registry {
             allowed,
             token_lifetime: reg.token_lifetime_s.map(Duration::from_secs),
             faults,
+            quirks: reg.quirks,
         });
         let mut clients = self.clients.write().expect("registry");
         if clients.contains_key(&id) {

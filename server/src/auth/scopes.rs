@@ -5,6 +5,10 @@
 //! lacks, contexts other than `system`, or write permissions: those scopes
 //! are dropped (and said why), and the request fails with `invalid_scope`
 //! only when nothing grantable remains.
+//!
+//! The `capitalised-scopes` quirk (`docs/quirks.md`) speaks the v1 dialect of
+//! servers that write permissions with a capital (`system/Patient.Read`): such
+//! scopes are accepted, and every granted v1 scope is echoed that way.
 
 use crate::export::type_filter::TypeQuery;
 
@@ -59,10 +63,21 @@ impl Grant {
         known_type: &dyn Fn(&str) -> bool,
         allowed: Option<&Grant>,
     ) -> (Grant, Vec<Dropped>) {
+        Grant::from_request_in(requested, known_type, allowed, false)
+    }
+
+    /// [`Grant::from_request`] in the capitalised v1 dialect when `capitalised`:
+    /// `.Read` is accepted like `.read`, and v1 scopes are granted as `system/Type.Read`.
+    pub fn from_request_in(
+        requested: &str,
+        known_type: &dyn Fn(&str) -> bool,
+        allowed: Option<&Grant>,
+        capitalised: bool,
+    ) -> (Grant, Vec<Dropped>) {
         let mut grant = Grant::default();
         let mut dropped = Vec::new();
         for scope in requested.split_ascii_whitespace() {
-            match parse_scope(scope, known_type) {
+            match parse_scope(scope, known_type, capitalised) {
                 Err(reason) => dropped.push(Dropped { scope: scope.into(), reason }),
                 Ok(entry) if allowed.is_some_and(|a| !a.permits(&entry)) => dropped
                     .push(Dropped { scope: scope.into(), reason: "this client is not pre-authorised for it".into() }),
@@ -130,7 +145,7 @@ impl ScopeEntry {
 }
 
 /// Parses one scope into a read-only grant entry, or says why it cannot be granted.
-fn parse_scope(scope: &str, known_type: &dyn Fn(&str) -> bool) -> Result<ScopeEntry, String> {
+fn parse_scope(scope: &str, known_type: &dyn Fn(&str) -> bool, capitalised: bool) -> Result<ScopeEntry, String> {
     let (context, rest) = scope
         .split_once('/')
         .ok_or_else(|| "not a SMART resource scope (expected system/Type.permissions)".to_string())?;
@@ -162,8 +177,10 @@ fn parse_scope(scope: &str, known_type: &dyn Fn(&str) -> bool) -> Result<ScopeEn
         return Err(format!("this server has no resource type {ty:?} (types are case-sensitive)"));
     };
     let (read, search, text) = match permissions {
-        "read" | "*" => (true, true, format!("system/{ty}.read")),
+        "read" | "*" if !capitalised => (true, true, format!("system/{ty}.read")),
+        "read" | "Read" | "*" if capitalised => (true, true, format!("system/{ty}.Read")),
         "write" => return Err("write access is not granted: this server is read-only".into()),
+        "Write" if capitalised => return Err("write access is not granted: this server is read-only".into()),
         letters => {
             let valid = !letters.is_empty()
                 && letters.chars().all(|c| V2_LETTERS.contains(c))
@@ -232,6 +249,19 @@ mod tests {
         assert!(reasons[1].contains("system/ scopes only"));
         assert!(reasons[2].contains("read-only"));
         assert!(reasons[5].contains("in that order"));
+    }
+
+    #[test]
+    fn capitalised_v1_scopes_are_accepted_and_echoed_only_in_that_dialect() {
+        let (g, d) = grant("system/Patient.Read");
+        assert!(g.entries.is_empty() && d[0].reason.contains("neither v1"), "{d:?}");
+        let (g, d) =
+            Grant::from_request_in("system/Patient.Read system/Observation.read system/Group.rs", &known, None, true);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(g.to_scope_string(), "system/Patient.Read system/Observation.Read system/Group.rs");
+        assert!(g.can_read("Patient") && g.can_read("Observation"));
+        let (_, d) = Grant::from_request_in("system/Patient.Write", &known, None, true);
+        assert!(d[0].reason.contains("read-only"));
     }
 
     #[test]

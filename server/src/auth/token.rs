@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::export::job::unix_now;
 use crate::faults::apply::TokenFaults;
 use crate::faults::profile::ProfilePrefix;
+use crate::quirks::{ProfileQuirks, Quirk};
 
 /// The `client_assertion_type` of SMART Backend Services.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -24,13 +25,16 @@ pub async fn token(
     State(state): State<Arc<AppState>>,
     faults: Option<axum::Extension<TokenFaults>>,
     profile: Option<axum::Extension<ProfilePrefix>>,
+    profile_quirks: Option<axum::Extension<ProfileQuirks>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     // Through a profile base the token URL keeps the profile prefix: `aud` must
     // be exactly the URL that profile's discovery advertises (AUTH-001, AUTH-004).
     let token_url = state.token_url_in(profile.as_ref().map(|e| &e.0));
-    match issue(&state, &headers, &body, &token_url, faults.map(|e| e.0).unwrap_or_default()).await {
+    let profile_quirks = profile_quirks.map(|e| e.0);
+    let faults = faults.map(|e| e.0).unwrap_or_default();
+    match issue(&state, &headers, &body, &token_url, faults, profile_quirks.as_ref()).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -58,6 +62,7 @@ async fn issue(
     body: &[u8],
     token_url: &str,
     faults: TokenFaults,
+    profile_quirks: Option<&ProfileQuirks>,
 ) -> Result<Response, OAuthError> {
     let auth = state.auth.as_ref().ok_or_else(|| {
         OAuthError::new(OAuthCode::InvalidRequest, "authorization is off on this server (--open): no token is needed")
@@ -98,12 +103,23 @@ async fn issue(
     {
         return Err(OAuthError::client(format!("client_id {id:?} does not match the assertion's iss {:?}", client.id)));
     }
+    let quirks = crate::quirks::effective(state, Some(&client.id), profile_quirks);
+    if quirks.has(Quirk::HttpsJwksOnly)
+        && let super::registry::ClientKeys::Url(url) = &client.keys
+        && !url.starts_with("https://")
+    {
+        return Err(OAuthError::client(format!(
+            "this server accepts only https JWKS URLs (quirk https-jwks-only; AUTH-022, CLI-003); \
+             the client's JWKS URL {url} is not https: host the JWKS over https or register it inline"
+        )));
+    }
     let requested = field("scope").ok_or_else(|| {
         OAuthError::new(OAuthCode::InvalidScope, "scope is required, e.g. system/*.rs or system/Patient.read")
     })?;
     let source = &state.source;
     let known = |t: &str| source.type_index(t).is_some();
-    let (mut grant, dropped) = Grant::from_request(requested, &known, client.allowed.as_ref());
+    let capitalised = quirks.has(Quirk::CapitalisedScopes);
+    let (mut grant, dropped) = Grant::from_request_in(requested, &known, client.allowed.as_ref(), capitalised);
     if let Some(limit) = &faults.scope_limit {
         let keep: Vec<&str> = limit.split_ascii_whitespace().collect();
         grant.entries.retain(|e| keep.contains(&e.text.as_str()));

@@ -26,7 +26,8 @@ pub type State = BTreeMap<(String, String), Vec<u8>>;
 /// planner and [`Selector`] that serve exports.
 pub fn revision_state(source: &dyn DataSource, level: Level) -> io::Result<State> {
     let plan =
-        plan(source, level, ExportParams::default(), Vec::new(), false, u64::MAX / 4, i64::MAX, None).map_err(|e| {
+        plan(source, level, ExportParams::default(), Vec::new(), false, u64::MAX / 4, i64::MAX, None, &crate::quirks::Quirks::none())
+            .map_err(|e| {
             match e {
                 PlanError::UnknownGroup(id) => io::Error::other(format!("Group/{id} does not exist")),
                 PlanError::Invalid(p) => io::Error::other(format!("{p:?}")),

@@ -15,6 +15,7 @@ use super::params::{ExportParams, Problem};
 use super::type_filter::TypeQuery;
 use crate::auth::scopes::Grant;
 use crate::data::{DataSource, PatientSet, TypeIdx};
+use crate::quirks::{Quirk, Quirks};
 
 /// The export level (SRV-020).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,11 @@ pub struct ExportPlan {
     pub files: Vec<FileSpec>,
     /// Problems ignored under `handling=lenient`, for the `error` file (SRV-046).
     pub notes: Vec<Problem>,
+    /// `_typeFilter` queries asked for and ignored (quirk `ignores-type-filter`):
+    /// what the client wanted, so a harness can tell what it got beyond that (CLI-048).
+    pub ignored_filters: HashMap<TypeIdx, Vec<TypeQuery>>,
+    /// The quirks in force when the job started (status answers and manifests follow them).
+    pub quirks: Quirks,
 }
 
 /// The NDJSON spellings of `_outputFormat` (SRV-051).
@@ -104,7 +110,11 @@ pub enum PlanError {
 }
 
 /// Plans an export. With `lenient`, parameter problems are dropped into
-/// `notes`; otherwise any problem fails the kick-off.
+/// `notes`; otherwise any problem fails the kick-off. `quirks` bend it:
+/// `no-until` makes `_until` an unsupported parameter (SRV-064),
+/// `ignores-type-filter` keeps `_typeFilter` aside unapplied (SRV-093, CLI-048),
+/// `omits-unauthorised-types` drops `_type` values the token does not cover
+/// instead of answering 403 (SRV-014).
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     source: &dyn DataSource,
@@ -115,7 +125,16 @@ pub fn plan(
     resources_per_file: u64,
     now: i64,
     grant: Option<&Grant>,
+    quirks: &Quirks,
 ) -> Result<ExportPlan, PlanError> {
+    let mut params = params;
+    if quirks.has(Quirk::NoUntil) && params.until.take().is_some() {
+        problems.push(Problem::new(
+            "_until",
+            IssueType::NotSupported,
+            "this server does not support _until (SRV-064); export without it, or send Prefer: handling=lenient to have it ignored",
+        ));
+    }
     let readable = |ty: TypeIdx| grant.is_none_or(|g| g.can_read(&source.types()[ty].name));
     if let (Level::Group(_), Some(g)) = (&level, grant)
         && !g.can_read("Group")
@@ -148,7 +167,9 @@ pub fn plan(
 
     let compartment_only = level != Level::System;
     let mut types = select_types(source, params.types.as_deref(), compartment_only, &mut problems);
-    if params.types.is_some() {
+    if params.types.is_some() && quirks.has(Quirk::OmitsUnauthorisedTypes) {
+        types.retain(|&t| readable(t));
+    } else if params.types.is_some() {
         let denied: Vec<&str> =
             types.iter().filter(|&&t| !readable(t)).map(|&t| source.types()[t].name.as_str()).collect();
         if !denied.is_empty() {
@@ -177,7 +198,9 @@ pub fn plan(
         None => HashMap::new(),
         Some(g) => types.iter().filter_map(|&t| g.constraints(&source.types()[t].name).map(|c| (t, c))).collect(),
     };
-    let filters = parse_filters(source, &params.type_filters, &mut problems);
+    let mut filters = parse_filters(source, &params.type_filters, &mut problems);
+    let ignored_filters =
+        if quirks.has(Quirk::IgnoresTypeFilter) { std::mem::take(&mut filters) } else { HashMap::new() };
     let elements = match Elements::parse(&params.elements) {
         Ok(e) if e.is_empty() => None,
         Ok(e) => Some(e),
@@ -216,6 +239,8 @@ pub fn plan(
         allow_partial_manifests: params.allow_partial_manifests,
         files: Vec::new(),
         notes: problems,
+        ignored_filters,
+        quirks: quirks.clone(),
     };
     plan.files = split_into_files(source, &plan, resources_per_file.max(1));
     Ok(plan)

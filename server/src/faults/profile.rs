@@ -4,6 +4,10 @@
 //! The JSON is a plan (`{"fault": [...]}`) or a list of rules. Every URL the
 //! server hands out on such a base (Content-Location, Location, manifest and
 //! discovery URLs) keeps the prefix, so a client never leaves its profile.
+//!
+//! A profile can also carry quirks (`docs/quirks.md`): `"quirks": [...]` in
+//! the plan object, or the readable segment `/p/quirks:no-until,long-queue=0.01/fhir`
+//! (`:` and `,` are not base64url, so the two forms cannot be confused).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,7 @@ pub struct KickoffOverrides {
 struct Profile {
     engine: Arc<FaultEngine>,
     overrides: KickoffOverrides,
+    quirks: crate::quirks::Quirks,
 }
 
 /// Profiles seen so far, by their URL segment.
@@ -130,18 +135,60 @@ const MAX_JSON: usize = 64 * 1024 * 1024;
 
 /// Decodes a profile segment into a validated plan.
 pub fn decode(segment: &str) -> Result<FaultPlan, String> {
+    decode_with_quirks(segment).map(|(plan, _)| plan)
+}
+
+/// Decodes a profile segment into a validated plan and its quirks: a
+/// base64url plan (`{"fault": [...], "quirks": [...]}` or a list of rules),
+/// or `quirks:a,b` (quirks only).
+pub fn decode_with_quirks(segment: &str) -> Result<(FaultPlan, crate::quirks::Quirks), String> {
+    if let Some(list) = segment.strip_prefix("quirks:") {
+        let list = percent_decode(list);
+        let quirks = crate::quirks::Quirks::parse(&list).map_err(|e| format!("the profile in the URL: {e}"))?;
+        return Ok((FaultPlan::default(), quirks));
+    }
     let bytes = URL_SAFE_NO_PAD
         .decode(segment.trim_end_matches('='))
-        .map_err(|_| "the fault profile in the URL is not base64url".to_string())?;
-    let plan: FaultPlan = match serde_json::from_slice::<Vec<FaultRule>>(&bytes) {
-        Ok(rules) => FaultPlan { rules },
-        Err(_) => serde_json::from_slice(&bytes)
-            .map_err(|e| format!("the fault profile in the URL is not a fault plan: {e}"))?,
+        .map_err(|_| "the fault profile in the URL is not base64url (or quirks:a,b)".to_string())?;
+    let (plan, quirks): (FaultPlan, _) = match serde_json::from_slice::<Vec<FaultRule>>(&bytes) {
+        Ok(rules) => (FaultPlan { rules }, crate::quirks::Quirks::none()),
+        Err(_) => {
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("the fault profile in the URL is not a fault plan: {e}"))?;
+            let quirks = match value.as_object_mut().and_then(|o| o.remove("quirks")) {
+                None => crate::quirks::Quirks::none(),
+                Some(q) => serde_json::from_value(q).map_err(|e| format!("the profile in the URL: quirks: {e}"))?,
+            };
+            let plan = serde_json::from_value(value)
+                .map_err(|e| format!("the fault profile in the URL is not a fault plan: {e}"))?;
+            (plan, quirks)
+        }
     };
     for (i, rule) in plan.rules.iter().enumerate() {
         rule.validate().map_err(|e| format!("the fault profile in the URL: rule {}: {e}", i + 1))?;
     }
-    Ok(plan)
+    Ok((plan, quirks))
+}
+
+/// `%2C` and friends back to characters (clients may escape the comma list).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Encodes a plan as a profile segment (for building profile URLs).
@@ -174,16 +221,16 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut request: Request, nex
         None => {
             let decoded = if reference {
                 match decode_reference(&segment) {
-                    Some(result) => result,
+                    Some(result) => result.map(|(plan, o)| (plan, o, crate::quirks::Quirks::none())),
                     None => return next.run(request).await, // not settings: an ordinary path
                 }
             } else {
-                decode(&segment).map(|plan| (plan, KickoffOverrides::default()))
+                decode_with_quirks(&segment).map(|(plan, quirks)| (plan, KickoffOverrides::default(), quirks))
             };
             match decoded {
-                Ok((plan, overrides)) => {
+                Ok((plan, overrides, quirks)) => {
                     let engine = Arc::new(FaultEngine::new(plan, state.config.seed ^ 0x7072_6f66));
-                    let profile = Arc::new(Profile { engine, overrides });
+                    let profile = Arc::new(Profile { engine, overrides, quirks });
                     state.profiles.engines.lock().expect("profiles").insert(segment.clone(), Arc::clone(&profile));
                     profile
                 }
@@ -204,6 +251,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut request: Request, nex
     }
     request.extensions_mut().insert(ProfileEngine(Arc::clone(&profile.engine)));
     request.extensions_mut().insert(profile.overrides);
+    request.extensions_mut().insert(crate::quirks::ProfileQuirks(profile.quirks.clone()));
     request.extensions_mut().insert(ProfilePrefix(prefix.clone()));
     let response = next.run(request).await;
     if inner_path == "/auth/token" {

@@ -1,4 +1,10 @@
 //! `$export` kick-off at system, Patient and Group level (SRV-020..114).
+//!
+//! Quirks (`docs/quirks.md`) shape it here: `get-kickoff-only` (405 on POST),
+//! `output-format-required` (400 without `_outputFormat`), `technical-group-ids`
+//! (Groups by technical id only), `long-queue` (the job's duration); the
+//! parameter quirks (`no-until`, `ignores-type-filter`, `omits-unauthorised-types`)
+//! act in [`plan::plan`].
 
 use std::sync::Arc;
 
@@ -11,23 +17,26 @@ use bulkmock_wire::IssueType;
 
 use crate::app::AppState;
 use crate::auth::guard;
+use crate::data::DataSource;
 use crate::error::FhirError;
 use crate::export::job::Job;
 use crate::export::manifest::JobUrls;
 use crate::export::params::{self, ExportParams, Problem};
 use crate::export::plan::{self, Level, PlanError};
 use crate::faults::profile::KickoffOverrides;
+use crate::quirks::{ProfileQuirks, Quirk, Quirks};
 
 /// `GET|POST [base]/$export`.
 pub async fn system(
     State(state): State<Arc<AppState>>,
     overrides: Option<Extension<KickoffOverrides>>,
+    quirks: Option<Extension<ProfileQuirks>>,
     method: Method,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    let o = overrides.map(|e| e.0).unwrap_or_default();
+    let o = (overrides.map(|e| e.0).unwrap_or_default(), quirks.map(|e| e.0));
     kickoff(&state, Level::System, o, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -35,26 +44,29 @@ pub async fn system(
 pub async fn patient(
     State(state): State<Arc<AppState>>,
     overrides: Option<Extension<KickoffOverrides>>,
+    quirks: Option<Extension<ProfileQuirks>>,
     method: Method,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    let o = overrides.map(|e| e.0).unwrap_or_default();
+    let o = (overrides.map(|e| e.0).unwrap_or_default(), quirks.map(|e| e.0));
     kickoff(&state, Level::Patient, o, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET|POST [base]/Group/[id]/$export`.
+#[allow(clippy::too_many_arguments)] // axum extractors
 pub async fn group(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     overrides: Option<Extension<KickoffOverrides>>,
+    quirks: Option<Extension<ProfileQuirks>>,
     method: Method,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    let o = overrides.map(|e| e.0).unwrap_or_default();
+    let o = (overrides.map(|e| e.0).unwrap_or_default(), quirks.map(|e| e.0));
     kickoff(&state, Level::Group(id), o, &method, &headers, &uri, &body).unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -189,13 +201,23 @@ fn parse_request(
 fn kickoff(
     state: &Arc<AppState>,
     level: Level,
-    overrides: KickoffOverrides,
+    (overrides, profile_quirks): (KickoffOverrides, Option<ProfileQuirks>),
     method: &Method,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     body: &[u8],
 ) -> Result<Response, FhirError> {
     let caller = guard::caller(state, headers)?;
+    let quirks = crate::quirks::effective(state, caller.client_id.as_deref(), profile_quirks.as_ref());
+    if quirks.has(Quirk::GetKickoffOnly) && *method == Method::POST {
+        return Ok(get_only());
+    }
+    let level = match level {
+        Level::Group(id) if quirks.has(Quirk::TechnicalGroupIds) => {
+            Level::Group(logical_group(state.data_for(caller.client_id.as_deref()).as_ref(), &id)?)
+        },
+        other => other,
+    };
     if !accepts_fhir_json(headers) {
         return Err(FhirError::new(
             StatusCode::NOT_ACCEPTABLE,
@@ -212,11 +234,18 @@ fn kickoff(
     }
     let query = uri.query().unwrap_or_default();
     let (params, problems) = parse_request(method, headers, query, body)?;
+    if quirks.has(Quirk::OutputFormatRequired) && params.output_format.is_none() {
+        return Err(FhirError::from_problems(&[Problem::new(
+            "_outputFormat",
+            IssueType::Required,
+            "this server requires _outputFormat (send _outputFormat=application/fhir+ndjson; SRV-050, CLI-051)",
+        )]));
+    }
     // The job's snapshot: the current revision, with the caller's created Groups.
     let source = state.data_for(caller.client_id.as_deref());
     // The server clock never runs behind its data, so `_since = transactionTime` is never "in the future".
     let now = state.now().max(source.revision_time().unwrap_or(i64::MIN));
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         source.as_ref(),
         level,
         params,
@@ -225,11 +254,12 @@ fn kickoff(
         overrides.resources_per_file.unwrap_or(state.config.resources_per_file),
         now,
         caller.grant.as_deref(),
+        &quirks,
     )
     .map_err(|e| match e {
         PlanError::UnknownGroup(id) => FhirError::not_found(format!(
             "Group/{id} does not exist; available groups: {}",
-            source.groups().iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+            group_ids(source.as_ref(), &quirks).join(", ")
         )),
         PlanError::Invalid(problems) => FhirError::from_problems(&problems),
         PlanError::Forbidden(message) => guard::insufficient_scope(message),
@@ -245,7 +275,8 @@ fn kickoff(
         return Ok(refused);
     }
     let id = state.jobs.next_id();
-    let duration = overrides.job_duration.unwrap_or(state.config.job_duration);
+    let duration = quirks.job_duration(overrides.job_duration.unwrap_or(state.config.job_duration));
+    plan.quirks = quirks;
     let job = Job::new(id, plan, request_url, prefs.separate_status, duration, caller.client_id, source, now);
     if state.revisions.after_export() {
         let advancing = Arc::clone(state);
@@ -278,6 +309,39 @@ fn kickoff(
         h.insert("preference-applied", HeaderValue::from_str(&applied.join(", ")).expect("ASCII"));
     }
     Ok(response)
+}
+
+/// The ids Groups answer to: logical, or technical under `technical-group-ids`.
+fn group_ids(source: &dyn DataSource, quirks: &Quirks) -> Vec<String> {
+    let technical = quirks.has(Quirk::TechnicalGroupIds);
+    source
+        .groups()
+        .iter()
+        .map(|g| if technical { crate::quirks::technical_group_id(&g.id) } else { g.id.clone() })
+        .collect()
+}
+
+/// `technical-group-ids`: the logical id behind a technical one; a logical id
+/// (or anything else) is a 404, as on servers that know Groups only by technical id.
+fn logical_group(source: &dyn DataSource, id: &str) -> Result<String, FhirError> {
+    let groups = source.groups();
+    crate::quirks::logical_group_id(id, groups.iter().map(|g| g.id.as_str())).map(str::to_string).ok_or_else(|| {
+        FhirError::not_found(format!(
+            "Group/{id} does not exist; find a Group's id with a Group search (Group?identifier=... or Group?name=...)"
+        ))
+    })
+}
+
+/// `get-kickoff-only`: 405 with `Allow: GET` and an OperationOutcome.
+fn get_only() -> Response {
+    let mut response = FhirError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        IssueType::NotSupported,
+        "this server accepts GET kick-offs only; send the parameters in the query string",
+    )
+    .into_response();
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+    response
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
 //! Status polling and DELETE (SRV-120..144).
+//!
+//! A job keeps the quirks it started with: `long-queue` sets a long
+//! `Retry-After`, `v4-ballot-manifest` serves the v4-ballot manifest shape.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -106,12 +109,20 @@ fn poll_page_inner(
             progress.total_files
         );
         h.insert("x-progress", HeaderValue::from_str(&text).expect("ASCII"));
-        h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after(progress.remaining)));
+        let wait = job.plan.quirks.retry_after_s().unwrap_or_else(|| retry_after(progress.remaining));
+        h.insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(response);
     }
     let urls = JobUrls { fhir_base: &state.fhir_base, job: id };
     let body = manifest::build(&job, state.source.as_ref(), &urls, page, page_size, !state.config.open);
-    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    let mut response = if job.plan.quirks.has(crate::quirks::Quirk::V4BallotManifest) {
+        // The same rewrite as the `manifest_variant = "v4_ballot"` fault.
+        let mut v = serde_json::to_value(&body).expect("a manifest serialises");
+        crate::faults::rewrite::manifest(&mut v, crate::faults::model::ManifestVariant::V4Ballot);
+        (StatusCode::OK, axum::Json(v)).into_response()
+    } else {
+        (StatusCode::OK, axum::Json(body)).into_response()
+    };
     let job_status = if progress.complete { StatusCode::OK } else { StatusCode::ACCEPTED };
     response = job_state_response(&job, job_status, response);
     let h = response.headers_mut();
