@@ -158,3 +158,14 @@ async fn a_redirect_loop_across_hosts_fails_without_leaking_the_token() {
     assert!(!elsewhere.is_empty() && elsewhere.len() <= 6, "bounded: {}", elsewhere.len());
     assert!(elsewhere.iter().all(|e| !e.headers.contains_key("authorization")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_whose_bytes_do_not_match_the_manifest_sha256_is_reported() {
+    let server = MockServer::builder().patients(12).resources_per_file(40).file_digests().start().await;
+    let mismatch = Fault::Manifest { variant: ManifestVariant::Sha256Mismatch };
+    let (err, _) = fails(&server, vec![FaultRule::new(Target::Status, mismatch)], "sha256").await;
+    match &err {
+        ClientError::Integrity { problem, .. } => assert!(problem.contains("SHA-256"), "{err}"),
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bulkmock_client::{Client, Credentials, Event, ExportRequest, Level};
 use bulkmock_server::faults::model::{ContentMutation, ExpiresIn, GzipMode, ManifestVariant, RangeMode};
-use bulkmock_server::{BodyKind, Fault, FaultRule, Target, Trigger};
+use bulkmock_server::{BodyKind, Fault, FaultRule, MockServer, Target, Trigger};
 use common::*;
 
 fn on(target: Target, fault: Fault) -> FaultRule {
@@ -345,4 +345,28 @@ async fn files_waiting_behind_a_slow_one_pause_within_the_memory_budget() {
     let export = tokio::time::timeout(std::time::Duration::from_secs(60), client.export(&request, &out));
     export.await.expect("the earliest unfinished file always proceeds: no deadlock").unwrap();
     assert_eq!(files(&out), expected, "the same export, in order");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_digests_match_across_gzip_resets_and_truncations() {
+    // Every file carries a SHA-256; cut and reset transfers resume with Range,
+    // and the digest still covers exactly the bytes of the file.
+    let server = MockServer::builder().patients(12).resources_per_file(40).file_digests().start().await;
+    let (_, from) = assert_recovers(
+        &server,
+        Level::System,
+        vec![
+            file("Observation", Fault::Reset { after_bytes: 3_000 }).times(2),
+            file("Condition", Fault::Truncate { after_bytes: Some(2_000), fraction: None, at_line_end: false })
+                .times(1),
+        ],
+        "digests",
+    )
+    .await;
+    let fired = server.transcript().iter().filter(|e| e.seq >= from && e.fault.is_some()).count();
+    assert_eq!(fired, 3, "two resets and a truncation");
+    // The manifest did carry a digest for every file.
+    let job = client(&server).await.kick_off(&ExportRequest::new(Level::System)).await.unwrap();
+    let manifest = job.manifest().await.unwrap();
+    assert!(manifest.output.iter().all(|f| f.sha256().is_some_and(|d| d.len() == 64)), "a SHA-256 per file");
 }

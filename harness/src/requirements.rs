@@ -121,13 +121,7 @@ pub const CLIENT: &[Requirement] = &[
         "the client's own choice: a scenario cannot ask for it",
     ),
     r("CLI-044", "MAY", Obs::Wire, "may repeat comma-valued parameters (v2-3)"),
-    u(
-        "CLI-045",
-        "SHALL NOT",
-        Obs::Wire,
-        "never comma-join values in v4-ballot Parameters",
-        "the mock has no v4-ballot kick-off mode yet",
-    ),
+    r("CLI-045", "SHALL NOT", Obs::Wire, "never comma-join values in v4-ballot Parameters"),
     r("CLI-046", "—", Obs::Wire, "patient only in POST Parameters, at Patient or Group level"),
     r(
         "CLI-047",

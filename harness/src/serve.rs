@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// respond-async`, as lenient servers do (by default they get 400).
     #[arg(long, env = "BULKMOCK_LENIENT_HEADERS")]
     lenient_headers: bool,
+    /// Give every manifest file a SHA-256 of its bytes in its `extension`
+    /// (`https://bulkmock.dev/fhir/StructureDefinition/sha256`), for clients that check integrity hashes.
+    #[arg(long, env = "BULKMOCK_FILE_DIGESTS")]
+    file_digests: bool,
     /// Allowed clock difference for assertion exp, nbf and iat.
     #[arg(long, env = "BULKMOCK_CLOCK_SKEW", default_value = "5s", value_parser = parse_duration)]
     clock_skew: Duration,
@@ -142,7 +146,7 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = [
         "patients", "resources_per_file", "job_duration", "job_ttl", "manifest_page_size", "data", "open",
         "client_key", "client_alg", "clients", "allow_alg", "token_lifetime", "faults", "lenient_headers", "clock_skew",
-        "quirks",
+        "quirks", "file_digests",
     ])]
     scenario: Option<PathBuf>,
     /// The case of --scenario (its id, or its matrix part such as `post=true`); needed when it has a matrix.
@@ -284,6 +288,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             data_dir: args.data.clone(),
             open: args.open,
             lenient_headers: args.lenient_headers,
+            file_digests: args.file_digests,
             auth,
             faults: match &args.faults {
                 Some(path) => bulkmock_server::faults::file::load(path)?,

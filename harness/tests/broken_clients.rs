@@ -32,6 +32,8 @@ enum Flaw {
     /// Sends `_typeFilter` without reading the CapabilityStatement first (CLI-049):
     /// this simple client never reads it, so the flaw needs no code of its own.
     TypeFilterWithoutCapabilities,
+    /// Sends several `_type` values as one comma-joined POST entry (CLI-045).
+    CommaJoinsPostValues,
     /// Keeps what a server that ignored `_typeFilter` sent, without a word (CLI-048):
     /// this simple client never looks, so the flaw needs no code of its own.
     SilentAboutIgnoredTypeFilter,
@@ -125,7 +127,24 @@ impl Flawed {
         let filters = self.ctx.request.type_filters.iter().map(|f| ("_typeFilter", f.as_str()));
         let kickoff = reqwest::Url::parse_with_params(&format!("{}/Patient/$export", self.ctx.fhir_base), filters)
             .map_err(|e| e.to_string())?;
-        let r = self.get(kickoff.as_str(), true).await?;
+        let r = if self.flaw == Flaw::CommaJoinsPostValues {
+            let body = json!({"resourceType": "Parameters", "parameter": [
+                {"name": "_type", "valueString": "Patient,Observation"}
+            ]});
+            let token = self.token().await?;
+            self.http
+                .post(kickoff.as_str())
+                .bearer_auth(token)
+                .header("Accept", "application/fhir+json")
+                .header("Prefer", "respond-async")
+                .header("Content-Type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            self.get(kickoff.as_str(), true).await?
+        };
         if r.status() != 202 {
             let code = if self.flaw == Flaw::ExitsZeroAfterFatal { 0 } else { 1 };
             return if code == 0 { Ok(0) } else { Err(format!("kick-off answered {}", r.status())) };
@@ -320,11 +339,9 @@ async fn exiting_zero_without_exporting_is_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_type_filter_sent_without_reading_the_capability_statement_is_caught() {
-    let s = BASE.replace(
-        "level = \"patient\"\n",
-        "level = \"patient\"\ntype_filters = [\"Observation?category=laboratory\"]\n",
-    )
-    .replace("[expect]\n", "[expect]\nchecks = [\"kickoff.type_filter_capabilities\"]\n");
+    let s = BASE
+        .replace("level = \"patient\"\n", "level = \"patient\"\ntype_filters = [\"Observation?category=laboratory\"]\n")
+        .replace("[expect]\n", "[expect]\nchecks = [\"kickoff.type_filter_capabilities\"]\n");
     caught(Flaw::TypeFilterWithoutCapabilities, &s, "kickoff.type_filter_capabilities", Verdict::Warn).await;
 }
 
@@ -335,4 +352,12 @@ async fn silence_about_an_ignored_type_filter_is_caught() {
         "level = \"patient\"\ntype_filters = [\"Observation?category=laboratory\"]\n",
     );
     caught(Flaw::SilentAboutIgnoredTypeFilter, &s, "output.type_filter_ignored", Verdict::Warn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comma_joined_post_values_are_caught() {
+    let s = BASE
+        .replace("level = \"patient\"\n", "level = \"patient\"\ntypes = [\"Patient\", \"Observation\"]\npost = true\n")
+        .replace("[expect]\n", "[expect]\nchecks = [\"kickoff.repeated_parameters\"]\n");
+    caught(Flaw::CommaJoinsPostValues, &s, "kickoff.repeated_parameters", Verdict::Warn).await;
 }

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub count_before_accepting: bool,
     /// Request body sizes and running jobs per client.
     pub limits: crate::limits::Limits,
+    /// Give every manifest file a SHA-256 of its bytes (uncompressed) in its
+    /// `extension` ([`bulkmock_wire::SHA256_EXTENSION`]), for clients that check
+    /// integrity hashes. Off by default: each file is then generated once more.
+    pub file_digests: bool,
     /// Serve every route over TLS with this certificate (`serve --tls`); every
     /// absolute URL the server emits is then `https` (CLI-032).
     pub tls: Option<crate::tls::TlsIdentity>,
@@ -85,6 +89,7 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             count_before_accepting: false,
             limits: crate::limits::Limits::default(),
+            file_digests: false,
             tls: None,
             revisions: Default::default(),
             clock_offset: 0,

@@ -129,4 +129,3 @@ async fn serve_connection<I>(
     }
     let _ = conn.await;
 }
-

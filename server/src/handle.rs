@@ -143,6 +143,11 @@ impl MockServerBuilder {
         self.config.count_before_accepting = true;
         self
     }
+    /// A SHA-256 of each file in the manifest ([`ServerConfig::file_digests`]).
+    pub fn file_digests(mut self) -> Self {
+        self.config.file_digests = true;
+        self
+    }
     /// Request body sizes and running jobs per client ([`crate::limits::Limits`]).
     pub fn limits(mut self, limits: crate::limits::Limits) -> Self {
         self.config.limits = limits;

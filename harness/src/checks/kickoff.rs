@@ -38,6 +38,14 @@ pub const CHECKS: &[Check] = &[
         always: false,
         run: type_filter_capabilities,
     },
+    Check {
+        id: "kickoff.repeated_parameters",
+        title: "a POST kick-off repeats Parameters entries for several values, never joins them with commas",
+        requirements: &["CLI-045"],
+        level: Level::Should,
+        always: false,
+        run: repeated_parameters,
+    },
 ];
 
 fn kickoffs<'a>(input: &'a Input) -> Vec<&'a Exchange> {
@@ -144,6 +152,25 @@ fn type_filter_capabilities(input: &Input) -> Finding {
         Finding::Pass
     } else {
         Finding::miss("the client sent _typeFilter without reading the server's CapabilityStatement first", [first])
+    }
+}
+
+fn repeated_parameters(input: &Input) -> Finding {
+    let Some(job) = input.job else { return Finding::skip("no export was started") };
+    let posts: Vec<&Exchange> = kickoffs(input).into_iter().filter(|e| e.method == "POST").collect();
+    if posts.is_empty() {
+        return Finding::skip("no POST kick-off");
+    }
+    if job.comma_joined.is_empty() {
+        Finding::Pass
+    } else {
+        Finding::miss(
+            format!(
+                "the POST kick-off joined several values with commas in one entry of {} (the v4 ballot says to repeat the entry)",
+                job.comma_joined.join(", ")
+            ),
+            posts,
+        )
     }
 }
 

@@ -203,6 +203,10 @@ pub struct JobFacts {
     pub partial_manifests: bool,
     /// Every file the manifest lists: output, deleted and error file names.
     pub files: Vec<String>,
+    /// POST parameters the client joined with commas in one value instead of
+    /// repeating the entry (CLI-045).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comma_joined: Vec<String>,
     /// Resources served beyond the `_typeFilter` the client asked for, because
     /// the server ignored it (quirk `ignores-type-filter`, CLI-048).
     #[serde(default)]

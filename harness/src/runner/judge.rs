@@ -183,6 +183,7 @@ pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Ve
         organized: job.plan.organized,
         partial_manifests: job.plan.allow_partial_manifests,
         files,
+        comma_joined: job.plan.comma_joined.clone(),
         beyond_type_filter: beyond_type_filter(&job, source, &contents),
     };
     let lines = contents.into_iter().flat_map(|f| f.lines).collect();

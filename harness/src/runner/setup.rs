@@ -46,6 +46,7 @@ pub fn server_config(case: &Case, seed: u64) -> ServerConfig {
         count_before_accepting: true,
         open: !spec.auth,
         lenient_headers: spec.lenient_headers,
+        file_digests: spec.file_digests,
         quirks: spec.quirks.clone(),
         ..ServerConfig::default()
     };

@@ -77,6 +77,10 @@ pub struct ServerSpec {
     /// respond-async`, as lenient servers do (SRV-041, SRV-042); strict by default.
     #[serde(default)]
     pub lenient_headers: bool,
+    /// Give every manifest file a SHA-256 of its bytes in its `extension`
+    /// (`bulkmock_wire::SHA256_EXTENSION`), for clients that check integrity hashes.
+    #[serde(default)]
+    pub file_digests: bool,
     /// Serve every route over HTTPS with a certificate from a local CA (CLI-032);
     /// the client is handed the CA (`{ca_cert}`, `BULKMOCK_CA_CERT`).
     #[serde(default)]
@@ -102,6 +106,7 @@ impl Default for ServerSpec {
             manifest_page_size: None,
             job_ttl_s: None,
             lenient_headers: false,
+            file_digests: false,
             tls: false,
             quirks: bulkmock_server::quirks::Quirks::none(),
         }

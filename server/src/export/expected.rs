@@ -25,15 +25,22 @@ pub type State = BTreeMap<(String, String), Vec<u8>>;
 /// updates and deletions applied (CLI-054, CLI-087). Produced by the same
 /// planner and [`Selector`] that serve exports.
 pub fn revision_state(source: &dyn DataSource, level: Level) -> io::Result<State> {
-    let plan =
-        plan(source, level, ExportParams::default(), Vec::new(), false, u64::MAX / 4, i64::MAX, None, &crate::quirks::Quirks::none())
-            .map_err(|e| {
-            match e {
-                PlanError::UnknownGroup(id) => io::Error::other(format!("Group/{id} does not exist")),
-                PlanError::Invalid(p) => io::Error::other(format!("{p:?}")),
-                PlanError::Forbidden(m) => io::Error::other(m),
-            }
-        })?;
+    let plan = plan(
+        source,
+        level,
+        ExportParams::default(),
+        Vec::new(),
+        false,
+        u64::MAX / 4,
+        i64::MAX,
+        None,
+        &crate::quirks::Quirks::none(),
+    )
+    .map_err(|e| match e {
+        PlanError::UnknownGroup(id) => io::Error::other(format!("Group/{id} does not exist")),
+        PlanError::Invalid(p) => io::Error::other(format!("{p:?}")),
+        PlanError::Forbidden(m) => io::Error::other(m),
+    })?;
     let selector = Selector::new(&plan, source);
     let mut state = State::new();
     let mut body = Vec::new();

@@ -53,6 +53,8 @@ pub struct Job {
     on_done: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Cached byte layouts of files, filled on first download.
     pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
+    /// SHA-256 of files (plan order), computed on first need (`file_digests`).
+    digests: Mutex<HashMap<usize, String>>,
 }
 
 /// How far a job has got.
@@ -71,6 +73,17 @@ pub struct Progress {
 }
 
 impl Job {
+    /// The SHA-256 of file `index` (plan order) as served without faults,
+    /// lowercase hex; computed once from the job's snapshot, then cached.
+    pub fn sha256(&self, index: usize) -> std::io::Result<String> {
+        if let Some(digest) = self.digests.lock().expect("digests").get(&index) {
+            return Ok(digest.clone());
+        }
+        let digest = super::digest::file_sha256(self, self.source.as_ref(), index)?;
+        self.digests.lock().expect("digests").insert(index, digest.clone());
+        Ok(digest)
+    }
+
     /// A new job over the snapshot `source` (its `transactionTime` is the
     /// snapshot's revision time, else `clock`); call [`Job::start_counting`]
     /// to begin its work.
@@ -103,6 +116,7 @@ impl Job {
             failure: OnceLock::new(),
             cancelled: AtomicBool::new(false),
             layouts: Mutex::new(HashMap::new()),
+            digests: Mutex::new(HashMap::new()),
             url_generation: std::sync::atomic::AtomicU64::new(0),
             partial_failure: AtomicBool::new(false),
         })

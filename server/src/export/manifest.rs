@@ -79,7 +79,15 @@ pub fn build(
     page: usize,
     page_size: usize,
     requires_access_token: bool,
+    digests: bool,
 ) -> Manifest {
+    // bulkmock's SHA-256 extension per file, when asked for (off by default).
+    let sha256 = |digest: std::io::Result<String>| {
+        let digest = digest.ok().filter(|_| digests)?;
+        let mut extension = serde_json::Map::new();
+        extension.insert(bulkmock_wire::SHA256_EXTENSION.to_string(), serde_json::Value::String(digest));
+        Some(extension)
+    };
     let mut output = Vec::new();
     let mut deleted = Vec::new();
     for i in page_files(job, page, page_size) {
@@ -98,7 +106,7 @@ pub fn build(
             url: urls.file_in(&file_name(source, kind, i), job.url_generation()),
             count: Some(count),
             continues_in_file: None,
-            extension: None,
+            extension: if digests { sha256(job.sha256(i)) } else { None },
         };
         match kind {
             FileKind::Deleted(_) => deleted.push(entry),
@@ -113,7 +121,11 @@ pub fn build(
             url: urls.file_in(ERROR_FILE, job.url_generation()),
             count: Some(job.plan.notes.len() as u64),
             continues_in_file: None,
-            extension: None,
+            extension: if digests {
+                sha256(Ok(super::digest::bytes_sha256(&super::expected::error_lines(job))))
+            } else {
+                None
+            },
         }]
     };
     let link = if page < page_count(job, page_size) {

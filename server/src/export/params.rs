@@ -50,6 +50,10 @@ pub struct ExportParams {
     pub organize_output_by: Option<String>,
     /// `allowPartialManifests`.
     pub allow_partial_manifests: bool,
+    /// POST `Parameters` entries whose one value joined several with commas
+    /// (`_type`, `_elements`, `includeAssociatedData`, `_typeFilter` across types):
+    /// accepted, but the v4 ballot says to repeat the entry instead (CLI-045).
+    pub comma_joined: Vec<String>,
 }
 
 /// A parameter value before interpretation.
@@ -98,11 +102,28 @@ pub fn from_parameters(body: &Value, problems: &mut Vec<Problem>) -> Result<Expo
             return Err(invalid(&format!("Parameters.parameter[{i}] has no name")));
         };
         match typed_value(name, entry) {
-            Ok(raw) => apply(&mut params, name, raw, problems),
+            Ok(raw) => {
+                if let Raw::Text(text) = &raw
+                    && joins_values(name, text)
+                    && !params.comma_joined.iter().any(|n| n == name)
+                {
+                    params.comma_joined.push(name.to_string());
+                }
+                apply(&mut params, name, raw, problems)
+            }
             Err(message) => problems.push(Problem::new(name, IssueType::Invalid, message)),
         }
     }
     Ok(params)
+}
+
+/// Whether one POST value of `name` holds several values joined with commas (CLI-045).
+fn joins_values(name: &str, text: &str) -> bool {
+    match name {
+        "_type" | "_elements" | "includeAssociatedData" => split_commas(text).count() > 1,
+        "_typeFilter" => split_type_filters(text).len() > 1,
+        _ => false,
+    }
 }
 
 /// The `value[x]` of a Parameters entry, checked against the parameter's type.
@@ -248,6 +269,22 @@ mod tests {
     }
 
     #[test]
+    fn comma_joined_post_values_are_noted_but_accepted() {
+        let body = serde_json::json!({"resourceType": "Parameters", "parameter": [
+            {"name": "_type", "valueString": "Patient,Observation"},
+            {"name": "_type", "valueString": "Condition"},
+            {"name": "_typeFilter", "valueString": "Observation?status=final,amended"},
+            {"name": "_elements", "valueString": "id,Patient.name"}
+        ]});
+        let mut p = Vec::new();
+        let params = from_parameters(&body, &mut p).unwrap();
+        assert_eq!(params.types.unwrap(), vec!["Patient", "Observation", "Condition"]);
+        // A search value with commas is one query, not a join (CLI-045 is about joining values).
+        assert_eq!(params.comma_joined, vec!["_type", "_elements"]);
+        assert!(p.is_empty());
+    }
+
+    #[test]
     fn type_filter_commas_split_only_between_queries() {
         assert_eq!(
             split_type_filters("Observation?status=final,amended,Condition?code=1,2"),
@@ -284,6 +321,7 @@ mod tests {
         assert_eq!(params.patients, vec!["Patient/pat-1"]);
         assert_eq!(params.include_associated, vec!["LatestProvenanceResources"]);
         assert!(params.allow_partial_manifests);
+        assert!(params.comma_joined.is_empty(), "repeated entries join nothing");
         assert_eq!(p.len(), 1);
         assert!(p[0].message.contains("valueInstant, found valueString"), "{}", p[0].message);
     }

@@ -93,6 +93,8 @@ pub struct ExportPlan {
     pub ignored_filters: HashMap<TypeIdx, Vec<TypeQuery>>,
     /// The quirks in force when the job started (status answers and manifests follow them).
     pub quirks: Quirks,
+    /// POST parameters given as one comma-joined value instead of repeated entries (CLI-045).
+    pub comma_joined: Vec<String>,
 }
 
 /// The NDJSON spellings of `_outputFormat` (SRV-051).
@@ -237,6 +239,7 @@ pub fn plan(
         elements,
         organized,
         allow_partial_manifests: params.allow_partial_manifests,
+        comma_joined: params.comma_joined.clone(),
         files: Vec::new(),
         notes: problems,
         ignored_filters,

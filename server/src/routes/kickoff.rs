@@ -215,7 +215,7 @@ fn kickoff(
     let level = match level {
         Level::Group(id) if quirks.has(Quirk::TechnicalGroupIds) => {
             Level::Group(logical_group(state.data_for(caller.client_id.as_deref()).as_ref(), &id)?)
-        },
+        }
         other => other,
     };
     if !accepts_fhir_json(headers) {

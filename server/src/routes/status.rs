@@ -114,7 +114,15 @@ fn poll_page_inner(
         return Ok(response);
     }
     let urls = JobUrls { fhir_base: &state.fhir_base, job: id };
-    let body = manifest::build(&job, state.source.as_ref(), &urls, page, page_size, !state.config.open);
+    let body = manifest::build(
+        &job,
+        state.source.as_ref(),
+        &urls,
+        page,
+        page_size,
+        !state.config.open,
+        state.config.file_digests,
+    );
     let mut response = if job.plan.quirks.has(crate::quirks::Quirk::V4BallotManifest) {
         // The same rewrite as the `manifest_variant = "v4_ballot"` fault.
         let mut v = serde_json::to_value(&body).expect("a manifest serialises");
