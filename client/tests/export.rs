@@ -9,18 +9,6 @@ use bulkmock_client::{Client, ClientError, Credentials, Event, ExportRequest, Le
 use bulkmock_server::{KeyAlg, MockServer};
 use common::*;
 
-/// Non-deleted resources of `ty` in the data set (every patient).
-fn expected(server: &MockServer, ty: &str) -> u64 {
-    let data = server.data();
-    let t = data.type_index(ty).unwrap();
-    let indices: Vec<u64> = if data.types()[t].in_patient_compartment {
-        (0..data.patient_count()).flat_map(|p| data.patient_resources(t, p)).collect()
-    } else {
-        (0..data.standalone_count(t)).collect()
-    };
-    indices.into_iter().filter(|&i| !data.header(t, i).deleted).count() as u64
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_system_export_downloads_exactly_the_data_set() {
     let server = server().await;
@@ -30,7 +18,7 @@ async fn a_clean_system_export_downloads_exactly_the_data_set() {
     let summary = client.export(&ExportRequest::new(Level::System), &out).await.unwrap();
     assert_eq!(summary.resources.len(), 21);
     for (ty, n) in &summary.resources {
-        assert_eq!(*n, expected(&server, ty), "{ty}");
+        assert_eq!(*n, expected_count(&server, ty), "{ty}");
         let lines = std::fs::read_to_string(out.join(format!("{ty}.ndjson"))).unwrap().lines().count() as u64;
         assert_eq!(lines, *n, "{ty} file");
     }

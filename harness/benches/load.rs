@@ -11,60 +11,21 @@
 //! after (threads: once the blocking pool's idle threads left), the wall time and the resources verified. `BENCH_PATIENTS` (200) and
 //! `BENCH_RESOURCES_PER_FILE` (200) size the population.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
 #[path = "common/load.rs"]
 mod load;
+
+use common::Server;
 
 use bulkmock_server::ServerConfig;
 use bulkmock_server::app::AppState;
 
 const SEED: u64 = 7;
-
-/// The release server, authorization on, killed on drop.
-struct Server {
-    child: Child,
-    fhir_base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(patients: u64, resources_per_file: u64, faults: &Path, state_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-            .args(["serve", "--port", "0", "--job-duration", "0s", "--seed", &SEED.to_string()])
-            .args(["--patients", &patients.to_string()])
-            .args(["--resources-per-file", &resources_per_file.to_string()])
-            .args(["--faults", faults.to_str().unwrap(), "--state-dir", state_dir.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn bulkmock serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let fhir_base = loop {
-            let line = lines.next().expect("banner").unwrap();
-            if let Some(base) = line.trim().strip_prefix("FHIR base:") {
-                break base.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, fhir_base }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
 
 /// Open file descriptors of process `pid`.
 fn fds(pid: u32) -> usize {
@@ -117,7 +78,24 @@ fn main() {
     std::fs::create_dir_all(&scratch).unwrap();
     let faults = scratch.join("faults.toml");
     std::fs::write(&faults, load::FAULTS).unwrap();
-    let server = Server::start(patients, per_file, &faults, &scratch.join("state"));
+    let (seed, patients_arg, per_file_arg) = (SEED.to_string(), patients.to_string(), per_file.to_string());
+    let state_dir = scratch.join("state");
+    let server = Server::spawn(&[
+        "--port",
+        "0",
+        "--job-duration",
+        "0s",
+        "--seed",
+        &seed,
+        "--patients",
+        &patients_arg,
+        "--resources-per-file",
+        &per_file_arg,
+        "--faults",
+        faults.to_str().unwrap(),
+        "--state-dir",
+        state_dir.to_str().unwrap(),
+    ]);
     let pid = server.pid();
     let origin = server.fhir_base.trim_end_matches("/fhir").to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();

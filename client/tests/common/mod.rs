@@ -126,3 +126,15 @@ pub async fn assert_recovers(server: &MockServer, level: Level, rules: Vec<Fault
     let _ = std::fs::remove_dir_all(&out);
     (summary, from)
 }
+
+/// Non-deleted resources of `ty` in the data set (every patient).
+pub fn expected_count(server: &MockServer, ty: &str) -> u64 {
+    let data = server.data();
+    let t = data.type_index(ty).unwrap();
+    let indices: Vec<u64> = if data.types()[t].in_patient_compartment {
+        (0..data.patient_count()).flat_map(|p| data.patient_resources(t, p)).collect()
+    } else {
+        (0..data.standalone_count(t)).collect()
+    };
+    indices.into_iter().filter(|&i| !data.header(t, i).deleted).count() as u64
+}

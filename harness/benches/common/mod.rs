@@ -22,10 +22,25 @@ impl Drop for Server {
 impl Server {
     /// Starts an open server with zero job duration and these sizes.
     pub fn start(patients: u64, resources_per_file: u64) -> Server {
+        let (patients, per_file) = (patients.to_string(), resources_per_file.to_string());
+        Server::spawn(&[
+            "--open",
+            "--port",
+            "0",
+            "--job-duration",
+            "0s",
+            "--patients",
+            &patients,
+            "--resources-per-file",
+            &per_file,
+        ])
+    }
+
+    /// Starts `bulkmock serve` with `args` and waits for its banner's FHIR base.
+    pub fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-            .args(["serve", "--open", "--port", "0", "--job-duration", "0s"])
-            .args(["--patients", &patients.to_string()])
-            .args(["--resources-per-file", &resources_per_file.to_string()])
+            .arg("serve")
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -39,6 +54,11 @@ impl Server {
         };
         std::thread::spawn(move || for _ in lines {});
         Server { child, fhir_base }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Peak resident memory of the server so far, in MB.

@@ -80,12 +80,16 @@ pub fn server_config(case: &Case, seed: u64) -> ServerConfig {
 pub fn start_server(case: &Case, seed: u64) -> std::io::Result<MockServer> {
     let mut config = server_config(case, seed);
     if case.scenario.server.tls {
-        config.tls = Some(bulkmock_server::TlsIdentity::ephemeral().map_err(std::io::Error::other)?);
+        let identity = bulkmock_server::TlsIdentity::ephemeral().map_err(std::io::Error::other)?;
+        // The case's JWKS host serves over TLS with the same certificate: the server trusts its CA.
+        config.auth.jwks_ca_certs.extend(identity.ca_pem.clone());
+        config.tls = Some(identity);
     }
     MockServer::builder().config(config).client_alg(KeyAlg::Es384).try_start()
 }
 
-/// A tiny HTTP server that hosts one JWKS at `/jwks.json` (CLI-001: registration by URL).
+/// A tiny HTTP server that hosts one JWKS at `/jwks.json` (CLI-001: registration
+/// by URL); over HTTPS in TLS cases, with the case server's certificate.
 pub struct JwksHost {
     /// The JWKS URL.
     pub url: String,
@@ -93,9 +97,10 @@ pub struct JwksHost {
 }
 
 impl JwksHost {
-    async fn start(jwks: serde_json::Value) -> std::io::Result<JwksHost> {
+    async fn start(jwks: serde_json::Value, tls: Option<&bulkmock_server::TlsIdentity>) -> std::io::Result<JwksHost> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/jwks.json", listener.local_addr()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/jwks.json", listener.local_addr()?);
         let app = axum::Router::new().route(
             "/jwks.json",
             axum::routing::get(move || {
@@ -104,13 +109,21 @@ impl JwksHost {
             }),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let stopped = async {
+            let _ = rx.await;
+        };
+        match tls.cloned() {
+            Some(identity) => {
+                tokio::spawn(async move {
+                    bulkmock_server::tls::serve_router(listener, app, &identity, stopped).await;
+                });
+            }
+            None => {
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+                });
+            }
+        }
         Ok(JwksHost { url, shutdown: Some(tx) })
     }
 }
@@ -210,7 +223,10 @@ pub async fn client(
                 match spec.jwks {
                     JwksMode::Inline => reg.jwks = Some(jwks),
                     JwksMode::Url => {
-                        let host = JwksHost::start(jwks).await.map_err(|e| format!("cannot host the JWKS: {e}"))?;
+                        // Over HTTPS when the server's certificate comes from a local CA it trusts.
+                        let tls = server.config.tls.as_ref().filter(|t| t.ca_pem.is_some());
+                        let host =
+                            JwksHost::start(jwks, tls).await.map_err(|e| format!("cannot host the JWKS: {e}"))?;
                         vars.insert("jwks_url".into(), host.url.clone());
                         reg.jwks_url = Some(host.url.clone());
                         jwks_host = Some(host);

@@ -43,6 +43,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         // HTTPS (`tls = true` or --tls): the state folder's local CA, which the client can keep trusting.
         let tls = super::tls_identity(&args, case.scenario.server.tls)?;
         config.tls = tls.as_ref().map(|(identity, _)| identity.clone());
+        // A `jwks = "url"` case hosts its JWKS over HTTPS with this certificate: trust its CA.
+        config.auth.jwks_ca_certs.extend(config.tls.as_ref().and_then(|t| t.ca_pem.clone()));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = AppState::new(config, &format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;
         let deadline = Duration::from_secs_f64(case.scenario.expect.max_seconds);
