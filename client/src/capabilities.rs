@@ -30,10 +30,9 @@ pub fn unsupported_parameters(cs: &Value, filters: &[String]) -> Vec<(String, St
         let Some((ty, query)) = filter.split_once('?') else { continue };
         let for_type: Vec<String> =
             rest["resource"].as_array().into_iter().flatten().filter(|r| r["type"] == ty).flat_map(names).collect();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
             // `code:not`, `subject:Patient`, `subject.name`: the parameter is the part before either.
-            let name = key.split([':', '.']).next().unwrap_or(key);
+            let name = key.split([':', '.']).next().unwrap_or(&key);
             let listed = for_type.iter().chain(&server_wide).any(|n| n == name);
             if !listed && !out.iter().any(|(f, p)| f == filter && p == name) {
                 out.push((filter.clone(), name.to_string()));
@@ -85,7 +84,7 @@ mod tests {
         }]});
         let filters = [
             "Observation?code=1234-5&_lastUpdated=gt2020".to_string(),
-            "Observation?code:not=1&subject.name=x&status=final".to_string(),
+            "Observation?code%3Anot=1&subject.name=x&status=final".to_string(),
             "Condition?code=1".to_string(),
             "no question mark".to_string(),
         ];
