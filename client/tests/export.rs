@@ -17,11 +17,7 @@ async fn a_clean_system_export_downloads_exactly_the_data_set() {
     let client = client_with(&server, 4, true, log.clone()).await;
     let summary = client.export(&ExportRequest::new(Level::System), &out).await.unwrap();
     assert_eq!(summary.resources.len(), 21);
-    for (ty, n) in &summary.resources {
-        assert_eq!(*n, expected_count(&server, ty), "{ty}");
-        let lines = std::fs::read_to_string(out.join(format!("{ty}.ndjson"))).unwrap().lines().count() as u64;
-        assert_eq!(lines, *n, "{ty} file");
-    }
+    assert_whole_data_set(&server, &summary, &out);
     let manifest: bulkmock_wire::Manifest =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(summary.files as usize, manifest.output.len() + manifest.error.len());

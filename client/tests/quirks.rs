@@ -30,11 +30,7 @@ async fn client_scoped(server: &MockServer, scope: &str, policy: Policy, log: Ar
         .credentials(credentials)
         .policy(policy)
         .seed(7)
-        .observer(Arc::new(move |e: &Event| {
-            if !matches!(e, Event::FileBytes { .. }) {
-                log.lock().unwrap().push(e.clone());
-            }
-        }))
+        .observer(logging(log))
         .build()
         .await
         .unwrap()

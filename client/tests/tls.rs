@@ -24,11 +24,7 @@ async fn an_export_over_tls_with_the_ca_downloads_exactly_the_data_set() {
     let out = out_dir("tls-clean");
     let summary = client(&server).await.export(&ExportRequest::new(Level::System), &out).await.unwrap();
     assert_eq!(summary.resources.len(), 21);
-    for (ty, n) in &summary.resources {
-        assert_eq!(*n, expected_count(&server, ty), "{ty}");
-        let lines = std::fs::read_to_string(out.join(format!("{ty}.ndjson"))).unwrap().lines().count() as u64;
-        assert_eq!(lines, *n, "{ty} file");
-    }
+    assert_whole_data_set(&server, &summary, &out);
     // Every absolute URL the server emitted is https: the manifest, its file URLs, the status URL.
     let manifest: bulkmock_wire::Manifest =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();

@@ -39,11 +39,7 @@ pub async fn client_with(server: &MockServer, parallel: usize, gzip: bool, log: 
         .parallel(parallel)
         .gzip(gzip)
         .seed(7)
-        .observer(Arc::new(move |e: &Event| {
-            if !matches!(e, Event::FileBytes { .. }) {
-                log.lock().unwrap().push(e.clone());
-            }
-        }))
+        .observer(logging(log))
         .build()
         .await
         .unwrap()
@@ -137,4 +133,24 @@ pub fn expected_count(server: &MockServer, ty: &str) -> u64 {
         (0..data.standalone_count(t)).collect()
     };
     indices.into_iter().filter(|&i| !data.header(t, i).deleted).count() as u64
+}
+
+/// An observer that keeps every event but byte counts in `log`.
+pub fn logging(log: Arc<Mutex<Vec<Event>>>) -> bulkmock_client::Observer {
+    Arc::new(move |e: &Event| {
+        if !matches!(e, Event::FileBytes { .. }) {
+            log.lock().unwrap().push(e.clone());
+        }
+    })
+}
+
+/// Asserts that a system export in `out` holds every type of the data set,
+/// each with exactly its resources, as the summary says.
+pub fn assert_whole_data_set(server: &MockServer, summary: &Summary, out: &Path) {
+    assert_eq!(summary.resources.len(), server.data().types().len());
+    for (ty, n) in &summary.resources {
+        assert_eq!(*n, expected_count(server, ty), "{ty}");
+        let lines = std::fs::read_to_string(out.join(format!("{ty}.ndjson"))).unwrap().lines().count() as u64;
+        assert_eq!(lines, *n, "{ty} file");
+    }
 }
