@@ -276,7 +276,7 @@ impl Client {
     /// `technical-group-ids`): `Group?identifier=name`, else every Group whose
     /// identifier value or name equals `name` ignoring case. `None` unless
     /// exactly one Group matches, or when the server cannot search Groups.
-    async fn find_group(&self, name: &str) -> Result<Option<String>, ClientError> {
+    pub(crate) async fn find_group(&self, name: &str) -> Result<Option<String>, ClientError> {
         let inner = &self.inner;
         let url = inner.base.join("Group").map_err(|e| ClientError::Protocol(e.to_string()))?.to_string();
         for query in [vec![("identifier", name)], vec![]] {
@@ -336,7 +336,7 @@ impl Client {
 }
 
 /// The HTTP status of a server's answer, if the error is one.
-fn status_of(e: &ClientError) -> Option<u16> {
+pub(crate) fn status_of(e: &ClientError) -> Option<u16> {
     match e {
         ClientError::Outcome { status, .. } | ClientError::Unparseable { status, .. } => Some(*status),
         _ => None,

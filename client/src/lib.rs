@@ -28,6 +28,7 @@ mod policy;
 mod request;
 mod summary;
 pub mod type_filter;
+pub mod update;
 
 pub use auth::{Credentials, discover_token_url};
 pub use capabilities::unsupported_parameters;
@@ -38,3 +39,4 @@ pub use job::ExportJob;
 pub use policy::{Policy, retry_after};
 pub use request::{ExportRequest, Level};
 pub use summary::Summary;
+pub use update::Updated;

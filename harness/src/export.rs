@@ -75,7 +75,8 @@ pub struct ExportArgs {
     /// Keep --out up to date: the first run exports everything into it; each later
     /// run exports what changed since the `transactionTime` of `--out/manifest.json`
     /// (`_since`, CLI-054) and applies it: resources added or replaced by id,
-    /// deleted ones removed (CLI-087).
+    /// deleted ones removed (CLI-087). For a Group, members that joined are
+    /// exported with `patient` and members that left are removed (`members.json`).
     #[arg(long, conflicts_with_all = ["since", "status_url"])]
     incremental: bool,
     /// Resume an existing job: poll and download from this status URL instead of kicking off.
@@ -194,45 +195,26 @@ async fn export(
     }
 }
 
-/// `--incremental`: a full export into an empty `--out`; else an export with
-/// `_since` = the kept manifest's `transactionTime` into `--out/.incremental`,
-/// applied to `--out` (files rewritten through renames), whose manifest then
-/// becomes the kept one. A failed run leaves `--out` as it was.
+/// `--incremental`: [`Client::update`]: a full export into an empty `--out`;
+/// else an export with `_since` = the kept manifest's `transactionTime`,
+/// applied to `--out` (for a Group, with joined members exported and departed
+/// ones removed). A failed run leaves `--out` as it was.
 async fn incremental_export(client: &Client, args: &ExportArgs) -> Result<Summary, ClientError> {
-    let kept = args.out.join("manifest.json");
-    if !kept.exists() {
-        return client.export(&request(args), &args.out).await;
-    }
-    let at = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ClientError::Io { path, source }
-    };
-    let previous: serde_json::Value = serde_json::from_slice(&std::fs::read(&kept).map_err(at(&kept))?)
-        .map_err(|e| ClientError::Protocol(format!("{} is not a manifest: {e}", kept.display())))?;
-    let since = previous["transactionTime"]
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ClientError::Protocol(format!("{} has no transactionTime to continue from", kept.display())))?;
-    let mut request = request(args);
-    request.since = Some(since.to_string());
-    let delta = args.out.join(".incremental");
-    if delta.exists() {
-        // What an interrupted run left: never applied, so safe to drop.
-        std::fs::remove_dir_all(&delta).map_err(at(&delta))?;
-    }
-    let summary = client.export(&request, &delta).await?;
-    let applied = bulkmock_client::incremental::apply(&args.out, &delta).map_err(at(&args.out))?;
-    std::fs::rename(delta.join("manifest.json"), &kept).map_err(at(&kept))?;
-    std::fs::remove_dir_all(&delta).map_err(at(&delta))?;
-    if !args.json {
+    let updated = client.update(&request(args), &args.out).await?;
+    if let (Some(since), false) = (&updated.since, args.json) {
         eprintln!(
-            "changes since {since} applied to {}: {} resources added or replaced, {} deleted",
+            "changes since {since} applied to {}: {} resources added or replaced, {} deleted{}",
             args.out.display(),
-            applied.upserted,
-            applied.deleted
+            updated.applied.upserted,
+            updated.applied.deleted,
+            if updated.joined.is_empty() && updated.left.is_empty() {
+                String::new()
+            } else {
+                format!("; Group members: {} joined, {} left", updated.joined.len(), updated.left.len())
+            }
         );
     }
-    Ok(summary)
+    Ok(updated.summary)
 }
 
 /// Runs the export and prints the summary; the exit code says how it ended.

@@ -72,6 +72,7 @@ pub fn run(args: JudgeArgs) -> ExitCode {
 fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
     let files = scenario::load_paths(std::slice::from_ref(&args.scenario)).map_err(|e| e.to_string())?;
     let case = judge::pick_case(files.into_iter().flat_map(|f| f.cases).collect(), args.case.as_deref())?;
+    judge::single_run(&case)?;
     let judge_path = args.judge_file.clone().unwrap_or_else(|| record::judge_path(&args.transcript));
     let file = JudgeFile::read(&judge_path)?;
     if file.case != case.id {
@@ -107,6 +108,7 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
         fhir_base: &file.fhir_base,
         token_url: &file.token_url,
         client_id: &file.client_id,
+        incremental: None,
     };
     let result = judge::judge(evidence, rerun, None);
     let mut report = RunReport::new(file.seed, args.client_name.clone(), vec![result]);

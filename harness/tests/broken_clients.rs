@@ -37,6 +37,13 @@ enum Flaw {
     /// Keeps what a server that ignored `_typeFilter` sent, without a word (CLI-048):
     /// this simple client never looks, so the flaw needs no code of its own.
     SilentAboutIgnoredTypeFilter,
+    /// Incremental pulls with `_since` = the client's own clock, not the last
+    /// manifest's `transactionTime` (CLI-054).
+    SinceFromOwnClock,
+    /// Incremental pulls that apply changed resources but never the `deleted` entries (CLI-087).
+    IgnoresDeletions,
+    /// "Incremental" pulls that export everything again, never sending `_since` (CLI-054).
+    ExportsEverythingAgain,
 }
 
 struct Flawed {
@@ -57,7 +64,9 @@ impl Flawed {
         let jti = if self.flaw == Flaw::ReusesJti {
             "always-the-same".to_string()
         } else {
-            format!("jti-{now}-{}", self.tokens_fetched)
+            // Unique across the runs of an incremental case too (each run is a new client).
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            format!("jti-{nanos}-{}", self.tokens_fetched)
         };
         let (alg, key) = match self.ctx.alg.as_str() {
             "RS384" => (Algorithm::RS384, EncodingKey::from_rsa_pem(self.ctx.private_key_pem.as_bytes())),
@@ -124,8 +133,22 @@ impl Flawed {
         if self.flaw == Flaw::DoesNothing {
             return Ok(0);
         }
-        let filters = self.ctx.request.type_filters.iter().map(|f| ("_typeFilter", f.as_str()));
-        let kickoff = reqwest::Url::parse_with_params(&format!("{}/Patient/$export", self.ctx.fhir_base), filters)
+        let mut params: Vec<(&str, String)> =
+            self.ctx.request.type_filters.iter().map(|f| ("_typeFilter", f.clone())).collect();
+        let incremental_run = self.ctx.variables.get("run").is_some_and(|r| r == "incremental");
+        if incremental_run {
+            // A correct client continues from the last transactionTime, which the harness also passes as {since}.
+            let since = match self.flaw {
+                Flaw::SinceFromOwnClock => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                    Some(bulkmock_server::data::clock::instant_string(now as i64))
+                }
+                Flaw::ExportsEverythingAgain => None,
+                _ => self.ctx.variables.get("since").cloned(),
+            };
+            params.extend(since.map(|s| ("_since", s)));
+        }
+        let kickoff = reqwest::Url::parse_with_params(&format!("{}/Patient/$export", self.ctx.fhir_base), params)
             .map_err(|e| e.to_string())?;
         let r = if self.flaw == Flaw::CommaJoinsPostValues {
             let body = json!({"resourceType": "Parameters", "parameter": [
@@ -171,11 +194,44 @@ impl Flawed {
         };
         let requires_token = manifest["requiresAccessToken"].as_bool().unwrap_or(true);
         let send_token = requires_token || self.flaw == Flaw::TokenWhenNotRequired;
-        for (i, file) in manifest["output"].as_array().cloned().unwrap_or_default().iter().enumerate() {
-            let url = file["url"].as_str().unwrap();
-            let (body, gzip) = self.download(url, send_token).await?;
-            let name = if gzip { format!("{i}.ndjson.gz") } else { format!("{i}.ndjson") };
-            std::fs::write(self.ctx.out_dir.join(name), body).map_err(|e| e.to_string())?;
+        // An incremental case's folder is the client's state: each run's export goes
+        // to a side folder and is applied to it.
+        let incremental = self.ctx.incremental();
+        let delta = self.ctx.out_dir.join(".delta");
+        let into = if incremental { delta.clone() } else { self.ctx.out_dir.clone() };
+        for (array, folder) in [("output", into.clone()), ("deleted", into.join("deleted"))] {
+            if array == "deleted" && !incremental {
+                continue;
+            }
+            std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+            for (i, file) in manifest[array].as_array().cloned().unwrap_or_default().iter().enumerate() {
+                let url = file["url"].as_str().unwrap();
+                let (mut body, mut gzip) = self.download(url, send_token).await?;
+                if incremental && gzip {
+                    // Applying reads plain NDJSON.
+                    let mut plain = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&body[..]), &mut plain)
+                        .map_err(|e| e.to_string())?;
+                    (body, gzip) = (plain, false);
+                }
+                let name = if gzip { format!("{i}.ndjson.gz") } else { format!("{i}.ndjson") };
+                std::fs::write(folder.join(name), body).map_err(|e| e.to_string())?;
+            }
+        }
+        if incremental {
+            if self.flaw == Flaw::IgnoresDeletions {
+                std::fs::remove_dir_all(delta.join("deleted")).map_err(|e| e.to_string())?;
+            }
+            if self.flaw == Flaw::ExportsEverythingAgain {
+                // Everything again: the state is replaced.
+                for entry in std::fs::read_dir(&self.ctx.out_dir).map_err(|e| e.to_string())?.flatten() {
+                    if entry.path().extension().is_some_and(|x| x == "ndjson") {
+                        std::fs::remove_file(entry.path()).map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            bulkmock_client::incremental::apply(&self.ctx.out_dir, &delta).map_err(|e| e.to_string())?;
+            std::fs::remove_dir_all(&delta).map_err(|e| e.to_string())?;
         }
         let _ = self.http.delete(&status_url).bearer_auth(self.token().await?).send().await;
         Ok(0)
@@ -360,4 +416,29 @@ async fn comma_joined_post_values_are_caught() {
         .replace("level = \"patient\"\n", "level = \"patient\"\ntypes = [\"Patient\", \"Observation\"]\npost = true\n")
         .replace("[expect]\n", "[expect]\nchecks = [\"kickoff.repeated_parameters\"]\n");
     caught(Flaw::CommaJoinsPostValues, &s, "kickoff.repeated_parameters", Verdict::Warn).await;
+}
+
+/// A patient-level case kept up to date over one incremental run, after four revisions.
+fn incremental() -> String {
+    BASE.replace("patients = 4\n", "patients = 20\n").replace("[expect]\n", "[incremental]\nrevisions = 4\n[expect]\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_from_the_clients_own_clock_is_caught() {
+    // The server's transactionTime lies behind the client's clock: changes are missed.
+    caught(Flaw::SinceFromOwnClock, &incremental(), "kickoff.since_transaction_time", Verdict::Warn).await;
+    let bad = run_one(&incremental(), Arc::new(flawed(Flaw::SinceFromOwnClock))).await;
+    assert_eq!(verdict(&bad, "output.matches_export"), Verdict::Fail, "the changes were missed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignoring_deletions_in_an_incremental_pull_is_caught() {
+    caught(Flaw::IgnoresDeletions, &incremental(), "output.deleted_not_added", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporting_everything_again_instead_of_since_is_caught() {
+    caught(Flaw::ExportsEverythingAgain, &incremental(), "kickoff.since_transaction_time", Verdict::Warn).await;
+    let bad = run_one(&incremental(), Arc::new(flawed(Flaw::ExportsEverythingAgain))).await;
+    assert_eq!(verdict(&bad, "output.matches_export"), Verdict::Pass, "the state itself is right");
 }

@@ -100,7 +100,13 @@ impl Builtin {
             builder = builder.ca_cert(pem);
         }
         let client = builder.build().await?;
-        client.export(&export_request(&ctx.request), &ctx.out_dir).await.map(|_| ())
+        let request = export_request(&ctx.request);
+        if ctx.incremental() {
+            // The folder is the client's state: the first run fills it, later ones
+            // apply the changes since its manifest's transactionTime (CLI-054, CLI-087).
+            return client.update(&request, &ctx.out_dir).await.map(|_| ());
+        }
+        client.export(&request, &ctx.out_dir).await.map(|_| ())
     }
 }
 

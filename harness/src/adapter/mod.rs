@@ -50,6 +50,15 @@ pub struct CaseContext {
     pub seed: u64,
 }
 
+impl CaseContext {
+    /// Whether the case runs the client more than once on the same `out_dir`
+    /// (`[incremental]`): the folder is then the client's state, kept up to
+    /// date (the `run` variable is `full` or `incremental`).
+    pub fn incremental(&self) -> bool {
+        self.variables.get("run").is_some_and(|r| !r.is_empty())
+    }
+}
+
 /// What a client run left behind, for the verdicts.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClientRun {

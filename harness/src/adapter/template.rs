@@ -31,6 +31,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("case_id", "the case id"),
     ("case_dir", "the case's own folder"),
     ("seed", "the run's seed"),
+    (
+        "run",
+        "in an [incremental] case: full on the first run, incremental on the later ones (out_dir holds the \
+         client's state; the next _since is the previous run's transactionTime); else empty",
+    ),
 ];
 
 /// Whether `name` is a template variable.

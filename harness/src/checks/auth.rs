@@ -188,8 +188,15 @@ fn token_reused(input: &Input) -> Finding {
     let mut rejected_since = false;
     let mut used_since = false;
     let mut exercised = false;
+    // Each run of an incremental case is a new start of the client: its first token is no reuse question.
+    let run_starts: Vec<u64> = input.runs.iter().skip(1).map(|r| r.first_seq).collect();
     for e in input.exchanges {
         if route(e) == Some(Route::Token) {
+            if let Some((issued_at, ..)) = &last_issued
+                && run_starts.iter().any(|&start| issued_at.seq < start && start <= e.seq)
+            {
+                last_issued = None;
+            }
             if let Some((issued_at, lifetime_s, _)) = &last_issued {
                 exercised = true;
                 let half = issued_at.unix_ms + lifetime_s * 500;

@@ -136,7 +136,13 @@ fn each_downloaded(input: &Input) -> Finding {
     if input.run.exit_code != Some(0) {
         return Finding::skip("the client did not finish");
     }
-    let requests: Vec<&Exchange> = input.exchanges.iter().filter(|e| route(e) == Some(Route::File)).collect();
+    // The job's own files: in an incremental case, earlier jobs name their files alike.
+    let folder = format!("/{}/", job.id);
+    let requests: Vec<&Exchange> = input
+        .exchanges
+        .iter()
+        .filter(|e| route(e) == Some(Route::File) && (job.id.is_empty() || e.path.contains(&folder)))
+        .collect();
     let mut missing = Vec::new();
     for name in &job.files {
         let of_file: Vec<&&Exchange> = requests.iter().filter(|e| file_name(e) == name).collect();
@@ -161,7 +167,8 @@ fn no_needless_redownload(input: &Input) -> Finding {
     let mut any = false;
     for e in input.exchanges.iter().filter(|e| route(e) == Some(Route::File)) {
         any = true;
-        let name = file_name(e);
+        // The job's folder and the file's name: each job of a case names its files alike.
+        let name = job_file(e);
         if let Some(first) = done.get(name) {
             return Finding::miss(format!("{name} was received whole, then requested again"), [*first, e]);
         }
@@ -188,5 +195,14 @@ fn accept_ndjson(input: &Input) -> Finding {
             [*e],
         ),
         None => Finding::Pass,
+    }
+}
+
+/// `{job}/{name}` of a file URL's path (the name alone when the path has no folder).
+fn job_file(e: &Exchange) -> &str {
+    let path = e.path.as_str();
+    match path.rfind('/').and_then(|i| path[..i].rfind('/')) {
+        Some(i) => &path[i + 1..],
+        None => file_name(e),
     }
 }

@@ -46,6 +46,14 @@ pub const CHECKS: &[Check] = &[
         always: false,
         run: repeated_parameters,
     },
+    Check {
+        id: "kickoff.since_transaction_time",
+        title: "an incremental pull sends the previous manifest's transactionTime as _since, never the client's clock",
+        requirements: &["CLI-054"],
+        level: Level::Should,
+        always: true,
+        run: since_transaction_time,
+    },
 ];
 
 fn kickoffs<'a>(input: &'a Input) -> Vec<&'a Exchange> {
@@ -127,7 +135,8 @@ fn matches_request(input: &Input) -> Finding {
     if wants_post && kickoffs(input).iter().all(|e| e.method != "POST") {
         problems.push("GET although the case asked for a POST kick-off".to_string());
     }
-    if job.since != want.since.is_some() {
+    // Incremental runs send _since on purpose: kickoff.since_transaction_time judges it.
+    if input.runs.len() < 2 && job.since != want.since.is_some() {
         problems.push(format!("_since {} although the case {}", given(job.since), asked_for(want.since.is_some())));
     }
     if job.until != want.until.is_some() {
@@ -180,4 +189,57 @@ fn given(b: bool) -> &'static str {
 
 fn asked_for(b: bool) -> &'static str {
     if b { "asked for it" } else { "did not" }
+}
+
+/// CLI-054: every incremental run asks for the changes since the transactionTime
+/// of the run before (of any of its jobs: a Group pull may start two at one revision).
+fn since_transaction_time(input: &Input) -> Finding {
+    if input.runs.len() < 2 {
+        return Finding::skip("not an incremental case");
+    }
+    let mut checked = false;
+    for (n, pair) in input.runs.windows(2).enumerate() {
+        let (previous, run) = (&pair[0], &pair[1]);
+        if previous.jobs.is_empty() {
+            continue;
+        }
+        let number = n + 2;
+        let times: Vec<i64> = previous.jobs.iter().map(|j| j.transaction_time).collect();
+        let shown = instant(times[times.len() - 1]);
+        let evidence: Vec<&Exchange> = kickoffs(input).into_iter().filter(|e| e.seq >= run.first_seq).take(3).collect();
+        let with_since: Vec<i64> = run.jobs.iter().filter_map(|j| j.since).collect();
+        if with_since.is_empty() {
+            if run.jobs.is_empty() {
+                continue;
+            }
+            return Finding::miss(
+                format!(
+                    "run {number} (incremental) started no export with _since: it exported everything again \
+                     instead of the changes since transactionTime {shown}"
+                ),
+                evidence,
+            );
+        }
+        if let Some(&sent) = with_since.iter().find(|s| !times.contains(s)) {
+            let effect = if times.iter().all(|&t| sent > t) {
+                "later than it: changes made in between are missed (a _since from the client's own clock?)"
+            } else {
+                "earlier than it: changes are fetched again"
+            };
+            return Finding::miss(
+                format!(
+                    "run {number} sent _since={}, but the previous run's manifest said transactionTime {shown}, \
+                     {effect}",
+                    instant(sent)
+                ),
+                evidence,
+            );
+        }
+        checked = true;
+    }
+    if checked { Finding::Pass } else { Finding::skip("no run after an export") }
+}
+
+fn instant(secs: i64) -> String {
+    bulkmock_server::data::clock::instant_string(secs)
 }

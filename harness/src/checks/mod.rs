@@ -181,6 +181,9 @@ pub struct CheckResult {
 /// Facts about the export job the client started, from the server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobFacts {
+    /// The job's id (its files are under `bulkfiles/{id}/`); empty in judge files of older versions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     /// `system`, `patient` or `group`.
     pub level: String,
     /// The Group id for group exports.
@@ -213,6 +216,28 @@ pub struct JobFacts {
     pub beyond_type_filter: u64,
 }
 
+/// One run of the client in an `[incremental]` case, from the server's side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFacts {
+    /// `full` or `incremental`.
+    pub run: String,
+    /// The data's revision during the run.
+    pub revision: u64,
+    /// The sequence number of the run's first exchange.
+    pub first_seq: u64,
+    /// The export jobs the client kicked off during the run, in order.
+    pub jobs: Vec<RunJob>,
+}
+
+/// An export job of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunJob {
+    /// The `_since` the kick-off sent (Unix seconds), if any.
+    pub since: Option<i64>,
+    /// The job's `transactionTime` (Unix seconds).
+    pub transaction_time: i64,
+}
+
 /// Everything a check may look at.
 pub struct Input<'a> {
     /// The case.
@@ -231,6 +256,8 @@ pub struct Input<'a> {
     pub token_url: &'a str,
     /// The registered client id.
     pub client_id: &'a str,
+    /// The client's runs in an `[incremental]` case (empty otherwise).
+    pub runs: &'a [RunFacts],
 }
 
 impl Input<'_> {

@@ -13,7 +13,7 @@ use bulkmock_server::export::manifest;
 use bulkmock_server::export::plan::Level;
 
 use crate::adapter::ClientRun;
-use crate::checks::{self, Input, JobFacts};
+use crate::checks::{self, Input, JobFacts, RunFacts};
 use crate::report::{CaseResult, CaseVerdict, Outcome};
 use crate::scenario::{Case, OutputExpectation};
 use crate::verify::{self, OutputReport};
@@ -38,16 +38,33 @@ pub struct CaseEvidence<'a> {
     pub token_url: &'a str,
     /// The registered client id (empty when authorization is off).
     pub client_id: &'a str,
+    /// An `[incremental]` case's runs and final state (`None` otherwise).
+    pub incremental: Option<IncrementalEvidence>,
+}
+
+/// What an `[incremental]` case is judged from besides the last job.
+#[derive(Debug, Clone, Default)]
+pub struct IncrementalEvidence {
+    /// The client's runs, in order.
+    pub runs: Vec<RunFacts>,
+    /// The lines of the data's final state for the case's request.
+    pub state: Vec<Vec<u8>>,
+    /// `Type/id` of every resource an earlier run's state held that the final state does not.
+    pub removed: Vec<String>,
 }
 
 /// Judges a case: verifies the output against the expected export, runs the
 /// checks, and gives the verdict. `rerun` and `dir` go into the result as they are.
 pub fn judge(evidence: CaseEvidence, rerun: String, dir: Option<String>) -> CaseResult {
-    let CaseEvidence { case, exchanges, run, job, mut expected, out_dir, fhir_base, token_url, client_id } = evidence;
+    let CaseEvidence { case, exchanges, run, job, mut expected, out_dir, fhir_base, token_url, client_id, incremental } =
+        evidence;
     if case.scenario.expect.output == OutputExpectation::Empty {
         expected.clear();
     }
-    let output = verify::verify(out_dir, expected.iter().map(Vec::as_slice));
+    let (output, runs) = match incremental {
+        Some(inc) => (verify::verify_state(out_dir, inc.state.iter().map(Vec::as_slice), &inc.removed), inc.runs),
+        None => (verify::verify(out_dir, expected.iter().map(Vec::as_slice)), Vec::new()),
+    };
     let input = Input {
         case,
         exchanges: &exchanges,
@@ -57,6 +74,7 @@ pub fn judge(evidence: CaseEvidence, rerun: String, dir: Option<String>) -> Case
         fhir_base,
         token_url,
         client_id,
+        runs: &runs,
     };
     let checks = checks::run_all(&input);
     let verdict = match &run.launch_error {
@@ -172,6 +190,7 @@ pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Ve
         files.push(manifest::ERROR_FILE.to_string());
     }
     let facts = JobFacts {
+        id: job.id.clone(),
         level: level.into(),
         group,
         types: job.plan.types.iter().map(|&t| types[t].name.clone()).collect(),
@@ -225,5 +244,47 @@ pub fn pick_case(cases: Vec<Case>, id: Option<&str>) -> Result<Case, String> {
         }
         None if cases.len() == 1 => Ok(cases.into_iter().next().expect("one case")),
         None => Err(format!("this scenario has a matrix: choose a case with --case; its cases:\n{}", ids())),
+    }
+}
+
+/// The final state an `[incremental]` case's client must hold, for the case's
+/// level, Group and `_type`: the data at the server's current revision, and
+/// the resources the states at the earlier runs' revisions held that it no longer has.
+pub fn final_state(server: &AppState, case: &Case, runs: Vec<RunFacts>) -> Result<IncrementalEvidence, String> {
+    let spec = &case.scenario.client;
+    let level = match spec.level {
+        crate::scenario::LevelName::System => Level::System,
+        crate::scenario::LevelName::Patient => Level::Patient,
+        crate::scenario::LevelName::Group => Level::Group(spec.group.clone().unwrap_or_default()),
+    };
+    let wanted = |ty: &str| spec.types.is_empty() || spec.types.iter().any(|t| t == ty);
+    let state_at = |revision: u64| {
+        expected::revision_state(server.revisions.at(revision).as_ref(), level.clone())
+            .map(|s| s.into_iter().filter(|((ty, _), _)| wanted(ty)).collect::<std::collections::BTreeMap<_, _>>())
+            .map_err(|e| format!("cannot compute the state at revision {revision}: {e}"))
+    };
+    let last = server.revisions.revision();
+    let state = state_at(last)?;
+    let mut removed = std::collections::BTreeSet::new();
+    let mut earlier: Vec<u64> = runs.iter().map(|r| r.revision).filter(|&r| r != last).collect();
+    earlier.dedup();
+    for revision in earlier {
+        for key in state_at(revision)?.into_keys().filter(|k| !state.contains_key(k)) {
+            removed.insert(format!("{}/{}", key.0, key.1));
+        }
+    }
+    Ok(IncrementalEvidence { runs, state: state.into_values().collect(), removed: removed.into_iter().collect() })
+}
+
+/// Refuses an `[incremental]` case where a client is run from outside
+/// (`serve --scenario`, `bulkmock judge`): only `bulkmock run` advances the data between runs.
+pub fn single_run(case: &Case) -> Result<(), String> {
+    match case.scenario.incremental {
+        Some(_) => Err(format!(
+            "{} is an [incremental] case: the harness advances the data between the client's runs, so it runs \
+             with `bulkmock run` (with --client-cmd for your client), not with serve --scenario or judge",
+            case.id
+        )),
+        None => Ok(()),
     }
 }

@@ -65,6 +65,13 @@ pub fn server_config(case: &Case, seed: u64) -> ServerConfig {
     if let Some(s) = spec.job_ttl_s {
         config.job_ttl = Duration::from_secs(s);
     }
+    config.clock_offset = spec.clock_offset_s;
+    if let Some(inc) = &case.scenario.incremental {
+        // Revision times one second apart, the last one already past on the
+        // server's clock: every transactionTime is a valid next `_since`.
+        let now = bulkmock_server::export::job::unix_now() + spec.clock_offset_s;
+        config.revisions.epoch = Some(now - 1 - inc.final_revision() as i64);
+    }
     config.faults.rules.extend(case.scenario.faults.iter().cloned());
     if spec.job_polls > 0 {
         let slow = Fault::InProgress { retry_after_s: spec.job_retry_after_s, progress: None };
@@ -262,6 +269,9 @@ pub async fn client(
         vars.insert(k.to_string(), v);
     }
     vars.insert("seed".into(), seed.to_string());
+    // An [incremental] case's first run; the runner says `incremental` on the later ones.
+    let run = if case.scenario.incremental.is_some() { "full" } else { "" };
+    vars.insert("run".into(), run.into());
     for (name, _) in crate::adapter::template::VARIABLES {
         vars.entry(name.to_string()).or_default();
     }

@@ -356,6 +356,16 @@ fn validate(s: &Scenario, text: &str) -> Result<(), (usize, Option<String>, Stri
         }
         _ => {}
     }
+    if let Some(inc) = &s.incremental {
+        validate_incremental(s, inc, text)?;
+    }
+    if s.server.clock_offset_s.unsigned_abs() > MAX_CLOCK_OFFSET_S {
+        return Err((
+            line_of_key(text, "clock_offset_s"),
+            Some("clock_offset_s".into()),
+            format!("must be within {MAX_CLOCK_OFFSET_S} seconds (30 days) either way"),
+        ));
+    }
     if !(s.expect.max_seconds > 0.0 && s.expect.max_seconds <= 3600.0) {
         return Err((
             line_of_key(text, "max_seconds"),
@@ -365,6 +375,46 @@ fn validate(s: &Scenario, text: &str) -> Result<(), (usize, Option<String>, Stri
     }
     if s.title.trim().is_empty() {
         return Err((line_of_key(text, "title"), Some("title".into()), "must say what a client must do".into()));
+    }
+    Ok(())
+}
+
+/// The largest server clock offset a scenario may ask for: 30 days.
+const MAX_CLOCK_OFFSET_S: u64 = 30 * 86_400;
+
+/// An `[incremental]` case's final state must be computable from the data's
+/// revision alone, so its request can only narrow by level, Group and `_type`.
+fn validate_incremental(
+    s: &Scenario,
+    inc: &super::model::Incremental,
+    text: &str,
+) -> Result<(), (usize, Option<String>, String)> {
+    let at = |key: &str| line_of_key(text, key).max(line_of(text, "[incremental]"));
+    if !(1..=50).contains(&inc.revisions) {
+        return Err((at("revisions"), Some("revisions".into()), "must be from 1 to 50".into()));
+    }
+    if !(1..=5).contains(&inc.runs) {
+        return Err((at("runs"), Some("runs".into()), "must be from 1 to 5".into()));
+    }
+    let c = &s.client;
+    let narrowing = [
+        ("since", c.since.is_some()),
+        ("until", c.until.is_some()),
+        ("type_filters", !c.type_filters.is_empty()),
+        ("elements", !c.elements.is_empty()),
+        ("patients", !c.patients.is_empty()),
+        ("organize_output_by", c.organize_output_by.is_some()),
+        ("include_associated_data", !c.include_associated_data.is_empty()),
+    ];
+    if let Some((key, _)) = narrowing.iter().find(|(_, set)| *set) {
+        return Err((
+            line_of_key(text, key),
+            Some((*key).into()),
+            format!(
+                "an [incremental] scenario cannot set `{key}`: the harness sends `_since` itself and judges \
+                 the final state by level, group and types only"
+            ),
+        ));
     }
     Ok(())
 }

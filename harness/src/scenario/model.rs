@@ -31,6 +31,9 @@ pub struct Scenario {
     /// What is expected.
     #[serde(default)]
     pub expect: Expect,
+    /// Run the client again after the data changed, keeping its state (`[incremental]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
     /// Keys whose values expand the scenario into cases (`${key}` in the file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub matrix: BTreeMap<String, Vec<toml::Value>>,
@@ -89,6 +92,39 @@ pub struct ServerSpec {
     /// `["ignores-type-filter", "long-queue=0.001"]`.
     #[serde(default, skip_serializing_if = "bulkmock_server::quirks::Quirks::is_empty")]
     pub quirks: bulkmock_server::quirks::Quirks,
+    /// The server clock's offset from real time, seconds (signed, at most 30 days
+    /// either way): `transactionTime` and `lastUpdated` ahead of or behind the
+    /// client's clock, which shows clients that take `_since` from their own clock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clock_offset_s: i64,
+}
+
+/// Incremental pulls (`[incremental]`): the client runs once (a full export
+/// into `{out_dir}`), then, `runs` times, the server's data advances by
+/// `revisions` revisions (updates, deletions, new patients, Group membership
+/// changes) and the client runs again on the same `{out_dir}`. After the last
+/// run, `{out_dir}` must hold exactly the data's final state: every live
+/// resource once, at its latest version, deleted ones gone (CLI-054, CLI-087).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// Revisions the data advances before each incremental run (1 to 50).
+    #[serde(default = "one")]
+    pub revisions: u64,
+    /// Incremental runs after the full one (1 to 5).
+    #[serde(default = "one")]
+    pub runs: u64,
+}
+
+impl Incremental {
+    /// Every run of the client: the full one and the incremental ones.
+    pub fn total_runs(&self) -> u64 {
+        1 + self.runs
+    }
+    /// The data's revision after the last advance.
+    pub fn final_revision(&self) -> u64 {
+        self.revisions * self.runs
+    }
 }
 
 impl Default for ServerSpec {
@@ -109,6 +145,7 @@ impl Default for ServerSpec {
             file_digests: false,
             tls: false,
             quirks: bulkmock_server::quirks::Quirks::none(),
+            clock_offset_s: 0,
         }
     }
 }
@@ -325,6 +362,12 @@ fn default_patients() -> u64 {
 }
 fn yes() -> bool {
     true
+}
+fn one() -> u64 {
+    1
+}
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 fn default_scope() -> String {
     "system/*.rs".to_string()

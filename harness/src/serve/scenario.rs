@@ -22,6 +22,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
     let file = args.scenario.clone().expect("called with --scenario");
     let files = scenario::load_paths(std::slice::from_ref(&file)).map_err(|e| e.to_string())?;
     let case = judge::pick_case(files.into_iter().flat_map(|f| f.cases).collect(), args.case.as_deref())?;
+    judge::single_run(&case)?;
     let dir = args.state_dir.join("cases").join(folder_name(&case.id));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let transcript = args.transcript.clone().unwrap_or_else(|| dir.join("transcript.ndjson"));

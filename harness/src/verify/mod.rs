@@ -120,6 +120,33 @@ pub fn verify<'a>(out_dir: &Path, expected: impl IntoIterator<Item = &'a [u8]>) 
     report
 }
 
+/// Compares the NDJSON under `out_dir` with a client's expected *state* after
+/// an `[incremental]` case: `state` holds the lines of the data's final state,
+/// `removed` the `Type/id` of every resource an earlier run held that the final
+/// state no longer has (deleted, or of a member that left the Group). In this
+/// report `deleted` counts those removals: `found` = applied (absent from the
+/// folder), `missing` = still present, as `deleted_but_present` also says.
+pub fn verify_state<'a>(out_dir: &Path, state: impl IntoIterator<Item = &'a [u8]>, removed: &[String]) -> OutputReport {
+    let mut want = Collected::default();
+    for line in state {
+        want.add(line);
+    }
+    let mut got = Collected::default();
+    let mut report = OutputReport::default();
+    read_folder(out_dir, &mut got, &mut report);
+    compare(&want, &got, &mut report);
+    let present = removed
+        .iter()
+        .filter(|url| {
+            url.split_once('/').is_some_and(|(ty, id)| got.resources.contains_key(&(ty.to_string(), id.to_string())))
+        })
+        .count() as u64;
+    let expected = removed.len() as u64;
+    report.deleted = Tally { expected, found: expected - present, missing: present, extra: 0 };
+    report.deleted_but_present = present;
+    report
+}
+
 fn ndjson_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
