@@ -127,3 +127,30 @@ async fn a_group_kept_up_to_date_across_membership_changes_ends_in_exactly_revis
 
     assert!(state_of(&state) == expected(&server, 8, level), "the client's Group state equals revision 8 exactly");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_keeps_a_group_folder_at_exactly_each_revision() {
+    let server = server(150).await;
+    let client = client(&server).await;
+    let request = ExportRequest::new(Level::Group("diabetes-cohort".into()));
+    let level = ServerLevel::Group("diabetes-cohort".into());
+    let state = out_dir("update-group-state");
+    let first = client.update(&request, &state).await.unwrap();
+    assert!(first.since.is_none(), "the first update is a full export");
+    assert_eq!(state_of(&state), expected(&server, 0, level.clone()));
+    let (mut joined, mut left) = (0, 0);
+    let mut since = first.summary.transaction_time.clone();
+    for revision in [4, 8] {
+        server.set_revision(revision);
+        let updated = client.update(&request, &state).await.unwrap();
+        assert_eq!(updated.since.as_deref(), Some(since.as_str()), "_since is the kept transactionTime (CLI-054)");
+        since = updated.summary.transaction_time.clone();
+        (joined, left) = (joined + updated.joined.len(), left + updated.left.len());
+        assert!(
+            state_of(&state) == expected(&server, revision, level.clone()),
+            "the folder equals revision {revision}"
+        );
+    }
+    assert!(joined > 0 && left > 0, "members joined ({joined}) and left ({left})");
+    assert!(!state.join(".incremental").exists() && !state.join(".incremental-joined").exists());
+}

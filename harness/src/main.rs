@@ -10,7 +10,7 @@ mod run;
 mod scenarios;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// bulkmock: the test bench for FHIR Bulk Data clients.
 #[derive(Parser)]
@@ -18,6 +18,26 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `cmd` with the environment fallback of every flag whose variable is set
+/// but empty removed: an empty `BULKMOCK_*` counts as unset. (`bulkmock run`
+/// exports every template variable, the empty ones too, to the clients it
+/// runs, which may be `bulkmock export`.)
+fn without_empty_env(mut cmd: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|a| a.get_env().and_then(std::env::var_os).is_some_and(|v| v.is_empty()))
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        cmd = cmd.mut_arg(id, |a| a.env(None));
+    }
+    let subcommands: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, without_empty_env);
+    }
+    cmd
 }
 
 #[derive(Subcommand)]
@@ -43,7 +63,8 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BULKMOCK_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = without_empty_env(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Keys(args) => keys::run(args),

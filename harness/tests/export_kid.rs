@@ -38,3 +38,28 @@ fn a_lone_pem_key_signs_with_its_thumbprint_as_kid() {
     assert!(!String::from_utf8_lossy(&wrong.stderr).contains("thumbprint"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bulkmock run` exports every template variable to the clients it runs, the
+/// empty ones too (`BULKMOCK_CA_CERT=` without TLS, `BULKMOCK_KID=`): an empty
+/// `BULKMOCK_*` variable counts as unset, so `bulkmock export` works as such a client.
+#[test]
+fn empty_bulkmock_variables_count_as_unset() {
+    let server = MockServer::builder().patients(2).job_duration(std::time::Duration::ZERO).try_start().unwrap();
+    let dir = std::env::temp_dir().join(format!("bulkmock-export-empty-env-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = dir.join("private.pem");
+    std::fs::write(&pem, &server.client_key().private_pem).unwrap();
+    let result = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["export", "--fhir-url", server.fhir_base(), "--client-id", server.client_id()])
+        .args(["--key", pem.to_str().unwrap(), "--type", "Patient", "--out", dir.join("out").to_str().unwrap()])
+        .env("BULKMOCK_CA_CERT", "")
+        .env("BULKMOCK_KID", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(stderr.contains("the RFC 7638 thumbprint"), "an empty BULKMOCK_KID is no kid: {stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("out/Patient.ndjson")).unwrap().lines().count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

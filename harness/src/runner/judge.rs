@@ -288,3 +288,21 @@ pub fn single_run(case: &Case) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_cases_are_refused_where_nobody_advances_the_data() {
+        let text = "title = \"t\"\n[incremental]\nrevisions = 2\n";
+        let file = crate::scenario::parse(text, Path::new("scenarios/incremental/x.toml")).unwrap();
+        let message = single_run(&file.cases[0]).unwrap_err();
+        assert!(
+            message.contains("incremental/x is an [incremental] case") && message.contains("bulkmock run"),
+            "{message}"
+        );
+        let plain = crate::scenario::parse("title = \"t\"\n", Path::new("scenarios/x.toml")).unwrap();
+        assert!(single_run(&plain.cases[0]).is_ok());
+    }
+}

@@ -411,8 +411,8 @@ fn validate_incremental(
             line_of_key(text, key),
             Some((*key).into()),
             format!(
-                "an [incremental] scenario cannot set `{key}`: the harness sends `_since` itself and judges \
-                 the final state by level, group and types only"
+                "an [incremental] scenario cannot set `{key}`: the client sends `_since` itself (the previous \
+                 run's transactionTime), and the final state is judged by level, group and types only"
             ),
         ));
     }
@@ -467,6 +467,26 @@ mod tests {
         let e = parse_str("title = \"t\"\n[server]\npatients = 5\nquirks = [\"vendor-x\"]\n").unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.to_string().contains("\"vendor-x\"") && e.to_string().contains("get-kickoff-only"), "{e}");
+    }
+
+    #[test]
+    fn incremental_scenarios_are_validated_with_file_line_and_field() {
+        let ok = parse_str("title = \"t\"\n[server]\nclock_offset_s = -3600\n[incremental]\nrevisions = 4\nruns = 2\n")
+            .unwrap();
+        let scenario = &ok.cases[0].scenario;
+        assert_eq!(scenario.incremental.as_ref().map(|i| (i.final_revision(), i.total_runs())), Some((8, 3)));
+        assert_eq!(scenario.server.clock_offset_s, -3600);
+        let e = parse_str("title = \"t\"\n[client]\nsince = \"2020-01-01T00:00:00Z\"\n[incremental]\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("since")), "{e}");
+        assert!(e.to_string().contains("cannot set `since`"), "{e}");
+        let e = parse_str("title = \"t\"\n[incremental]\nrevisions = 0\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("revisions")), "{e}");
+        let e = parse_str("title = \"t\"\n[incremental]\nruns = 9\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("runs")), "{e}");
+        let e = parse_str("title = \"t\"\n[server]\nclock_offset_s = 9999999\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("clock_offset_s")), "{e}");
+        let e = parse_str("title = \"t\"\n[incremental]\nevery = 3\n").unwrap_err();
+        assert_eq!(e.line, 3, "unknown fields are named: {e}");
     }
 
     #[test]
