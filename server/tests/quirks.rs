@@ -80,6 +80,18 @@ async fn groups_answer_to_technical_ids_only() {
     let status = kickoff(&server, &format!("Group/{technical}/$export"), "_type=Patient").await;
     let (_, m) = manifest(&status).await;
     assert_eq!(m.output.iter().map(|f| f.count.unwrap_or(0)).sum::<u64>(), 6);
+
+    // Exported Group resources carry the ids the Groups answer to.
+    let status = kickoff(&server, "$export", "_type=Group").await;
+    let (_, m) = manifest(&status).await;
+    let body = get(m.output[0].url.clone()).await.text().await.unwrap();
+    let ids: Vec<String> =
+        body.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    assert!(ids.contains(&technical), "{ids:?}");
+    for id in &ids {
+        assert!(id.starts_with('t') && id.len() == 17, "{id} is a technical id");
+        assert_eq!(get(format!("{base}/Group/{id}")).await.status(), 200, "Group/{id} answers");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

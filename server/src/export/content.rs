@@ -19,13 +19,17 @@ pub struct Selector<'a> {
     source: &'a dyn DataSource,
     provenance: Option<TypeIdx>,
     exported_names: Vec<&'a str>,
+    /// The Group type, when the job's Groups go by technical ids (quirk `technical-group-ids`).
+    technical_groups: Option<TypeIdx>,
 }
 
 impl<'a> Selector<'a> {
     /// A selector for `plan` over `source`.
     pub fn new(plan: &'a ExportPlan, source: &'a dyn DataSource) -> Self {
         let exported_names = plan.types.iter().map(|&t| source.types()[t].name.as_str()).collect();
-        Selector { plan, source, provenance: source.type_index("Provenance"), exported_names }
+        let technical_groups =
+            plan.quirks.has(crate::quirks::Quirk::TechnicalGroupIds).then(|| source.type_index("Group")).flatten();
+        Selector { plan, source, provenance: source.type_index("Provenance"), exported_names, technical_groups }
     }
 
     fn in_window(&self, h: Header) -> bool {
@@ -142,7 +146,8 @@ impl<'a> Selector<'a> {
         } else {
             None
         };
-        let slow = self.decides_on_body(ty) || self.plan.elements.is_some();
+        let technical = Some(ty) == self.technical_groups;
+        let slow = self.decides_on_body(ty) || self.plan.elements.is_some() || technical;
         let mut n = 0;
         let mut scratch = Vec::new();
         for idx in range {
@@ -177,6 +182,10 @@ impl<'a> Selector<'a> {
             }
             if let Some(elements) = &self.plan.elements {
                 elements.apply(&mut resource);
+            }
+            if technical && let Some(id) = resource["id"].as_str() {
+                // The id the Group answers to on this server (`GET Group/{id}`).
+                resource["id"] = crate::quirks::technical_group_id(id).into();
             }
             serde_json::to_writer(&mut *out, &resource).map_err(io::Error::other)?;
             out.push(b'\n');
