@@ -396,6 +396,14 @@ fn validate_incremental(
     if !(1..=5).contains(&inc.runs) {
         return Err((at("runs"), Some("runs".into()), "must be from 1 to 5".into()));
     }
+    if s.expect.output == super::model::OutputExpectation::Empty {
+        return Err((
+            line_of_key(text, "output"),
+            Some("output".into()),
+            "an [incremental] case is judged against the data's final state: use output = \"export\" or \"any\""
+                .into(),
+        ));
+    }
     let c = &s.client;
     let narrowing = [
         ("since", c.since.is_some()),
@@ -485,6 +493,8 @@ mod tests {
         assert_eq!((e.line, e.field.as_deref()), (3, Some("runs")), "{e}");
         let e = parse_str("title = \"t\"\n[server]\nclock_offset_s = 9999999\n").unwrap_err();
         assert_eq!((e.line, e.field.as_deref()), (3, Some("clock_offset_s")), "{e}");
+        let e = parse_str("title = \"t\"\n[incremental]\n[expect]\noutput = \"empty\"\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (4, Some("output")), "{e}");
         let e = parse_str("title = \"t\"\n[incremental]\nevery = 3\n").unwrap_err();
         assert_eq!(e.line, 3, "unknown fields are named: {e}");
     }
