@@ -400,8 +400,7 @@ fn validate_incremental(
         return Err((
             line_of_key(text, "output"),
             Some("output".into()),
-            "an [incremental] case is judged against the data's final state: use output = \"export\" or \"any\""
-                .into(),
+            "an [incremental] case is judged against the data's final state: use output = \"export\" or \"any\"".into(),
         ));
     }
     let c = &s.client;

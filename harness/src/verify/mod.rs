@@ -109,6 +109,11 @@ impl Collected {
 
 /// Compares the NDJSON under `out_dir` with `expected` (the lines of the job's files).
 pub fn verify<'a>(out_dir: &Path, expected: impl IntoIterator<Item = &'a [u8]>) -> OutputReport {
+    compare_folder(out_dir, expected).0
+}
+
+/// Reads `out_dir` and compares it with `expected`; also returns what was found.
+fn compare_folder<'a>(out_dir: &Path, expected: impl IntoIterator<Item = &'a [u8]>) -> (OutputReport, Collected) {
     let mut want = Collected::default();
     for line in expected {
         want.add(line);
@@ -117,7 +122,7 @@ pub fn verify<'a>(out_dir: &Path, expected: impl IntoIterator<Item = &'a [u8]>) 
     let mut report = OutputReport::default();
     read_folder(out_dir, &mut got, &mut report);
     compare(&want, &got, &mut report);
-    report
+    (report, got)
 }
 
 /// Compares the NDJSON under `out_dir` with a client's expected *state* after
@@ -127,14 +132,7 @@ pub fn verify<'a>(out_dir: &Path, expected: impl IntoIterator<Item = &'a [u8]>) 
 /// report `deleted` counts those removals: `found` = applied (absent from the
 /// folder), `missing` = still present, as `deleted_but_present` also says.
 pub fn verify_state<'a>(out_dir: &Path, state: impl IntoIterator<Item = &'a [u8]>, removed: &[String]) -> OutputReport {
-    let mut want = Collected::default();
-    for line in state {
-        want.add(line);
-    }
-    let mut got = Collected::default();
-    let mut report = OutputReport::default();
-    read_folder(out_dir, &mut got, &mut report);
-    compare(&want, &got, &mut report);
+    let (mut report, got) = compare_folder(out_dir, state);
     let present = removed
         .iter()
         .filter(|url| {
