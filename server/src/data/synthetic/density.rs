@@ -8,7 +8,7 @@
 //! fixed counts of the type table (`stride = count = k`), the layout and
 //! bytes the population always had. [`Density::Realistic`] draws a
 //! per-patient activity from a Pareto distribution and scales a per-type
-//! median by it, clamped to `[min, cap]`; the stride is the cap.
+//! base count by it, clamped to `[min, cap]`; the stride is the cap.
 //!
 //! Every count is a pure function of (seed, density, type, patient index),
 //! computed with integer arithmetic and the IEEE-754 operations that are
@@ -68,23 +68,25 @@ impl FromStr for Density {
     }
 }
 
-/// The realistic count of one type: `median × activity × jitter`, clamped to
-/// `[min, cap]`. A `median` of 0 means exactly `min` (= `cap`) per patient.
+/// The realistic count of one type: `base × activity × jitter`, clamped to
+/// `[min, cap]` (`base` is the count at the least activity; the median
+/// patient has about 1.7 times it). A `base` of 0 means exactly `min`
+/// (= `cap`) per patient.
 #[derive(Clone, Copy)]
 struct Scale {
-    median: u64,
+    base: u64,
     min: u64,
     cap: u64,
 }
 
-const fn scale(median: u64, min: u64, cap: u64) -> Scale {
-    Scale { median, min, cap }
+const fn scale(base: u64, min: u64, cap: u64) -> Scale {
+    Scale { base, min, cap }
 }
 
 /// Per compartment type, in `T` order. Claim and ExplanationOfBenefit follow
 /// the patient's encounters and medication requests (a claim per encounter
-/// and per prescription, adjudicated by the EOB of the same index), so their
-/// row is unused; Observation has at least two per encounter (the
+/// and per prescription, adjudicated by the EOB of the same index), so only
+/// their row's cap (the stride) is used; Observation has at least two per encounter (the
 /// DiagnosticReport of an encounter lists two). Patient and Coverage stay one
 /// per patient (Claims and EOBs reference Coverage `p`'s only resource).
 const REALISTIC: [Scale; 17] = [
@@ -132,15 +134,15 @@ pub(super) fn count(density: Density, seed: u64, t: T, p: u64) -> u64 {
     }
 }
 
-/// `median × activity(p) × jitter(t, p)`, clamped to the type's `[min, cap]`.
+/// `base × activity(p) × jitter(t, p)`, clamped to the type's `[min, cap]`.
 fn realistic(seed: u64, t: T, p: u64) -> u64 {
     let s = REALISTIC[t as usize];
-    if s.median == 0 {
+    if s.base == 0 {
         return s.min;
     }
     // Jitter in [0.5, 1.5): types of one patient vary around its activity.
     let jitter = 0.5 + unit(mix(seed ^ 0x6a69_7474_6572 ^ mix(((t as u64 + 1) << 48) ^ p)));
-    let n = s.median as f64 * activity(seed, p) * jitter;
+    let n = s.base as f64 * activity(seed, p) * jitter;
     // `as` saturates; the clamp bounds the result either way.
     (n as u64).clamp(s.min, s.cap)
 }
