@@ -31,7 +31,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BULKMOCK_SEED", default_value_t = 42)]
     seed: u64,
     /// Resources per synthetic patient: `light` (a fixed few dozen, the default) or `realistic`
-    /// (heavy-tailed counts, about 2 MB of NDJSON per patient on average).
+    /// (heavy-tailed counts, about 1.3 MB of NDJSON per patient on average).
     #[arg(long, env = "BULKMOCK_DENSITY", default_value = "light", value_parser = parse_density)]
     density: Density,
     /// Resources per output file, at most.
