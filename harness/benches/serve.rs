@@ -6,7 +6,9 @@
 //! one; plain and gzip), and several parallel streams over a whole export
 //! while sampling the server's peak RSS. Results print as a Markdown table
 //! for BENCHMARKS.md. `BENCH_PATIENTS` (default 1,000,000) and
-//! `BENCH_SECONDS` (parallel phase, default 30) change the size.
+//! `BENCH_SECONDS` (parallel phase, default 30) change the size;
+//! `BENCH_DENSITY=realistic` serves the heavy-tailed population (`serve
+//! --density realistic`, about 50 times the bytes per patient of `light`).
 
 use std::time::{Duration, Instant};
 
@@ -59,12 +61,13 @@ fn mb(bytes: u64) -> f64 {
 async fn main() {
     let patients: u64 = std::env::var("BENCH_PATIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let density = std::env::var("BENCH_DENSITY").unwrap_or_else(|_| "light".into());
     let http = reqwest::Client::builder().no_gzip().build().unwrap();
     println!("| measurement | result |");
     println!("| --- | --- |");
 
     // Kick-off to manifest and parallel downloads, default file size.
-    let server = Server::start(patients, 10_000);
+    let server = Server::start_with_density(patients, 10_000, &density);
     let mut best = Duration::MAX;
     let mut manifest = serde_json::Value::Null;
     for _ in 0..3 {
@@ -76,7 +79,7 @@ async fn main() {
         manifest["output"].as_array().unwrap().iter().map(|f| f["url"].as_str().unwrap().to_string()).collect();
     let resources: u64 = manifest["output"].as_array().unwrap().iter().map(|f| f["count"].as_u64().unwrap()).sum();
     println!(
-        "| kick-off to complete manifest, {patients} patients ({resources} resources, {} files), best of 3 | {:.2} s |",
+        "| kick-off to complete manifest, {patients} patients, {density} density ({resources} resources, {} files), best of 3 | {:.2} s |",
         files.len(),
         best.as_secs_f64()
     );
@@ -107,11 +110,17 @@ async fn main() {
         mb(total),
         mb(total) / elapsed
     );
+    if queue.lock().unwrap().next().is_none() {
+        println!(
+            "| the whole export (every file downloaded), NDJSON per patient | {:.3} MB |",
+            mb(total) / patients as f64
+        );
+    }
     println!("| server peak RSS after kick-offs and parallel downloads | {:.1} MB |", server.peak_rss_mb());
     drop(server);
 
     // One stream over one large file.
-    let server = Server::start(patients.min(1_000_000), 1_000_000);
+    let server = Server::start_with_density(patients.min(1_000_000), 1_000_000, &density);
     let (_, m) = export(&http, &server.fhir_base, "_type=Observation").await;
     let url = m["output"][0]["url"].as_str().unwrap().to_string();
     let mut plain_len = 0;

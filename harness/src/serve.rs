@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bulkmock_server::app::{AppState, serve_with_grace};
 use bulkmock_server::auth::AuthConfig;
+use bulkmock_server::data::synthetic::Density;
 use bulkmock_server::tls::{self, TlsIdentity};
 use bulkmock_server::{ClientKey, DEMO_CLIENT_ID, KeyAlg, Registration, ServerConfig};
 use clap::Args;
@@ -29,6 +30,10 @@ pub struct ServeArgs {
     /// Seed of the data set and job ids.
     #[arg(long, env = "BULKMOCK_SEED", default_value_t = 42)]
     seed: u64,
+    /// Resources per synthetic patient: `light` (a fixed few dozen, the default) or `realistic`
+    /// (heavy-tailed counts, about 1.3 MB of NDJSON per patient on average).
+    #[arg(long, env = "BULKMOCK_DENSITY", default_value = "light", value_parser = parse_density)]
+    density: Density,
     /// Resources per output file, at most.
     #[arg(long, env = "BULKMOCK_RESOURCES_PER_FILE", default_value_t = 10_000)]
     resources_per_file: u64,
@@ -146,7 +151,7 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = [
         "patients", "resources_per_file", "job_duration", "job_ttl", "manifest_page_size", "data", "open",
         "client_key", "client_alg", "clients", "allow_alg", "token_lifetime", "faults", "lenient_headers", "clock_skew",
-        "quirks", "file_digests",
+        "quirks", "file_digests", "density",
     ])]
     scenario: Option<PathBuf>,
     /// The case of --scenario (its id, or its matrix part such as `post=true`); needed when it has a matrix.
@@ -280,6 +285,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let config = ServerConfig {
             seed: args.seed,
             patients: args.patients,
+            density: args.density,
             resources_per_file: args.resources_per_file,
             job_duration: args.job_duration,
             job_ttl: args.job_ttl,
@@ -327,7 +333,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let demo = if args.open { None } else { Some(register_clients(&state, &args)?) };
         let source = match &args.data {
             Some(dir) => format!("NDJSON files in {} ({} patients)", dir.display(), state.source.patient_count()),
-            None => format!("synthetic, {} patients, seed {}", args.patients, args.seed),
+            None => format!("synthetic, {} patients, seed {}, {} density", args.patients, args.seed, args.density),
         };
         println!("bulkmock serving FHIR Bulk Data on {scheme}://{addr}");
         println!("  FHIR base:  {}", state.fhir_base);
@@ -408,6 +414,11 @@ pub(crate) async fn stop_signal(grace: Duration) {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     eprintln!("bulkmock: shutting down (requests in flight get {} s)", grace.as_secs_f64());
+}
+
+/// `--density NAME`: the error names the bad value and lists the valid ones.
+fn parse_density(name: &str) -> Result<Density, String> {
+    name.parse()
 }
 
 /// `--quirks a,b`: the error names the bad item and lists the valid names.

@@ -125,6 +125,54 @@ async fn quirks_flag_makes_serve_speak_the_dialect() {
     assert!(err.contains("--quirks") && err.contains("\"slow\"") && err.contains("long-queue"), "{err}");
 }
 
+/// Observations in a whole-population export of `base` (the manifest's counts).
+async fn observations(base: &str) -> u64 {
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{base}/$export?_type=Observation"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    let manifest: serde_json::Value = loop {
+        let r = client.get(&status).send().await.unwrap();
+        if r.status() == 200 {
+            break r.json().await.unwrap();
+        }
+        assert_eq!(r.status(), 202);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    manifest["output"].as_array().unwrap().iter().map(|f| f["count"].as_u64().unwrap()).sum()
+}
+
+#[tokio::test]
+async fn density_flag_sets_resources_per_patient() {
+    use bulkmock_server::data::DataSource;
+    use bulkmock_server::data::synthetic::{Density, Synthetic};
+    let args = ["--open", "--patients", "5", "--job-duration", "0s"];
+    let light = serve(&args, &[]);
+    assert!(light.banner.iter().any(|l| l.contains("5 patients, seed 42, light density")), "{:?}", light.banner);
+    assert_eq!(observations(&light.fhir_base).await, 5 * 8, "light: eight Observations per patient");
+    let realistic = serve(&args, &[("BULKMOCK_DENSITY", "realistic")]);
+    assert!(realistic.banner.iter().any(|l| l.contains("realistic density")), "{:?}", realistic.banner);
+    let data = Synthetic::new(42, 5, "http://h/fhir").with_density(Density::Realistic);
+    let obs = data.type_index("Observation").unwrap();
+    let want: u64 = (0..5).map(|p| data.patient_resources(obs, p).count() as u64).sum();
+    assert!(want > 5 * 8, "{want}");
+    assert_eq!(observations(&realistic.fhir_base).await, want, "realistic: the population's own counts");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
+        .args(["serve", "--port", "0", "--density", "dense"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--density") && err.contains("\"dense\"") && err.contains("light, realistic"), "{err}");
+}
+
 #[test]
 fn bad_flags_fail_with_a_clear_message() {
     let out = Command::new(env!("CARGO_BIN_EXE_bulkmock"))

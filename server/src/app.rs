@@ -62,7 +62,9 @@ impl AppState {
         );
         let source: Arc<dyn DataSource> = match &config.data_dir {
             Some(dir) => Arc::new(crate::data::folder::Folder::load(dir, &fhir_base)?),
-            None => Arc::new(Synthetic::at(config.seed, config.patients, &fhir_base, timeline, 0)),
+            None => Arc::new(
+                Synthetic::at(config.seed, config.patients, &fhir_base, timeline, 0).with_density(config.density),
+            ),
         };
         let revisions = crate::data::revision::Revisions::new(Arc::clone(&source), config.revisions.auto);
         let auth = (!config.open).then(|| AuthState::new(config.auth.clone(), config.seed));

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::data::synthetic::Density;
+
 /// Everything that shapes one mock server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -10,6 +12,10 @@ pub struct ServerConfig {
     pub seed: u64,
     /// Patients in the synthetic population.
     pub patients: u64,
+    /// How many resources each synthetic patient has: [`Density::Light`]
+    /// (the default, a few dozen) or [`Density::Realistic`] (heavy-tailed,
+    /// megabytes per patient on average). Ignored with `data_dir`.
+    pub density: Density,
     /// Resources per output file, at most (approximate for patient blocks).
     pub resources_per_file: u64,
     /// How long a job stays in progress at least.
@@ -75,6 +81,7 @@ impl Default for ServerConfig {
         ServerConfig {
             seed: crate::data::synthetic::DEFAULT_SEED,
             patients: crate::data::synthetic::DEFAULT_PATIENTS,
+            density: Density::Light,
             resources_per_file: 10_000,
             job_duration: Duration::from_secs(2),
             job_ttl: Duration::from_secs(3600),

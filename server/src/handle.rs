@@ -45,6 +45,11 @@ impl MockServerBuilder {
         self.config.patients = n;
         self
     }
+    /// How many resources each synthetic patient has ([`ServerConfig::density`]).
+    pub fn density(mut self, density: crate::data::synthetic::Density) -> Self {
+        self.config.density = density;
+        self
+    }
     /// Seed of the data set and ids.
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = seed;

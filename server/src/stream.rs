@@ -53,20 +53,30 @@ pub struct FileBody {
 }
 
 impl FileBody {
-    /// Produces the plain bytes from unit `from`, handing `sink` chunks of about [`CHUNK`].
+    /// Produces the plain bytes from unit `from`, handing `sink` chunks of
+    /// about [`CHUNK`] (at most [`FLUSH_AT`](crate::export::content::FLUSH_AT)
+    /// plus a line inside a large unit).
     fn produce_plain(&self, from: u64, mut sink: impl FnMut(&[u8]) -> ControlFlow<()>) -> std::io::Result<()> {
         let selector = Selector::new(&self.job.plan, self.source.as_ref());
         let spec = &self.job.plan.files[self.file];
         let mut buf = Vec::with_capacity(CHUNK * 2);
+        let stopped = std::cell::Cell::new(false);
+        let mut flush = |b: &mut Vec<u8>| {
+            let flow = sink(b);
+            b.clear();
+            stopped.set(stopped.get() || flow.is_break());
+            flow
+        };
         let mut unit = from.max(spec.units.start);
         while unit < spec.units.end {
-            selector.write_unit(spec, unit, &mut buf)?;
+            selector.write_unit_chunked(spec, unit, &mut buf, &mut flush)?;
             unit += 1;
-            if buf.len() >= CHUNK || unit == spec.units.end {
-                if sink(&buf).is_break() {
-                    return Ok(());
-                }
-                buf.clear();
+            if (buf.len() >= CHUNK || unit == spec.units.end) && flush(&mut buf).is_break() {
+                return Ok(());
+            }
+            // A flush inside the unit may have stopped it.
+            if stopped.get() {
+                return Ok(());
             }
         }
         Ok(())
@@ -163,10 +173,16 @@ impl FileBody {
                 checkpoints.push((unit, len));
                 since_checkpoint = 0;
             }
+            let mut unit_len = 0;
             buf.clear();
-            selector.write_unit(spec, unit, &mut buf)?;
-            len += buf.len() as u64;
-            since_checkpoint += buf.len() as u64;
+            selector.write_unit_chunked(spec, unit, &mut buf, &mut |b| {
+                unit_len += b.len() as u64;
+                b.clear();
+                ControlFlow::Continue(())
+            })?;
+            unit_len += buf.len() as u64;
+            len += unit_len;
+            since_checkpoint += unit_len;
         }
         Ok((len, checkpoints))
     }

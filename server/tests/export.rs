@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use bulkmock_server::MockServer;
+use bulkmock_server::data::synthetic::Density;
 use common::*;
 use serde_json::{Value, json};
 
@@ -26,6 +27,55 @@ async fn system_export_by_get_holds_exactly_the_data_set() {
     assert_eq!(got.keys().cloned().collect::<BTreeSet<_>>(), types.iter().cloned().collect());
     for ty in &types {
         assert_eq!(got[ty], expected(&server, ty, 0..30), "{ty} differs from the data set");
+    }
+}
+
+/// Every `reference` string inside `v`.
+fn references(v: &Value, found: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => map.iter().for_each(|(k, x)| match (k.as_str(), x) {
+            ("reference", Value::String(s)) => found.push(s.clone()),
+            _ => references(x, found),
+        }),
+        Value::Array(items) => items.iter().for_each(|x| references(x, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_realistic_system_export_holds_the_data_set_and_its_references_resolve() {
+    let server = MockServer::builder()
+        .open()
+        .patients(6)
+        .seed(5)
+        .density(Density::Realistic)
+        .resources_per_file(2_000)
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "").await).await;
+    let got = output_by_type(&m).await;
+    let mut ids = HashSet::new();
+    for info in server.data().types() {
+        assert_eq!(got[&info.name], expected(&server, &info.name, 0..6), "{} differs from the data set", info.name);
+        ids.extend(got[&info.name].iter().map(|v| format!("{}/{}", info.name, v["id"].as_str().unwrap())));
+    }
+    assert!(got["Observation"].len() > 6 * 8 * 4, "realistic: {} Observations", got["Observation"].len());
+    let mut checked = 0;
+    for v in got.values().flatten() {
+        let mut refs = Vec::new();
+        references(v, &mut refs);
+        for r in refs {
+            assert!(ids.contains(&r), "{}/{} references {r}, not in the export", v["resourceType"], v["id"]);
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+    let docs = &got["DocumentReference"];
+    for doc in [&docs[0], &docs[docs.len() - 1]] {
+        let url = doc["content"][0]["attachment"]["url"].as_str().unwrap();
+        let r = http().get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.bytes().await.unwrap().len() as u64, doc["content"][0]["attachment"]["size"].as_u64().unwrap());
     }
 }
 

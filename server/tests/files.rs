@@ -152,3 +152,59 @@ async fn attachments_of_document_references_are_served() {
     }
     assert_eq!(http().get(format!("{}/attachments/doc-99", server.fhir_base())).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn realistic_patients_larger_than_a_chunk_stream_exactly() {
+    // Realistic patients hold hundreds of kilobytes of one type: their lines
+    // are handed on in pieces, never the whole patient at once.
+    let server = MockServer::builder()
+        .open()
+        .patients(6)
+        .seed(5)
+        .density(bulkmock_server::data::synthetic::Density::Realistic)
+        .resources_per_file(1_000_000)
+        .file_digests()
+        .start()
+        .await;
+    let status = kickoff(&server, "$export", "_type=Observation,ExplanationOfBenefit").await;
+    let (_, m) = manifest(&status).await;
+    let data = server.data();
+    let obs = data.type_index("Observation").unwrap();
+    let largest = (0..6).map(|p| data.patient_resources(obs, p).count()).max().unwrap();
+    assert!(largest > 400, "a patient with more than 128 KiB of Observations: {largest}");
+    for file in &m.output {
+        let (_, headers, full) = bytes(http().get(&file.url)).await;
+        assert_eq!(headers["content-length"], full.len().to_string().as_str(), "measured as produced");
+        let lines = String::from_utf8(full.clone()).unwrap();
+        assert_eq!(Some(lines.lines().count() as u64), file.count);
+        let want = expected(&server, file.resource_type.as_deref().unwrap(), 0..6);
+        let got: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(got, want);
+        let digest = file.extension.as_ref().and_then(|e| e[bulkmock_wire::SHA256_EXTENSION].as_str()).unwrap();
+        assert_eq!(digest, hex_sha256(&full), "the digest covers the streamed bytes");
+        for start in [full.len() / 3, full.len() - 70_000, 5] {
+            let (status, _, tail) = bytes(http().get(&file.url).header("Range", format!("bytes={start}-"))).await;
+            assert_eq!((status.as_u16(), tail.len()), (206, full.len() - start));
+            assert!(tail == full[start..], "range from {start}");
+        }
+        let (_, _, gz) = bytes(http().get(&file.url).header("Accept-Encoding", "gzip")).await;
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut decoded).unwrap();
+        assert!(decoded == full, "gzip decodes to the plain file");
+    }
+    let blocks = kickoff(&server, "Patient/$export", "organizeOutputBy=Patient&_type=Patient,Observation").await;
+    let (_, m) = manifest(&blocks).await;
+    let (mut headers, mut total) = (0, 0);
+    for file in &m.output {
+        let body = lines(&file.url).await;
+        assert_eq!(Some(body.len() as u64), file.count);
+        headers += body.iter().filter(|v| v["resourceType"] == "Parameters").count();
+        total += body.len();
+    }
+    assert_eq!(headers, 6, "one block per patient");
+    assert_eq!(total, 6 + 6 + expected(&server, "Observation", 0..6).len());
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    bulkmock_server::export::digest::bytes_sha256(bytes)
+}

@@ -10,6 +10,7 @@
 mod common;
 
 use bulkmock_server::MockServer;
+use bulkmock_server::data::synthetic::Density;
 use common::*;
 use fhirkit::r4::Resource;
 
@@ -51,6 +52,29 @@ async fn a_few_hundred_resources_of_every_generated_type_are_valid_r4() {
             let line = String::from_utf8(buf).unwrap();
             assert_eq!(check(&format!("{} {idx}", info.name), &line), info.name);
         }
+    }
+}
+
+#[tokio::test]
+async fn realistic_patients_resources_are_valid_r4() {
+    let server = MockServer::builder().open().patients(30).density(Density::Realistic).start().await;
+    let data = server.data();
+    for (t, info) in data.types().iter().enumerate().filter(|(_, t)| t.in_patient_compartment) {
+        let mut checked = 0;
+        for p in 0..data.patient_count() {
+            // Up to 10 per patient, spread over the range, its last one included.
+            let range = data.patient_resources(t, p);
+            let step = (range.end - range.start).div_ceil(10).max(1);
+            let last = range.end - 1;
+            for idx in range.step_by(step as usize).chain([last]) {
+                let mut buf = Vec::new();
+                data.write_resource(t, idx, &mut buf).unwrap();
+                let line = String::from_utf8(buf).unwrap();
+                assert_eq!(check(&format!("realistic {} {idx}", info.name), &line), info.name);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 60, "{}: {checked} checked", info.name);
     }
 }
 

@@ -12,7 +12,9 @@ use bulkmock_server::MockServer;
 use bulkmock_server::data::DataSource;
 use bulkmock_server::data::clock::instant_string;
 use bulkmock_server::data::revision::{REVISION0_END, Timeline};
-use bulkmock_server::data::synthetic::Synthetic;
+use bulkmock_server::data::synthetic::{Density, Synthetic};
+use bulkmock_server::export::expected::revision_state;
+use bulkmock_server::export::plan::Level;
 use common::*;
 use serde_json::{Value, json};
 
@@ -54,6 +56,19 @@ fn revisions_are_a_pure_function_and_revision_zero_is_unchanged() {
     assert_eq!(dump(via_view.as_ref()), dump(&a));
 }
 
+#[test]
+fn realistic_revisions_are_a_pure_function_too() {
+    let timeline = Timeline::new(EPOCH, 1);
+    let at = |r| Synthetic::at(7, 5, BASE, timeline, r).with_density(Density::Realistic);
+    let a = at(2);
+    assert_eq!(dump(&a), dump(&at(2)), "same (seed, size, density, revision, timeline), same bytes");
+    assert_eq!(dump(a.at_revision(2).unwrap().as_ref()), dump(&a), "a view keeps its density");
+    let zero = Synthetic::new(7, 5, BASE).with_density(Density::Realistic);
+    assert_eq!(dump(&at(0)), dump(&zero), "revision 0 is the population without revisions");
+    let light = dump(&Synthetic::at(7, 5, BASE, timeline, 2));
+    assert!(dump(&a).len() > 10 * light.len(), "realistic patients have many more resources");
+}
+
 /// Changes of revision `k` (against `k - 1`): (type, id) updated or added, and deleted.
 /// Resources by (type, id).
 type Keys = BTreeSet<(String, String)>;
@@ -87,9 +102,30 @@ fn changes(prev: &dyn DataSource, cur: &dyn DataSource) -> (Keys, Keys) {
 #[test]
 fn every_change_of_revision_k_is_stamped_t_k_and_nothing_is_later() {
     let timeline = Timeline::new(EPOCH, 60);
-    let data = |r| Synthetic::at(11, 40, BASE, timeline, r);
+    let (updates, deletes) = stamped(&|r| Synthetic::at(11, 40, BASE, timeline, r), 4);
+    assert!(updates > 0 && deletes > 0, "updates {updates}, deletes {deletes}");
+    let (first, last) = (Synthetic::at(11, 400, BASE, timeline, 0), Synthetic::at(11, 400, BASE, timeline, 8));
+    let (before, after) =
+        (&first.group("diabetes-cohort").unwrap().members, &last.group("diabetes-cohort").unwrap().members);
+    assert!(before.iter().any(|p| !after.contains(p)), "members leave the cohort");
+    assert!(after.iter().any(|p| p < 400 && !before.contains(p)), "existing patients join the cohort");
+    assert!(after.iter().any(|p| p >= 400), "new patients join the cohort");
+}
+
+#[test]
+fn realistic_changes_are_stamped_t_k_and_nothing_is_later() {
+    let timeline = Timeline::new(EPOCH, 60);
+    let data = |r| Synthetic::at(11, 4, BASE, timeline, r).with_density(Density::Realistic);
+    let (updates, deletes) = stamped(&data, 1);
+    assert!(updates > 0 && deletes > 0, "updates {updates}, deletes {deletes}");
+}
+
+/// Checks revisions `1..=last` of `data` against the previous one: every
+/// change stamped `T_k`, nothing later, patients added, groups changing.
+/// Returns the updates and deletions seen.
+fn stamped(data: &dyn Fn(u64) -> Synthetic, last: u64) -> (usize, usize) {
     let (mut updates, mut deletes) = (0, 0);
-    for k in 1..=4u64 {
+    for k in 1..=last {
         let (prev, cur) = (data(k - 1), data(k));
         assert_eq!(cur.revision_time(), Some(EPOCH + 60 * k as i64));
         assert!(cur.patient_count() > prev.patient_count(), "revision {k} adds patients");
@@ -103,13 +139,7 @@ fn every_change_of_revision_k_is_stamped_t_k_and_nothing_is_later() {
             assert_ne!(prev.group(id).unwrap().members, cur.group(id).unwrap().members, "{id} changes in {k}");
         }
     }
-    assert!(updates > 0 && deletes > 0, "updates {updates}, deletes {deletes}");
-    let (first, last) = (Synthetic::at(11, 400, BASE, timeline, 0), Synthetic::at(11, 400, BASE, timeline, 8));
-    let (before, after) =
-        (&first.group("diabetes-cohort").unwrap().members, &last.group("diabetes-cohort").unwrap().members);
-    assert!(before.iter().any(|p| !after.contains(p)), "members leave the cohort");
-    assert!(after.iter().any(|p| p < 400 && !before.contains(p)), "existing patients join the cohort");
-    assert!(after.iter().any(|p| p >= 400), "new patients join the cohort");
+    (updates, deletes)
 }
 
 fn since(t: &str) -> String {
@@ -137,7 +167,29 @@ async fn export_keys(m: &bulkmock_wire::Manifest) -> (Keys, Keys) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn since_transaction_time_returns_exactly_the_next_revisions_changes() {
-    let server = MockServer::builder().open().patients(24).resources_per_file(60).revision_epoch(EPOCH).start().await;
+    since_returns_the_changes(MockServer::builder().patients(24).resources_per_file(60), Density::Light).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realistic_since_transaction_time_returns_exactly_the_next_revisions_changes() {
+    // Four patients at revision 0, twenty at revision 2 (eight join per revision).
+    let builder = MockServer::builder().patients(4).seed(5).resources_per_file(5_000);
+    since_returns_the_changes(builder, Density::Realistic).await;
+}
+
+/// Every resource of a manifest's `output` by (type, id).
+async fn output_state(m: &bulkmock_wire::Manifest) -> std::collections::BTreeMap<(String, String), Value> {
+    let mut state = std::collections::BTreeMap::new();
+    for (ty, lines) in output_by_type(m).await {
+        for v in lines {
+            assert!(state.insert((ty.clone(), v["id"].as_str().unwrap().to_string()), v).is_none());
+        }
+    }
+    state
+}
+
+async fn since_returns_the_changes(builder: bulkmock_server::MockServerBuilder, density: Density) {
+    let server = builder.density(density).open().revision_epoch(EPOCH).start().await;
     let (_, full) = manifest(&kickoff(&server, "$export", "").await).await;
     assert_eq!(full.transaction_time, instant_string(EPOCH), "transactionTime = T_0");
     let full_status = kickoff(&server, "$export", "").await;
@@ -156,8 +208,8 @@ async fn since_transaction_time_returns_exactly_the_next_revisions_changes() {
     let (got_out, got_deleted) = export_keys(&delta).await;
     let (mut want_out, mut want_deleted) = changes(server.data_at(0).as_ref(), server.data_at(1).as_ref());
     let (u2, d2) = changes(server.data_at(1).as_ref(), server.data_at(2).as_ref());
-    want_out.extend(u2);
-    want_deleted.extend(d2);
+    want_out.extend(u2.iter().cloned());
+    want_deleted.extend(d2.iter().cloned());
     want_out.retain(|k| !want_deleted.contains(k));
     assert!(!want_out.is_empty() && !want_deleted.is_empty());
     assert_eq!(got_out, want_out, "_since = transactionTime: every update, nothing else");
@@ -169,8 +221,20 @@ async fn since_transaction_time_returns_exactly_the_next_revisions_changes() {
     assert!(o.is_empty() && d.is_empty(), "nothing changed after T_2");
     let (_, only_two) = manifest(&kickoff(&server, "$export", &since(&instant_string(EPOCH + 1))).await).await;
     let (o, _) = export_keys(&only_two).await;
-    let (u2, d2) = changes(server.data_at(1).as_ref(), server.data_at(2).as_ref());
     assert_eq!(o, u2.into_iter().filter(|k| !d2.contains(k)).collect());
+
+    // The full export at revision 0 with the delta applied is exactly revision 2's state.
+    let mut state = output_state(&full).await;
+    state.retain(|k, _| !got_deleted.contains(k));
+    state.extend(output_state(&delta).await);
+    let want: std::collections::BTreeMap<(String, String), Value> =
+        revision_state(server.data_at(2).as_ref(), Level::System)
+            .unwrap()
+            .into_iter()
+            .map(|(k, line)| (k, serde_json::from_slice(&line).unwrap()))
+            .collect();
+    assert_eq!(state.len(), want.len(), "{density}: resources at revision 2");
+    assert!(state == want, "{density}: revision 0 plus the delta is revision 2");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,6 +10,7 @@
 mod common;
 
 use bulkmock_server::MockServer;
+use bulkmock_server::data::synthetic::Density;
 use bulkmock_server::faults::file;
 use bulkmock_server::faults::required::{REQUIRED, required_elements};
 use common::*;
@@ -137,6 +138,30 @@ async fn every_generated_type_meets_its_us_core_required_elements() {
         }
     }
     assert_eq!(REQUIRED.len(), data.types().len(), "one row per served type");
+}
+
+#[tokio::test]
+async fn the_realistic_density_meets_them_too() {
+    let server = MockServer::builder().open().patients(40).density(Density::Realistic).start().await;
+    let data = server.data();
+    for (t, info) in data.types().iter().enumerate().filter(|(_, t)| t.in_patient_compartment) {
+        let mut checked = 0;
+        for p in 0..data.patient_count() {
+            // Up to 25 per patient, spread over the range, its last one included.
+            let range = data.patient_resources(t, p);
+            let step = (range.end - range.start).div_ceil(25).max(1);
+            let last = range.end - 1;
+            for idx in range.step_by(step as usize).chain([last]) {
+                let mut buf = Vec::new();
+                data.write_resource(t, idx, &mut buf).unwrap();
+                let resource: Value = serde_json::from_slice(&buf).unwrap();
+                let problems = us_core_problems(&resource);
+                assert!(problems.is_empty(), "{} {idx}: {problems:?}\n{resource}", info.name);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 80, "{}: {checked} checked", info.name);
+    }
 }
 
 #[tokio::test]

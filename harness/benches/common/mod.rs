@@ -22,6 +22,11 @@ impl Drop for Server {
 impl Server {
     /// Starts an open server with zero job duration and these sizes.
     pub fn start(patients: u64, resources_per_file: u64) -> Server {
+        Server::start_with_density(patients, resources_per_file, "light")
+    }
+
+    /// [`Server::start`] with `--density` (`light` or `realistic`).
+    pub fn start_with_density(patients: u64, resources_per_file: u64, density: &str) -> Server {
         let (patients, per_file) = (patients.to_string(), resources_per_file.to_string());
         Server::spawn(&[
             "--open",
@@ -33,6 +38,8 @@ impl Server {
             &patients,
             "--resources-per-file",
             &per_file,
+            "--density",
+            density,
         ])
     }
 

@@ -6,12 +6,28 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::ops::ControlFlow;
 
 use serde_json::Value;
 
 use super::plan::{ExportPlan, FileKind, FileSpec, ProvenanceRule};
 use crate::data::json::JsonWriter;
 use crate::data::{DataSource, Header, TypeIdx};
+
+/// Inside one unit, the lines written so far are handed on once they pass
+/// this many bytes, so a patient with thousands of resources (the realistic
+/// density) never sits in memory whole. Above any unit of the light density,
+/// whose files are cut into chunks exactly as before.
+pub const FLUSH_AT: usize = 128 * 1024;
+
+/// Takes the lines written so far (and clears the buffer), or stops the
+/// writing with `Break` (the client went away).
+pub type Flush<'f> = dyn FnMut(&mut Vec<u8>) -> ControlFlow<()> + 'f;
+
+/// Hands `out` on when it has passed [`FLUSH_AT`].
+fn after_line(out: &mut Vec<u8>, flush: &mut Flush<'_>) -> ControlFlow<()> {
+    if out.len() >= FLUSH_AT { flush(out) } else { ControlFlow::Continue(()) }
+}
 
 /// Selects and writes the lines of a plan's files.
 pub struct Selector<'a> {
@@ -66,7 +82,10 @@ impl<'a> Selector<'a> {
             }
             _ => {
                 let mut sink = Vec::new();
-                self.write_unit(file, unit, &mut sink)
+                self.write_unit_chunked(file, unit, &mut sink, &mut |b| {
+                    b.clear();
+                    ControlFlow::Continue(())
+                })
             }
         }
     }
@@ -78,17 +97,33 @@ impl<'a> Selector<'a> {
 
     /// Appends the lines of unit `unit` of `file` to `out`; returns how many.
     pub fn write_unit(&self, file: &FileSpec, unit: u64, out: &mut Vec<u8>) -> io::Result<u64> {
+        self.write_unit_chunked(file, unit, out, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// [`Selector::write_unit`], handing the lines to `flush` whenever `out`
+    /// passes [`FLUSH_AT`] within the unit (what is left stays in `out`).
+    /// Returns how many lines were written, fewer when `flush` stopped it.
+    pub fn write_unit_chunked(
+        &self,
+        file: &FileSpec,
+        unit: u64,
+        out: &mut Vec<u8>,
+        flush: &mut Flush<'_>,
+    ) -> io::Result<u64> {
         match file.kind {
-            FileKind::Output(ty) => self.write_resources(ty, unit, out),
+            FileKind::Output(ty) => self.write_resources(ty, unit, out, flush, &mut None),
             FileKind::Deleted(ty) => {
                 let mut n = 0;
                 for idx in self.resources(ty, unit).filter(|&i| self.is_deleted_in_window(ty, i)) {
                     self.write_deletion(ty, idx, out);
                     n += 1;
+                    if after_line(out, flush).is_break() {
+                        break;
+                    }
                 }
                 Ok(n)
             }
-            FileKind::Organized => self.write_block(unit, out),
+            FileKind::Organized => self.write_block(unit, out, flush),
         }
     }
 
@@ -112,20 +147,13 @@ impl<'a> Selector<'a> {
         out.push(b'\n');
     }
 
-    /// A resource block for one patient: header, Patient, compartment resources (SRV-096).
-    fn write_block(&self, unit: u64, out: &mut Vec<u8>) -> io::Result<u64> {
-        let mut body = Vec::new();
-        let mut n = 0;
-        for &ty in &self.plan.types {
-            if self.source.types()[ty].in_patient_compartment {
-                n += self.write_resources(ty, unit, &mut body)?;
-            }
-        }
-        if n == 0 {
-            return Ok(0);
-        }
+    /// A resource block for one patient: header, Patient, compartment resources
+    /// (SRV-096); nothing when the patient has no line. The header goes out
+    /// just before the block's first line.
+    fn write_block(&self, unit: u64, out: &mut Vec<u8>, flush: &mut Flush<'_>) -> io::Result<u64> {
         let patient = self.source.patient_id(self.plan.patients.get(unit));
-        JsonWriter::object(out, |w| {
+        let mut header = Vec::new();
+        JsonWriter::object(&mut header, |w| {
             w.str("resourceType", "Parameters");
             w.arr("parameter", |w| {
                 w.item_obj(|w| {
@@ -134,12 +162,27 @@ impl<'a> Selector<'a> {
                 })
             });
         });
-        out.push(b'\n');
-        out.extend_from_slice(&body);
-        Ok(n + 1)
+        header.push(b'\n');
+        let mut header = Some(header);
+        let mut n = 0;
+        for &ty in &self.plan.types {
+            if self.source.types()[ty].in_patient_compartment {
+                n += self.write_resources(ty, unit, out, flush, &mut header)?;
+            }
+        }
+        Ok(if header.is_none() { n + 1 } else { 0 })
     }
 
-    fn write_resources(&self, ty: TypeIdx, unit: u64, out: &mut Vec<u8>) -> io::Result<u64> {
+    /// Writes the selected resources of `ty` in `unit`; `prefix`, when given,
+    /// goes out (once) just before the first line.
+    fn write_resources(
+        &self,
+        ty: TypeIdx,
+        unit: u64,
+        out: &mut Vec<u8>,
+        flush: &mut Flush<'_>,
+        prefix: &mut Option<Vec<u8>>,
+    ) -> io::Result<u64> {
         let range = self.resources(ty, unit);
         let keep_latest = if Some(ty) == self.provenance && self.plan.provenance == ProvenanceRule::Latest {
             Some(self.latest_provenance(range.clone())?)
@@ -156,9 +199,15 @@ impl<'a> Selector<'a> {
                 continue;
             }
             if !slow {
+                if let Some(p) = prefix.take() {
+                    out.extend_from_slice(&p);
+                }
                 self.source.write_resource(ty, idx, out)?;
                 out.push(b'\n');
                 n += 1;
+                if after_line(out, flush).is_break() {
+                    break;
+                }
                 continue;
             }
             scratch.clear();
@@ -187,9 +236,15 @@ impl<'a> Selector<'a> {
                 // The id the Group answers to on this server (`GET Group/{id}`).
                 resource["id"] = crate::quirks::technical_group_id(id).into();
             }
+            if let Some(p) = prefix.take() {
+                out.extend_from_slice(&p);
+            }
             serde_json::to_writer(&mut *out, &resource).map_err(io::Error::other)?;
             out.push(b'\n');
             n += 1;
+            if after_line(out, flush).is_break() {
+                break;
+            }
         }
         Ok(n)
     }

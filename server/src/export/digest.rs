@@ -19,7 +19,11 @@ pub fn file_sha256(job: &Job, source: &dyn DataSource, index: usize) -> io::Resu
     let mut unit_bytes = Vec::new();
     for unit in file.units.clone() {
         unit_bytes.clear();
-        selector.write_unit(file, unit, &mut unit_bytes)?;
+        selector.write_unit_chunked(file, unit, &mut unit_bytes, &mut |b| {
+            context.update(b);
+            b.clear();
+            std::ops::ControlFlow::Continue(())
+        })?;
         context.update(&unit_bytes);
     }
     Ok(hex(context))

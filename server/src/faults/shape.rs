@@ -63,7 +63,8 @@ pub(super) fn first_line_of_sibling(state: &AppState, path: &str) -> Option<Vec<
     let selector = crate::export::content::Selector::new(&job.plan, job.source.as_ref());
     let mut buf = Vec::new();
     for unit in files[sibling].units.clone() {
-        selector.write_unit(&files[sibling], unit, &mut buf).ok()?;
+        // Stops at the first hand-on: a large unit is never written whole.
+        selector.write_unit_chunked(&files[sibling], unit, &mut buf, &mut |_| std::ops::ControlFlow::Break(())).ok()?;
         if let Some(end) = buf.iter().position(|&b| b == b'\n') {
             buf.truncate(end);
             return Some(buf);

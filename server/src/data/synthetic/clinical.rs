@@ -1,22 +1,23 @@
 //! Encounters and the clinical resources hanging off them.
 //!
-//! Patient `p` has four encounters (`enc-(4p)..enc-(4p+3)`); each clinical
-//! resource references its patient and one of those encounters, and its dates
-//! follow the encounter's.
+//! Each clinical resource references its patient and one of the patient's
+//! encounters ([`Synthetic::encounter`]: in `Density::Light` patient `p` has
+//! four, `enc-(4p)..enc-(4p+3)`), and its dates follow the encounter's.
 
 use super::super::json::{JsonWriter, padded_str, u64_str};
 use super::codes::*;
 use super::datatypes::{coding, concept, concepts, reference, reference_body, references, status_concept, tho_coding};
 use super::{Ctx, Synthetic, T};
 
-/// Encounter number `n` (0..4) of patient `p`.
-fn encounter_of(p: u64, n: u64) -> u64 {
-    p * 4 + n
+fn subject_and_encounter(c: &Ctx<'_>, w: &mut JsonWriter<'_>, p: u64, n: u64) {
+    reference(w, "subject", T::Patient, p);
+    reference(w, "encounter", T::Encounter, c.data.encounter(p, n));
 }
 
-fn subject_and_encounter(w: &mut JsonWriter<'_>, p: u64, n: u64) {
-    reference(w, "subject", T::Patient, p);
-    reference(w, "encounter", T::Encounter, encounter_of(p, n));
+/// Whether Provenance `j` of patient `p` is the patient-level one (the
+/// last, when there are two or more); the others cover encounter `j`.
+pub fn provenance_of_patient(data: &Synthetic, p: u64, j: u64) -> bool {
+    j > 0 && j + 1 == data.count(T::Provenance, p)
 }
 
 /// Encounter.
@@ -55,7 +56,7 @@ pub fn condition_index(data: &Synthetic, p: u64, j: u64) -> usize {
     if j == 0 && p % 7 == 3 {
         return DIABETES;
     }
-    let mut r = data.pick(T::Condition, p * 2 + j, 1);
+    let mut r = data.pick(T::Condition, data.index(T::Condition, p, j), 1);
     1 + r.below(CONDITIONS.len() as u64 - 1) as usize
 }
 
@@ -63,7 +64,7 @@ pub fn condition_index(data: &Synthetic, p: u64, j: u64) -> usize {
 pub fn condition(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (p, j) = c.owner(T::Condition);
     let (snomed, display, icd) = CONDITIONS[condition_index(c.data, p, j)];
-    let resolved = c.pick(T::Condition, 2).below(3) == 0 && j == 1;
+    let resolved = c.pick(T::Condition, 2).below(3) == 0 && j >= 1;
     status_concept(w, "clinicalStatus", "condition-clinical", if resolved { "resolved" } else { "active" });
     status_concept(w, "verificationStatus", "condition-ver-status", "confirmed");
     w.arr("category", |w| {
@@ -80,7 +81,7 @@ pub fn condition(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         });
         w.str("text", display);
     });
-    subject_and_encounter(w, p, j);
+    subject_and_encounter(c, w, p, j);
     w.instant("onsetDateTime", c.event);
     if resolved {
         w.instant("abatementDateTime", c.event + 21 * 86_400);
@@ -106,7 +107,7 @@ pub fn observation(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         })
     });
     concept(w, "code", LOINC, m.code, m.display);
-    subject_and_encounter(w, p, j % 4);
+    subject_and_encounter(c, w, p, j);
     w.instant("effectiveDateTime", c.event);
     w.instant("issued", c.event + 1800);
     w.obj("valueQuantity", |w| {
@@ -119,11 +120,11 @@ pub fn observation(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
 
 /// Procedure.
 pub fn procedure(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let (p, _) = c.owner(T::Procedure);
+    let (p, j) = c.owner(T::Procedure);
     let (code, display) = *c.pick(T::Procedure, 1).choose(PROCEDURES);
     w.str("status", "completed");
     concept(w, "code", SNOMED, code, display);
-    subject_and_encounter(w, p, 2);
+    subject_and_encounter(c, w, p, 2 + j);
     w.obj("performedPeriod", |w| {
         w.instant("start", c.event);
         w.instant("end", c.event + 1800);
@@ -140,7 +141,7 @@ pub fn medication_request(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.str("status", if j == 0 { "active" } else { "completed" });
     w.str("intent", "order");
     concept(w, "medicationCodeableConcept", RXNORM, code, display);
-    subject_and_encounter(w, p, j);
+    subject_and_encounter(c, w, p, j);
     w.instant("authoredOn", c.event);
     reference(w, "requester", T::Practitioner, practitioner);
     w.arr("dosageInstruction", |w| {
@@ -167,7 +168,7 @@ pub fn immunization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.str("status", "completed");
     concept(w, "vaccineCode", CVX, code, display);
     reference(w, "patient", T::Patient, p);
-    reference(w, "encounter", T::Encounter, encounter_of(p, (j * 3) % 4));
+    reference(w, "encounter", T::Encounter, c.data.encounter(p, j * 3));
     w.instant("occurrenceDateTime", c.event);
     w.bool("primarySource", true);
     let mut nb = [0; 20];
@@ -176,7 +177,7 @@ pub fn immunization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
 
 /// AllergyIntolerance.
 pub fn allergy(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let (p, _) = c.owner(T::AllergyIntolerance);
+    let (p, j) = c.owner(T::AllergyIntolerance);
     let (code, display, category) = *c.pick(T::AllergyIntolerance, 1).choose(ALLERGIES);
     status_concept(w, "clinicalStatus", "allergyintolerance-clinical", "active");
     status_concept(w, "verificationStatus", "allergyintolerance-verification", "confirmed");
@@ -185,13 +186,14 @@ pub fn allergy(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.str("criticality", "low");
     concept(w, "code", SNOMED, code, display);
     reference(w, "patient", T::Patient, p);
-    reference(w, "encounter", T::Encounter, encounter_of(p, 1));
+    reference(w, "encounter", T::Encounter, c.data.encounter(p, 1 + j));
     w.instant("recordedDate", c.event);
 }
 
-/// DiagnosticReport: results are the two observations of the first encounter.
+/// DiagnosticReport `j`: for encounter `j` (modulo the patient's encounters);
+/// results are the first two observations of that encounter.
 pub fn diagnostic_report(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let (p, _) = c.owner(T::DiagnosticReport);
+    let (p, j) = c.owner(T::DiagnosticReport);
     let (_, provider, _) = c.data.care_links(p);
     let (code, display) = *c.pick(T::DiagnosticReport, 1).choose(PANELS);
     w.str("status", "final");
@@ -199,20 +201,23 @@ pub fn diagnostic_report(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         w.item_obj(|w| w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "v2-0074", "LAB", "Laboratory"))))
     });
     concept(w, "code", LOINC, code, display);
-    subject_and_encounter(w, p, 0);
+    subject_and_encounter(c, w, p, j);
     w.instant("effectiveDateTime", c.event);
     w.instant("issued", c.event + 3600);
     references(w, "performer", T::Organization, Synthetic::provider_org(provider));
-    let k = T::Observation.per_patient();
+    // Observation `i` is in encounter `i % encounters`, and every patient has
+    // at least two per encounter.
+    let encounters = c.data.count(T::Encounter, p);
+    let first = j % encounters;
     w.arr("result", |w| {
-        w.item_obj(|w| reference_body(w, T::Observation, p * k));
-        w.item_obj(|w| reference_body(w, T::Observation, p * k + 4));
+        w.item_obj(|w| reference_body(w, T::Observation, c.data.index(T::Observation, p, first)));
+        w.item_obj(|w| reference_body(w, T::Observation, c.data.index(T::Observation, p, first + encounters)));
     });
 }
 
 /// The text of DocumentReference `idx`'s attachment.
 pub fn note_text(data: &Synthetic, idx: u64) -> String {
-    let p = idx / T::DocumentReference.per_patient();
+    let (p, _) = data.owner(T::DocumentReference, idx);
     let person = data.person(p);
     let (_, display) = *data.pick(T::DocumentReference, idx, 1).choose(NOTE_TYPES);
     let (condition, _, _) = CONDITIONS[condition_index(data, p, 0)];
@@ -227,7 +232,7 @@ pub fn note_text(data: &Synthetic, idx: u64) -> String {
 
 /// DocumentReference with an attachment served by the mock (SRV-029, SRV-196..199).
 pub fn document_reference(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let (p, _) = c.owner(T::DocumentReference);
+    let (p, j) = c.owner(T::DocumentReference);
     let (practitioner, _, _) = c.data.care_links(p);
     let (code, display) = *c.pick(T::DocumentReference, 1).choose(NOTE_TYPES);
     let size = note_text(c.data, c.idx).len() as u64;
@@ -266,14 +271,14 @@ pub fn document_reference(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         })
     });
     w.obj("context", |w| {
-        references(w, "encounter", T::Encounter, encounter_of(p, 3));
+        references(w, "encounter", T::Encounter, c.data.encounter(p, 3 + j));
         w.obj("period", |w| w.instant("start", c.event - 3600));
     });
 }
 
-/// CarePlan addressing the patient's first condition.
+/// CarePlan `j` addressing the patient's condition `j` (modulo their conditions).
 pub fn care_plan(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let (p, _) = c.owner(T::CarePlan);
+    let (p, j) = c.owner(T::CarePlan);
     // US Core CarePlan: a narrative and the `assess-plan` category are required.
     w.obj("text", |w| {
         w.str("status", "generated");
@@ -293,18 +298,19 @@ pub fn care_plan(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         });
     });
     w.str("title", "Chronic disease management plan");
-    subject_and_encounter(w, p, 0);
+    subject_and_encounter(c, w, p, j);
     w.obj("period", |w| w.instant("start", c.event));
-    references(w, "addresses", T::Condition, p * T::Condition.per_patient());
+    let condition = c.data.index(T::Condition, p, j % c.data.count(T::Condition, p));
+    references(w, "addresses", T::Condition, condition);
 }
 
 /// CareTeam: the patient and their practitioner.
 pub fn care_team(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let (p, _) = c.owner(T::CareTeam);
+    let (p, j) = c.owner(T::CareTeam);
     let (practitioner, provider, _) = c.data.care_links(p);
     w.str("status", "active");
     w.str("name", "Primary care team");
-    subject_and_encounter(w, p, 0);
+    subject_and_encounter(c, w, p, j);
     w.obj("period", |w| w.instant("start", c.event));
     w.arr("participant", |w| {
         w.item_obj(|w| {
@@ -338,15 +344,15 @@ pub fn device(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     reference(w, "patient", T::Patient, p);
 }
 
-/// Provenance: the first covers the patient and first encounter; the second, always
-/// newer, covers the patient.
+/// Provenance: the patient's last, always the newest, covers the patient;
+/// each other one (`j`) covers the patient and encounter `j`.
 pub fn provenance(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (p, j) = c.owner(T::Provenance);
     let (_, provider, _) = c.data.care_links(p);
     w.arr("target", |w| {
         w.item_obj(|w| reference_body(w, T::Patient, p));
-        if j == 0 {
-            w.item_obj(|w| reference_body(w, T::Encounter, encounter_of(p, 0)));
+        if !provenance_of_patient(c.data, p, j) {
+            w.item_obj(|w| reference_body(w, T::Encounter, c.data.encounter(p, j)));
         }
     });
     w.instant("recorded", c.event);

@@ -9,14 +9,14 @@ fn claim_type(w: &mut JsonWriter<'_>) {
     w.obj("type", |w| w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "claim-type", "professional", "Professional"))));
 }
 
-fn insurance(w: &mut JsonWriter<'_>, p: u64, with_sequence: bool) {
+fn insurance(c: &Ctx<'_>, w: &mut JsonWriter<'_>, p: u64, with_sequence: bool) {
     w.arr("insurance", |w| {
         w.item_obj(|w| {
             if with_sequence {
                 w.uint("sequence", 1);
             }
             w.bool("focal", true);
-            reference(w, "coverage", T::Coverage, p);
+            reference(w, "coverage", T::Coverage, c.data.index(T::Coverage, p, 0));
         })
     });
 }
@@ -28,7 +28,7 @@ fn charge(data: &Synthetic, claim_idx: u64) -> i64 {
 
 /// Coverage of the patient by their payer.
 pub fn coverage(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
-    let p = c.idx;
+    let (p, _) = c.owner(T::Coverage);
     let (_, _, payer) = c.data.care_links(p);
     w.str("status", "active");
     concept(w, "type", "http://terminology.hl7.org/CodeSystem/v3-ActCode", "HIP", "health insurance plan policy");
@@ -39,7 +39,7 @@ pub fn coverage(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.arr("payor", |w| w.item_obj(|w| super::datatypes::reference_body(w, T::Organization, payer)));
 }
 
-/// Claim for encounter `j` of the patient.
+/// Claim for encounter `j` of the patient (modulo their encounters).
 pub fn claim(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     let (p, j) = c.owner(T::Claim);
     let (_, provider, _) = c.data.care_links(p);
@@ -55,12 +55,14 @@ pub fn claim(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     w.instant("created", c.event + 3600);
     reference(w, "provider", T::Organization, Synthetic::provider_org(provider));
     status_concept(w, "priority", "processpriority", "normal");
-    insurance(w, p, true);
+    insurance(c, w, p, true);
     w.arr("item", |w| {
         w.item_obj(|w| {
             w.uint("sequence", 1);
             concept(w, "productOrService", SNOMED, "185349003", "Encounter for check up (procedure)");
-            w.arr("encounter", |w| w.item_obj(|w| super::datatypes::reference_body(w, T::Encounter, p * 4 + j)));
+            w.arr("encounter", |w| {
+                w.item_obj(|w| super::datatypes::reference_body(w, T::Encounter, c.data.encounter(p, j)))
+            });
             money(w, "net", cents);
         })
     });
@@ -82,7 +84,7 @@ pub fn explanation_of_benefit(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     reference(w, "provider", T::Organization, Synthetic::provider_org(provider));
     reference(w, "claim", T::Claim, c.idx);
     w.str("outcome", "complete");
-    insurance(w, p, false);
+    insurance(c, w, p, false);
     let adjudication = |w: &mut JsonWriter<'_>, code: &str, display: &str, amount: i64| {
         w.item_obj(|w| {
             w.obj("category", |w| w.arr("coding", |w| w.item_obj(|w| tho_coding(w, "adjudication", code, display))));

@@ -1,10 +1,13 @@
 //! The deterministic synthetic population.
 //!
-//! Every resource is a pure function of (seed, population size, type, index):
-//! nothing is stored, so any file of any export can be produced on demand, in
-//! parallel, with flat memory at any size. Patient `p` owns a fixed number of
-//! resources of each compartment type ([`Kind::PerPatient`]); the remaining
-//! types ([`Kind::Standalone`]) scale with the population.
+//! Every resource is a pure function of (seed, population size, density,
+//! type, index): nothing is stored, so any file of any export can be
+//! produced on demand, in parallel, with flat memory at any size. Patient `p` owns a number of
+//! resources of each compartment type set by the [`Density`]: a fixed number
+//! ([`Kind::PerPatient`]) in [`Density::Light`], a heavy-tailed one in
+//! [`Density::Realistic`]; resource `j` of patient `p` has index
+//! `p * stride + j` (see `density.rs`). The remaining types
+//! ([`Kind::Standalone`]) scale with the population.
 //!
 //! References resolve inside a system-level export: clinical resources point
 //! at their patient, at one of the patient's encounters, at practitioners,
@@ -23,6 +26,7 @@
 mod clinical;
 mod codes;
 mod datatypes;
+mod density;
 mod financial;
 mod people;
 
@@ -32,6 +36,8 @@ use std::sync::Arc;
 use super::json::JsonWriter;
 use super::revision::Timeline;
 use super::{DataSource, GroupDef, Header, PatientSet, TypeIdx, TypeInfo};
+
+pub use density::Density;
 
 /// Default population size.
 pub const DEFAULT_PATIENTS: u64 = 100;
@@ -85,7 +91,7 @@ pub(crate) enum T {
 /// How many resources of a type exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// This many per patient.
+    /// This many per patient in [`Density::Light`].
     PerPatient(u64),
     /// A count that depends on the population size only.
     Standalone,
@@ -120,6 +126,7 @@ impl T {
     fn from_idx(ty: TypeIdx) -> T {
         SPEC[ty].0
     }
+    /// Resources per patient in [`Density::Light`] (0: not in the compartment).
     pub(crate) fn per_patient(self) -> u64 {
         match SPEC[self as usize].2 {
             Kind::PerPatient(k) => k,
@@ -170,6 +177,7 @@ pub struct Synthetic {
     patients: u64,
     revision: u64,
     timeline: Timeline,
+    density: Density,
     fhir_base: String,
     types: Vec<TypeInfo>,
     groups: Vec<GroupDef>,
@@ -198,10 +206,56 @@ impl Synthetic {
             patients: current,
             revision,
             timeline,
+            density: Density::Light,
             fhir_base: fhir_base.trim_end_matches('/').to_string(),
             types,
             groups: builtin_groups(seed, patients, current, revision),
         }
+    }
+
+    /// The same population with `density` resources per patient (the
+    /// constructors give [`Density::Light`]). Patients appended by revisions
+    /// get their counts from the same function.
+    pub fn with_density(mut self, density: Density) -> Self {
+        self.density = density;
+        self
+    }
+
+    /// How many resources each patient has.
+    pub fn density(&self) -> Density {
+        self.density
+    }
+
+    /// Index distance between two patients' resources of `t` (0 outside the compartment).
+    pub(crate) fn stride(&self, t: T) -> u64 {
+        density::stride(self.density, t)
+    }
+
+    /// How many resources of compartment type `t` patient `p` has.
+    pub(crate) fn count(&self, t: T, p: u64) -> u64 {
+        density::count(self.density, self.seed, t, p)
+    }
+
+    /// Index of resource `j` of patient `p` of compartment type `t`.
+    pub(crate) fn index(&self, t: T, p: u64, j: u64) -> u64 {
+        p * self.stride(t) + j
+    }
+
+    /// Owning patient and position of resource `idx` of compartment type `t`.
+    pub(crate) fn owner(&self, t: T, idx: u64) -> (u64, u64) {
+        let s = self.stride(t);
+        (idx / s, idx % s)
+    }
+
+    /// Index of patient `p`'s encounter number `n`, counted modulo their encounters.
+    pub(crate) fn encounter(&self, p: u64, n: u64) -> u64 {
+        self.index(T::Encounter, p, n % self.count(T::Encounter, p))
+    }
+
+    /// Whether resource `idx` of compartment type `t` exists at this revision.
+    fn exists(&self, t: T, idx: u64) -> bool {
+        let (p, j) = self.owner(t, idx);
+        p < self.patients && j < self.count(t, p)
     }
 
     /// The revision in which patient `p` was added (0: part of the population).
@@ -233,8 +287,7 @@ impl Synthetic {
                 (base, 0)
             };
         }
-        let k = t.per_patient();
-        let created = idx.checked_div(k).map_or(0, |p| self.created(p));
+        let created = if self.stride(t) == 0 { 0 } else { self.created(self.owner(t, idx).0) };
         let mut header = if created == 0 {
             self.base_header(t, idx)
         } else {
@@ -302,24 +355,31 @@ impl Synthetic {
     }
 
     /// The clinical time of a resource, before `meta.lastUpdated`.
+    ///
+    /// Resource `j` of a patient follows their encounter `j + c` (modulo the
+    /// patient's encounters) for a per-type `c`: in [`Density::Light`] the
+    /// same fixed encounters as always.
     fn event_time(&self, ty: T, idx: u64) -> i64 {
-        let k = ty.per_patient();
-        let (p, j) = idx.checked_div(k).map_or((0, idx), |p| (p, idx % k));
-        let enc = |n: u64| self.encounter_start(p * 4 + n);
+        let (p, j) = if self.stride(ty) == 0 { (0, idx) } else { self.owner(ty, idx) };
+        let enc = |n: u64| self.encounter_start(self.encounter(p, n));
         match ty {
             T::Encounter => self.encounter_start(idx),
-            T::Observation => enc(j % 4) + 600 * (j as i64 / 4 + 1),
+            T::Observation => {
+                // Round `j / encounters` of a visit's observations, 10 minutes apart (at most a week).
+                let round = (j / self.count(T::Encounter, p) + 1).min(1000);
+                enc(j) + 600 * round as i64
+            }
             T::Condition | T::Claim | T::MedicationRequest => enc(j),
             T::ExplanationOfBenefit => enc(j) + 14 * 86_400,
-            T::Procedure => enc(2) + 1200,
-            T::Immunization => enc((j * 3) % 4) + 900,
-            T::AllergyIntolerance | T::Device => enc(1),
-            T::DiagnosticReport | T::CarePlan | T::CareTeam => enc(0) + 3600,
-            T::DocumentReference => enc(3) + 3600,
-            T::Provenance if j == 0 => enc(0) + 7200,
-            // The second Provenance is always the newer: a day after the last encounter.
-            T::Provenance => (0..4).map(enc).max().unwrap_or(0) + 86_400,
-            T::Patient | T::Coverage => self.encounter_start(p * 4) - 30 * 86_400,
+            T::Procedure => enc(2 + j) + 1200,
+            T::Immunization => enc(j * 3) + 900,
+            T::AllergyIntolerance | T::Device => enc(1 + j),
+            T::DiagnosticReport | T::CarePlan | T::CareTeam => enc(j) + 3600,
+            T::DocumentReference => enc(3 + j) + 3600,
+            T::Provenance if !clinical::provenance_of_patient(self, p, j) => enc(j) + 7200,
+            // The patient's last Provenance is always the newest: a day after the last encounter.
+            T::Provenance => (0..self.count(T::Encounter, p)).map(enc).max().unwrap_or(0) + 86_400,
+            T::Patient | T::Coverage => enc(0) - 30 * 86_400,
             T::Practitioner | T::Organization | T::Location | T::Group => {
                 SPAN_START + self.pick(ty, idx, 3).below(SPAN / 7) as i64
             }
@@ -382,8 +442,7 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// Owning patient and position among the patient's resources of `ty`.
     pub(crate) fn owner(&self, ty: T) -> (u64, u64) {
-        let k = ty.per_patient();
-        (self.idx / k, self.idx % k)
+        self.data.owner(ty, self.idx)
     }
     pub(crate) fn pick(&self, ty: T, stream: u64) -> Pick {
         self.data.pick(ty, self.idx, stream)
@@ -466,8 +525,9 @@ impl DataSource for Synthetic {
     }
 
     fn patient_resources(&self, ty: TypeIdx, p: u64) -> Range<u64> {
-        let k = T::from_idx(ty).per_patient();
-        p * k..(p + 1) * k
+        let t = T::from_idx(ty);
+        let start = self.index(t, p, 0);
+        start..start + self.count(t, p)
     }
 
     fn standalone_count(&self, ty: TypeIdx) -> u64 {
@@ -493,7 +553,8 @@ impl DataSource for Synthetic {
     }
 
     fn at_revision(&self, revision: u64) -> Option<Arc<dyn DataSource>> {
-        Some(Arc::new(Synthetic::at(self.seed, self.base_patients, &self.fhir_base, self.timeline, revision)))
+        let at = Synthetic::at(self.seed, self.base_patients, &self.fhir_base, self.timeline, revision);
+        Some(Arc::new(at.with_density(self.density)))
     }
 
     fn resource_id(&self, ty: TypeIdx, idx: u64) -> String {
@@ -510,8 +571,7 @@ impl DataSource for Synthetic {
 
     fn attachment(&self, id: &str) -> Option<(String, Vec<u8>)> {
         let idx: u64 = id.strip_prefix(T::DocumentReference.prefix())?.parse().ok()?;
-        let k = T::DocumentReference.per_patient();
-        if idx >= self.patients * k || id != format!("{}{idx}", T::DocumentReference.prefix()) {
+        if !self.exists(T::DocumentReference, idx) || id != format!("{}{idx}", T::DocumentReference.prefix()) {
             return None;
         }
         Some(("text/plain; charset=utf-8".into(), clinical::note_text(self, idx).into_bytes()))

@@ -55,10 +55,23 @@ fn every_resource_is_json_with_type_id_and_meta() {
     }
 }
 
+/// The Light population and a Realistic one of `realistic` patients.
+fn both_densities(seed: u64, light: u64, realistic: u64) -> [Synthetic; 2] {
+    [
+        Synthetic::new(seed, light, "http://h/fhir"),
+        Synthetic::new(seed, realistic, "http://h/fhir").with_density(Density::Realistic),
+    ]
+}
+
 #[test]
 fn references_resolve_inside_the_population() {
-    let data = Synthetic::new(1, 40, "http://h/fhir");
-    let all = all_resources(&data);
+    for data in both_densities(1, 40, 20) {
+        references_resolve(&data);
+    }
+}
+
+fn references_resolve(data: &Synthetic) {
+    let all = all_resources(data);
     let ids: HashSet<String> = all.iter().map(|(ty, v)| format!("{ty}/{}", v["id"].as_str().unwrap())).collect();
     let mut deleted = HashSet::new();
     for (ty, info) in data.types().iter().enumerate().filter(|(_, t)| t.in_patient_compartment) {
@@ -72,12 +85,13 @@ fn references_resolve_inside_the_population() {
         }
     }
     assert!(!deleted.is_empty(), "some resources are deleted");
+    assert_eq!(ids.len(), all.len(), "{:?}: ids are unique", data.density());
     for (ty, v) in &all {
         let mut refs = Vec::new();
         references(v, &mut refs);
         for r in refs {
-            assert!(ids.contains(&r), "{ty} {} references missing {r}", v["id"]);
-            assert!(!deleted.contains(&r), "{ty} {} references deleted {r}", v["id"]);
+            assert!(ids.contains(&r), "{:?}: {ty} {} references missing {r}", data.density(), v["id"]);
+            assert!(!deleted.contains(&r), "{:?}: {ty} {} references deleted {r}", data.density(), v["id"]);
         }
     }
 }
@@ -104,10 +118,11 @@ fn required_elements_are_present() {
         ("Provenance", &["target", "recorded", "agent"][..]),
         ("Group", &["type", "actual"][..]),
     ]);
-    let data = Synthetic::new(3, 10, "http://h/fhir");
-    for (ty, v) in all_resources(&data) {
-        for field in required.get(ty.as_str()).copied().unwrap_or_default() {
-            assert!(v.get(field).is_some(), "{ty} lacks required {field}: {v}");
+    for data in both_densities(3, 10, 6) {
+        for (ty, v) in all_resources(&data) {
+            for field in required.get(ty.as_str()).copied().unwrap_or_default() {
+                assert!(v.get(field).is_some(), "{:?}: {ty} lacks required {field}: {v}", data.density());
+            }
         }
     }
 }
@@ -147,16 +162,17 @@ fn last_updated_spreads_over_years_and_matches_header() {
 
 #[test]
 fn diabetes_cohort_is_exactly_the_patients_with_diabetes() {
-    let data = Synthetic::new(11, 60, "http://h/fhir");
-    let cohort = data.group("diabetes-cohort").unwrap().members.clone();
-    let cond = data.type_index("Condition").unwrap();
-    for p in 0..60 {
-        let has = data.patient_resources(cond, p).any(|i| {
-            let mut buf = Vec::new();
-            data.write_resource(cond, i, &mut buf).unwrap();
-            String::from_utf8(buf).unwrap().contains("\"44054006\"")
-        });
-        assert_eq!(has, cohort.contains(p), "patient {p}");
+    for data in both_densities(11, 60, 60) {
+        let cohort = data.group("diabetes-cohort").unwrap().members.clone();
+        let cond = data.type_index("Condition").unwrap();
+        for p in 0..60 {
+            let has = data.patient_resources(cond, p).any(|i| {
+                let mut buf = Vec::new();
+                data.write_resource(cond, i, &mut buf).unwrap();
+                String::from_utf8(buf).unwrap().contains("\"44054006\"")
+            });
+            assert_eq!(has, cohort.contains(p), "{:?}: patient {p}", data.density());
+        }
     }
 }
 
@@ -202,4 +218,115 @@ fn locations_and_providers_are_named_after_the_city_of_their_address() {
         }
     }
     assert!(checked >= 16, "{checked}");
+}
+
+#[test]
+fn light_layout_is_the_fixed_table() {
+    let data = Synthetic::new(2, 30, "http://h/fhir");
+    assert_eq!(data.density(), Density::Light);
+    let fixed = [
+        ("Patient", 1),
+        ("Encounter", 4),
+        ("Condition", 2),
+        ("Observation", 8),
+        ("Procedure", 1),
+        ("MedicationRequest", 2),
+        ("Immunization", 2),
+        ("AllergyIntolerance", 1),
+        ("DiagnosticReport", 1),
+        ("DocumentReference", 1),
+        ("CarePlan", 1),
+        ("CareTeam", 1),
+        ("Coverage", 1),
+        ("Claim", 2),
+        ("ExplanationOfBenefit", 2),
+        ("Device", 1),
+        ("Provenance", 2),
+    ];
+    let compartment: Vec<&str> =
+        data.types().iter().filter(|t| t.in_patient_compartment).map(|t| t.name.as_str()).collect();
+    assert_eq!(compartment, fixed.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+    for (name, k) in fixed {
+        let ty = data.type_index(name).unwrap();
+        for p in 0..30 {
+            assert_eq!(data.patient_resources(ty, p), p * k..(p + 1) * k, "{name} of {p}");
+        }
+    }
+    assert!(data.attachment("doc-29").is_some() && data.attachment("doc-30").is_none());
+}
+
+/// Observation counts of patients `0..n` of a Realistic population.
+fn realistic_observations(seed: u64, n: u64) -> Vec<u64> {
+    let data = Synthetic::new(seed, n, "http://h/fhir").with_density(Density::Realistic);
+    let obs = data.type_index("Observation").unwrap();
+    (0..n).map(|p| data.patient_resources(obs, p).count() as u64).collect()
+}
+
+#[test]
+fn realistic_counts_are_deterministic_and_heavy_tailed() {
+    let counts = realistic_observations(42, 200);
+    assert_eq!(counts, realistic_observations(42, 200), "a pure function of (seed, patient)");
+    assert_ne!(counts, realistic_observations(43, 200), "another seed, other counts");
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    let (median, max) = (sorted[100], sorted[199]);
+    let over_1000 = counts.iter().filter(|&&n| n > 1000).count();
+    let tens_to_hundreds = counts.iter().filter(|&&n| (10..1000).contains(&n)).count();
+    assert!(max >= 10 * median, "max {max}, median {median}");
+    assert!((3..=50).contains(&over_1000), "{over_1000} patients with more than 1000 Observations");
+    assert!(tens_to_hundreds >= 150, "most have tens to hundreds: {tens_to_hundreds} of 200");
+}
+
+#[test]
+fn realistic_ranges_are_disjoint_and_hold_exactly_the_patients_resources() {
+    let data = Synthetic::new(4, 12, "http://h/fhir").with_density(Density::Realistic);
+    for (ty, info) in data.types().iter().enumerate().filter(|(_, t)| t.in_patient_compartment) {
+        let mut end = 0;
+        for p in 0..data.patient_count() {
+            let range = data.patient_resources(ty, p);
+            assert!(range.start >= end && !range.is_empty(), "{} of {p}: {range:?} after {end}", info.name);
+            end = range.end;
+            for idx in range {
+                let mut buf = Vec::new();
+                data.write_resource(ty, idx, &mut buf).unwrap();
+                let v: Value = serde_json::from_slice(&buf).unwrap();
+                assert_eq!(v["id"].as_str().unwrap(), data.resource_id(ty, idx));
+                let mut refs = Vec::new();
+                references(&v, &mut refs);
+                let patient = format!("Patient/pat-{p}");
+                let owned = info.name == "Patient" && v["id"] == format!("pat-{p}");
+                assert!(owned || refs.contains(&patient), "{} {idx} belongs to {patient}: {v}", info.name);
+            }
+        }
+    }
+    let docs = data.type_index("DocumentReference").unwrap();
+    let mut served = 0;
+    for p in 0..data.patient_count() {
+        let range = data.patient_resources(docs, p);
+        for idx in range.clone() {
+            assert!(data.attachment(&format!("doc-{idx}")).is_some(), "doc-{idx}");
+            served += 1;
+        }
+        assert!(data.attachment(&format!("doc-{}", range.end)).is_none(), "doc-{} is past patient {p}'s", range.end);
+    }
+    assert!(served > 12);
+    let past = data.patient_resources(docs, data.patient_count()).start;
+    assert!(data.attachment(&format!("doc-{past}")).is_none(), "no patient {}", data.patient_count());
+}
+
+#[test]
+fn realistic_revisions_add_patients_with_the_same_counts() {
+    let timeline = crate::data::revision::Timeline::default();
+    let base = Synthetic::new(8, 10, "http://h/fhir").with_density(Density::Realistic);
+    let later = base.at_revision(3).unwrap();
+    assert_eq!(later.patient_count(), 10 + 3 * added_per_revision(10));
+    let bigger = Synthetic::at(8, 10, "http://h/fhir", timeline, 3).with_density(Density::Realistic);
+    for ty in (0..base.types().len()).filter(|&t| base.types()[t].in_patient_compartment) {
+        for p in 0..later.patient_count() {
+            assert_eq!(later.patient_resources(ty, p), bigger.patient_resources(ty, p));
+            if p < 10 {
+                assert_eq!(later.patient_resources(ty, p), base.patient_resources(ty, p), "ranges never move");
+            }
+        }
+    }
 }
