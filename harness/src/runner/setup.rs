@@ -48,6 +48,7 @@ pub fn server_config(case: &Case, seed: u64) -> ServerConfig {
         lenient_headers: spec.lenient_headers,
         file_digests: spec.file_digests,
         quirks: spec.quirks.clone(),
+        density: spec.density,
         ..ServerConfig::default()
     };
     if let Some(s) = spec.token_lifetime_s {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bulkmock_server::FaultRule;
+use bulkmock_server::data::synthetic::Density;
 use serde::{Deserialize, Serialize};
 
 /// One scenario file, as written (after matrix substitution for one case).
@@ -97,6 +98,10 @@ pub struct ServerSpec {
     /// client's clock, which shows clients that take `_since` from their own clock.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub clock_offset_s: i64,
+    /// Resources per patient: `light` (the default: about 33, 25 KB) or
+    /// `realistic` (heavy-tailed, about 1.3 MB of NDJSON per patient on average).
+    #[serde(default, skip_serializing_if = "is_light")]
+    pub density: Density,
 }
 
 /// Incremental pulls (`[incremental]`): the client runs once (a full export
@@ -146,6 +151,7 @@ impl Default for ServerSpec {
             tls: false,
             quirks: bulkmock_server::quirks::Quirks::none(),
             clock_offset_s: 0,
+            density: Density::Light,
         }
     }
 }
@@ -368,6 +374,9 @@ fn one() -> u64 {
 }
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+fn is_light(d: &Density) -> bool {
+    *d == Density::Light
 }
 fn default_scope() -> String {
     "system/*.rs".to_string()
