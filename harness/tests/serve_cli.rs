@@ -54,9 +54,17 @@ async fn serve_prints_its_base_and_runs_an_export() {
     assert!(s.fhir_base.starts_with("http://127.0.0.1:") && s.fhir_base.ends_with("/fhir"));
     assert!(!s.fhir_base.contains(":0/"), "the chosen port is printed, not 0");
     assert!(s.banner.iter().any(|l| l.contains("6 patients, seed 7")), "{:?}", s.banner);
+    let manifest = export_manifest(&s.fhir_base, "Patient").await;
+    let url = manifest["output"][0]["url"].as_str().unwrap();
+    let body = reqwest::Client::new().get(url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(body.lines().count(), 6);
+}
+
+/// The manifest of a whole-population export of `types` from the open server at `base`.
+async fn export_manifest(base: &str, types: &str) -> serde_json::Value {
     let client = reqwest::Client::new();
     let r = client
-        .get(format!("{}/$export?_type=Patient", s.fhir_base))
+        .get(format!("{base}/$export?_type={types}"))
         .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async")
         .send()
@@ -64,17 +72,14 @@ async fn serve_prints_its_base_and_runs_an_export() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let status = r.headers()["content-location"].to_str().unwrap().to_string();
-    let manifest: serde_json::Value = loop {
+    loop {
         let r = client.get(&status).send().await.unwrap();
         if r.status() == 200 {
             break r.json().await.unwrap();
         }
         assert_eq!(r.status(), 202);
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
-    let url = manifest["output"][0]["url"].as_str().unwrap();
-    let body = client.get(url).send().await.unwrap().text().await.unwrap();
-    assert_eq!(body.lines().count(), 6);
+    }
 }
 
 #[tokio::test]
@@ -127,24 +132,7 @@ async fn quirks_flag_makes_serve_speak_the_dialect() {
 
 /// Observations in a whole-population export of `base` (the manifest's counts).
 async fn observations(base: &str) -> u64 {
-    let client = reqwest::Client::new();
-    let r = client
-        .get(format!("{base}/$export?_type=Observation"))
-        .header("Accept", "application/fhir+json")
-        .header("Prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let status = r.headers()["content-location"].to_str().unwrap().to_string();
-    let manifest: serde_json::Value = loop {
-        let r = client.get(&status).send().await.unwrap();
-        if r.status() == 200 {
-            break r.json().await.unwrap();
-        }
-        assert_eq!(r.status(), 202);
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    let manifest = export_manifest(base, "Observation").await;
     manifest["output"].as_array().unwrap().iter().map(|f| f["count"].as_u64().unwrap()).sum()
 }
 
