@@ -241,9 +241,7 @@ async fn run_incremental(
                 .collect(),
         });
         for (all, part) in [(&mut stdout, &run.stdout), (&mut stderr, &run.stderr)] {
-            if !part.trim().is_empty() {
-                all.push(format!("[run {}] {}", n + 1, part.trim_end()));
-            }
+            all.extend(part.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("[run {}] {l}", n + 1)));
         }
         run.seconds = started.elapsed().as_secs_f64();
         let ok = run.exit_code == Some(0) && !run.timed_out && !run.flooded && run.launch_error.is_none();
