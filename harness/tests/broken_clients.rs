@@ -44,6 +44,10 @@ enum Flaw {
     IgnoresDeletions,
     /// "Incremental" pulls that export everything again, never sending `_since` (CLI-054).
     ExportsEverythingAgain,
+    /// Group pulls with `_since` only: members that joined never bring their older
+    /// data, members that left keep theirs (CLI-054). This simple client never
+    /// reads the Group, so the flaw needs no code of its own.
+    IgnoresGroupMembership,
 }
 
 struct Flawed {
@@ -148,7 +152,11 @@ impl Flawed {
             };
             params.extend(since.map(|s| ("_since", s)));
         }
-        let kickoff = reqwest::Url::parse_with_params(&format!("{}/Patient/$export", self.ctx.fhir_base), params)
+        let path = match &self.ctx.request.group {
+            Some(group) => format!("Group/{group}/$export"),
+            None => "Patient/$export".to_string(),
+        };
+        let kickoff = reqwest::Url::parse_with_params(&format!("{}/{path}", self.ctx.fhir_base), params)
             .map_err(|e| e.to_string())?;
         let r = if self.flaw == Flaw::CommaJoinsPostValues {
             let body = json!({"resourceType": "Parameters", "parameter": [
@@ -441,4 +449,17 @@ async fn exporting_everything_again_instead_of_since_is_caught() {
     caught(Flaw::ExportsEverythingAgain, &incremental(), "kickoff.since_transaction_time", Verdict::Warn).await;
     let bad = run_one(&incremental(), Arc::new(flawed(Flaw::ExportsEverythingAgain))).await;
     assert_eq!(verdict(&bad, "output.matches_export"), Verdict::Pass, "the state itself is right");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_kept_up_to_date_without_following_its_membership_is_caught() {
+    let s = BASE
+        .replace("patients = 4\n", "patients = 80\n")
+        .replace("level = \"patient\"\n", "level = \"group\"\ngroup = \"diabetes-cohort\"\n")
+        .replace("[expect]\n", "[incremental]\nrevisions = 8\n[expect]\n");
+    caught(Flaw::IgnoresGroupMembership, &s, "output.matches_export", Verdict::Fail).await;
+    let bad = run_one(&s, Arc::new(flawed(Flaw::IgnoresGroupMembership))).await;
+    let output = &bad.outcome.output;
+    assert!(output.missing > 0 && output.extra > 0, "joined members' data missing, departed members' kept: {output:?}");
+    assert_eq!(verdict(&bad, "kickoff.since_transaction_time"), Verdict::Pass, "its _since itself is right");
 }
