@@ -62,11 +62,7 @@ async fn realistic_patients_resources_are_valid_r4() {
     for (t, info) in data.types().iter().enumerate().filter(|(_, t)| t.in_patient_compartment) {
         let mut checked = 0;
         for p in 0..data.patient_count() {
-            // Up to 10 per patient, spread over the range, its last one included.
-            let range = data.patient_resources(t, p);
-            let step = (range.end - range.start).div_ceil(10).max(1);
-            let last = range.end - 1;
-            for idx in range.step_by(step as usize).chain([last]) {
+            for idx in spread_sample(data, t, p, 10) {
                 let mut buf = Vec::new();
                 data.write_resource(t, idx, &mut buf).unwrap();
                 let line = String::from_utf8(buf).unwrap();

@@ -147,11 +147,7 @@ async fn the_realistic_density_meets_them_too() {
     for (t, info) in data.types().iter().enumerate().filter(|(_, t)| t.in_patient_compartment) {
         let mut checked = 0;
         for p in 0..data.patient_count() {
-            // Up to 25 per patient, spread over the range, its last one included.
-            let range = data.patient_resources(t, p);
-            let step = (range.end - range.start).div_ceil(25).max(1);
-            let last = range.end - 1;
-            for idx in range.step_by(step as usize).chain([last]) {
+            for idx in spread_sample(data, t, p, 25) {
                 let mut buf = Vec::new();
                 data.write_resource(t, idx, &mut buf).unwrap();
                 let resource: Value = serde_json::from_slice(&buf).unwrap();

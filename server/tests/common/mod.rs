@@ -154,3 +154,15 @@ pub fn owner(resource: &Value) -> Option<String> {
         .map(str::to_string)
         .or_else(|| (resource["resourceType"] == "Patient").then(|| resource["id"].as_str().unwrap().to_string()))
 }
+
+/// Up to `n` of patient `p`'s resources of type `t`, spread over its range,
+/// the last one included (for checks too slow to run on every resource).
+pub fn spread_sample(data: &dyn bulkmock_server::data::DataSource, t: usize, p: u64, n: u64) -> Vec<u64> {
+    let range = data.patient_resources(t, p);
+    if range.is_empty() {
+        return Vec::new();
+    }
+    let step = (range.end - range.start).div_ceil(n).max(1);
+    let last = range.end - 1;
+    range.step_by(step as usize).chain([last]).collect()
+}
