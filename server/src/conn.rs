@@ -45,6 +45,7 @@ pub async fn run(
     // Connections hold a receiver each: `closed()` on the sender completes when all are gone.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
+    let mut serial = 0;
     loop {
         let socket = tokio::select! {
             permit = Arc::clone(&sockets).acquire_owned() => permit.expect("never closed"),
@@ -55,6 +56,8 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let task = listener.switches().task_started();
+        serial += 1;
+        let serial = crate::transport::ConnectionSerial(serial);
         let tls = tls.clone();
         let Ok(slot) = Arc::clone(&served).try_acquire_owned() else {
             let limit = limits.max_connections;
@@ -76,10 +79,10 @@ pub async fn run(
         tokio::spawn(async move {
             let _held = (socket, slot, task);
             match tls {
-                None => serve_connection(io, app, peer, header_read_timeout, stop).await,
+                None => serve_connection(io, app, (peer, serial), header_read_timeout, stop).await,
                 Some(tls) => {
                     if let Some(io) = crate::tls::accept::handshake(&tls, io, header_read_timeout).await {
-                        serve_connection(io, app, peer, header_read_timeout, stop).await;
+                        serve_connection(io, app, (peer, serial), header_read_timeout, stop).await;
                     }
                 }
             }
@@ -108,7 +111,7 @@ where
 async fn serve_connection<I>(
     io: I,
     app: Router,
-    peer: crate::transport::Peer,
+    (peer, serial): (crate::transport::Peer, crate::transport::ConnectionSerial),
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -117,6 +120,7 @@ async fn serve_connection<I>(
     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(serial);
         let mut app = app.clone();
         async move { tower_service::Service::call(&mut app, request).await }
     });

@@ -21,9 +21,14 @@ pub struct Exchange {
     /// Wall-clock time of arrival, Unix milliseconds (to judge `Retry-After` HTTP-dates).
     #[serde(default)]
     pub unix_ms: u64,
-    /// The connection the request came on (the client's source port): one id per TCP connection.
+    /// The connection the request came on (the client's source port): one id per
+    /// open TCP connection; a later connection may get a closed one's port again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn: Option<u16>,
+    /// The server's serial number of that connection (1, 2, ... per server):
+    /// never given to another connection, so requests with the same one shared a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<u64>,
     /// The client, from its bearer token or token request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,

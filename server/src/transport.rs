@@ -31,6 +31,11 @@ use tokio::time::Sleep;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer(pub SocketAddr);
 
+/// The serial number the server gave a connection when it accepted it (1, 2, ...):
+/// in every request's extensions, unlike the peer's port never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSerial(pub u64);
+
 impl Connected<IncomingStream<'_, ResettableListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, ResettableListener>) -> Self {
         *stream.remote_addr()

@@ -1,6 +1,7 @@
 //! Limits with clear answers: oversized bodies get 413 naming the limit, in the
 //! error shape of their endpoint; a client past its running jobs gets 429; a
 //! connection past the limit gets 503; an oversized JWKS is refused unread.
+//! Connections are told apart in the transcript by a serial number.
 
 mod common;
 
@@ -265,4 +266,25 @@ async fn a_jwks_url_serving_more_than_64_kib_is_refused_naming_the_limit() {
             "{description}"
         );
     }
+}
+
+/// Requests on one kept-alive connection share its serial number in the
+/// transcript; every new connection gets a new one (a port may come back, a
+/// serial number never does), which `etiquette.connection_reuse` relies on.
+#[tokio::test]
+async fn each_connection_has_its_own_serial_number_in_the_transcript() {
+    let server = MockServer::builder().open().patients(1).start().await;
+    let addr = server.fhir_base().trim_start_matches("http://").trim_end_matches("/fhir").to_string();
+    let mut first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        assert!(roundtrip(&mut first, "/fhir/metadata").await.0.starts_with("HTTP/1.1 200"));
+    }
+    drop(first);
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(roundtrip(&mut second, "/fhir/metadata").await.0.starts_with("HTTP/1.1 200"));
+    let serials: Vec<Option<u64>> = server.transcript().iter().map(|e| e.connection).collect();
+    assert_eq!(serials.len(), 3, "{serials:?}");
+    assert!(serials.iter().all(Option::is_some), "{serials:?}");
+    assert_eq!(serials[0], serials[1], "one kept-alive connection");
+    assert_ne!(serials[1], serials[2], "a new connection");
 }

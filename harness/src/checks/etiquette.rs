@@ -62,11 +62,13 @@ fn deleted_after_download(input: &Input) -> Finding {
 }
 
 fn connection_reuse(input: &Input) -> Finding {
-    let with_conn: Vec<u16> = input.exchanges.iter().filter_map(|e| e.conn).collect();
+    // The server's serial number of each connection; the client's port (reusable
+    // once a connection closed) only in transcripts that predate it.
+    let with_conn: Vec<u64> = input.exchanges.iter().filter_map(|e| e.connection.or(e.conn.map(u64::from))).collect();
     if with_conn.len() < 4 {
         return Finding::skip("fewer than 4 requests");
     }
-    let distinct: BTreeSet<u16> = with_conn.iter().copied().collect();
+    let distinct: BTreeSet<u64> = with_conn.iter().copied().collect();
     if distinct.len() < with_conn.len() {
         Finding::Pass
     } else {

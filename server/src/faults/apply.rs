@@ -61,6 +61,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         (body, None, None)
     };
     let conn = parts.extensions.get::<axum::extract::ConnectInfo<crate::transport::Peer>>().map(|c| c.0.0.port());
+    let connection = parts.extensions.get::<crate::transport::ConnectionSerial>().map(|c| c.0);
     let profile = parts.extensions.get::<super::profile::ProfileEngine>().map(|p| Arc::clone(&p.0));
     let fired = match refused {
         Some(_) => None,
@@ -71,6 +72,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         at_ms: state.transcript.now_ms(),
         unix_ms: unix_ms(),
         conn,
+        connection,
         client_id: facts.client_id.clone(),
         target: facts.target,
         method: parts.method.to_string(),
