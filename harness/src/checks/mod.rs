@@ -3,12 +3,14 @@
 //! level. Checks are pure functions: they never touch the network or the
 //! clock, so they are unit-testable with hand-written transcripts.
 //!
-//! One file per family: `auth`, `kickoff`, `polling`, `files`, `output`, `etiquette`.
+//! One file per family: `auth`, `kickoff`, `polling`, `files`, `output`,
+//! `outcome`, `etiquette`.
 
 mod auth;
 mod etiquette;
 mod files;
 mod kickoff;
+mod outcome;
 mod output;
 mod polling;
 pub mod wire;
@@ -62,6 +64,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict of an unmet requirement of `level`: fail, warn or info.
+    pub fn missed_at(level: Level) -> Verdict {
+        match level {
+            Level::Must => Verdict::Fail,
+            Level::Should => Verdict::Warn,
+            Level::May => Verdict::Info,
+        }
+    }
     /// The name used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,6 +156,18 @@ pub enum Finding {
     Skip(String),
     /// Not met.
     Miss(Evidence),
+    /// Not met, judged at the level of the requirements of this diagnosis
+    /// rather than the check's own: one check may find a MUST breach in one
+    /// case and a SHOULD shortfall in another (a cut body kept is CLI-092,
+    /// MUST; decimals re-spelled are a SHOULD).
+    MissAt {
+        /// The level of the requirement this diagnosis breaches.
+        level: Level,
+        /// The requirement IDs of this diagnosis.
+        requirements: &'static [&'static str],
+        /// What happened.
+        evidence: Evidence,
+    },
 }
 
 impl Finding {
@@ -155,6 +177,16 @@ impl Finding {
             message: message.into(),
             exchanges: exchanges.into_iter().take(6).map(ExchangeRef::from).collect(),
         })
+    }
+    /// A miss judged at `level` and citing `requirements` (see [`Finding::MissAt`]).
+    pub fn miss_at<'a>(
+        level: Level,
+        requirements: &'static [&'static str],
+        message: impl Into<String>,
+        exchanges: impl IntoIterator<Item = &'a Exchange>,
+    ) -> Finding {
+        let Finding::Miss(evidence) = Finding::miss(message, exchanges) else { unreachable!() };
+        Finding::MissAt { level, requirements, evidence }
     }
     /// A skip with a reason.
     pub fn skip(reason: &str) -> Finding {
@@ -286,7 +318,15 @@ pub struct Check {
 /// Every check, in report order.
 pub fn all() -> Vec<&'static Check> {
     let mut out: Vec<&'static Check> = Vec::new();
-    for family in [auth::CHECKS, kickoff::CHECKS, polling::CHECKS, files::CHECKS, output::CHECKS, etiquette::CHECKS] {
+    for family in [
+        auth::CHECKS,
+        kickoff::CHECKS,
+        polling::CHECKS,
+        files::CHECKS,
+        output::CHECKS,
+        outcome::CHECKS,
+        etiquette::CHECKS,
+    ] {
         out.extend(family.iter());
     }
     out
@@ -308,22 +348,20 @@ pub fn run_all(input: &Input) -> Vec<CheckResult> {
 
 /// Runs one check and turns its finding into a verdict for its level.
 pub fn judge(check: &Check, input: &Input) -> CheckResult {
+    let (mut level, mut requirements) = (check.level, check.requirements);
     let (verdict, evidence) = match (check.run)(input) {
         Finding::Pass => (Verdict::Pass, None),
         Finding::Skip(reason) => (Verdict::Skip, Some(Evidence { message: reason, exchanges: Vec::new() })),
-        Finding::Miss(evidence) => {
-            let verdict = match check.level {
-                Level::Must => Verdict::Fail,
-                Level::Should => Verdict::Warn,
-                Level::May => Verdict::Info,
-            };
-            (verdict, Some(evidence))
+        Finding::Miss(evidence) => (Verdict::missed_at(level), Some(evidence)),
+        Finding::MissAt { level: own, requirements: cited, evidence } => {
+            (level, requirements) = (own, cited);
+            (Verdict::missed_at(level), Some(evidence))
         }
     };
     CheckResult {
         id: check.id.to_string(),
-        requirements: check.requirements.iter().map(|r| r.to_string()).collect(),
-        level: check.level,
+        requirements: requirements.iter().map(|r| r.to_string()).collect(),
+        level,
         verdict,
         evidence,
     }
