@@ -15,6 +15,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::template::{Template, shell_quote};
 use super::{CaseContext, ClientAdapter, ClientRun, RunFuture};
 
+/// How long the output of a stopped client is read for after it ended (helpers
+/// it spawned may hold its pipes open).
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 /// Bytes of stdout and stderr kept per case (the last ones).
 const KEPT_OUTPUT: usize = 64 * 1024;
 
@@ -89,9 +93,11 @@ impl Command {
                 (None, None, true)
             }
         };
-        let grace = Duration::from_secs(2);
-        let stdout = tokio::time::timeout(grace, stdout).await.ok().and_then(Result::ok).unwrap_or_default();
-        let stderr = tokio::time::timeout(grace, stderr).await.ok().and_then(Result::ok).unwrap_or_default();
+        // Both tails at once, within the grace the runner allows past the deadline.
+        let (stdout, stderr) =
+            tokio::join!(tokio::time::timeout(OUTPUT_GRACE, stdout), tokio::time::timeout(OUTPUT_GRACE, stderr));
+        let stdout = stdout.ok().and_then(Result::ok).unwrap_or_default();
+        let stderr = stderr.ok().and_then(Result::ok).unwrap_or_default();
         ClientRun {
             exit_code,
             signal,
@@ -101,6 +107,7 @@ impl Command {
             stdout,
             stderr,
             launch_error: None,
+            ended_unix_ms: None,
         }
     }
 }
@@ -153,5 +160,9 @@ impl ClientAdapter for Command {
 
     fn run<'a>(&'a self, ctx: &'a CaseContext) -> RunFuture<'a> {
         Box::pin(self.launch(ctx))
+    }
+
+    fn enforces_deadline(&self) -> bool {
+        true
     }
 }

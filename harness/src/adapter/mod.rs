@@ -81,6 +81,21 @@ pub struct ClientRun {
     /// The client could not be started at all (bad template, missing program).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub launch_error: Option<String>,
+    /// When the run ended (Unix milliseconds, set by the runner): with the
+    /// transcript, how long a stopped client had been waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_unix_ms: Option<u64>,
+}
+
+impl ClientRun {
+    /// The client's own last word: the last non-empty line of standard error,
+    /// else of standard output (some clients report failures there).
+    pub fn reason(&self) -> &str {
+        [&self.stderr, &self.stdout]
+            .into_iter()
+            .find_map(|text| text.lines().rev().find(|l| !l.trim().is_empty()))
+            .unwrap_or("(no output)")
+    }
 }
 
 /// A boxed future of a [`ClientRun`].
@@ -95,6 +110,13 @@ pub trait ClientAdapter: Send + Sync {
     fn name(&self) -> String;
     /// Runs the client for one case.
     fn run<'a>(&'a self, ctx: &'a CaseContext) -> RunFuture<'a>;
+    /// Whether `run` stops the client at `ctx.deadline` itself and then
+    /// collects what it said (the command adapter does). The runner then
+    /// allows it a short grace beyond the deadline to hand its output over,
+    /// instead of dropping the run, and its stdout and stderr, at the deadline.
+    fn enforces_deadline(&self) -> bool {
+        false
+    }
 }
 
 /// An adapter from an async closure returning the exit code (0 = success) or an error message.

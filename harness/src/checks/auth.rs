@@ -182,7 +182,13 @@ fn token_request_form(input: &Input) -> Finding {
 }
 
 /// A token request is needless when the previous token had more than half its
-/// lifetime left, was used, and no 401 came in between.
+/// lifetime left and more than [`RENEWAL_MARGIN_S`] (clients renew ahead of
+/// expiry, by a margin that can exceed a short token's whole life), was used,
+/// and no 401 came in between.
+/// How long before expiry a client may renew a token without being told it
+/// renews needlessly.
+const RENEWAL_MARGIN_S: u64 = 60;
+
 fn token_reused(input: &Input) -> Finding {
     let mut last_issued: Option<(&Exchange, u64, String)> = None;
     let mut rejected_since = false;
@@ -199,8 +205,9 @@ fn token_reused(input: &Input) -> Finding {
             }
             if let Some((issued_at, lifetime_s, _)) = &last_issued {
                 exercised = true;
-                let half = issued_at.unix_ms + lifetime_s * 500;
-                if !rejected_since && used_since && e.unix_ms < half {
+                let left_ms = (issued_at.unix_ms + lifetime_s * 1000).saturating_sub(e.unix_ms);
+                let plenty = left_ms > lifetime_s * 500 && left_ms > RENEWAL_MARGIN_S * 1000;
+                if !rejected_since && used_since && plenty {
                     return Finding::miss(
                         format!(
                             "a new token was requested {:.1} s after the last one, which was valid for {lifetime_s} s and not refused",
@@ -231,46 +238,70 @@ fn token_reused(input: &Input) -> Finding {
     if exercised { Finding::Pass } else { Finding::skip("at most one token was needed") }
 }
 
+/// Judged per token, never per request: a client with requests in flight sees
+/// one refusal per request when its token is revoked, and all of them are one
+/// refusal of one token.
 fn token_renewed(input: &Input) -> Finding {
     // A refused token: a 401 on a FHIR route to a request that carried one.
     let fhir_401 = |e: &Exchange| {
         e.status == 401 && has_token(e) && !matches!(route(e), None | Some(Route::Token | Route::Metadata))
     };
-    let firsts: Vec<(usize, &Exchange)> = input.exchanges.iter().enumerate().filter(|(_, e)| fhir_401(e)).collect();
-    if firsts.is_empty() {
+    let refusals: Vec<(usize, &Exchange)> = input.exchanges.iter().enumerate().filter(|(_, e)| fhir_401(e)).collect();
+    if refusals.is_empty() {
         return Finding::skip("no token was refused with 401");
     }
-    // Per refused token, its first refusal must be followed by a token request
-    // (parallel requests refused with the same token share one renewal).
+    // Each refused token must be followed by a newer one: a token request after
+    // the refused token was issued (before or after the refusal: a parallel
+    // client may have renewed already), else after the refusal itself.
     let mut seen: Vec<Option<&str>> = Vec::new();
-    for (i, e) in &firsts {
+    for (i, e) in &refusals {
         let fp = super::wire::token_fingerprint(e);
         if seen.contains(&fp) {
             continue;
         }
         seen.push(fp);
-        let renewed = input.exchanges[i + 1..].iter().any(|x| route(x) == Some(Route::Token));
+        let issued_at = fp.and_then(|fp| {
+            input.exchanges.iter().position(|x| x.issued.as_ref().and_then(|t| t["fingerprint"].as_str()) == Some(fp))
+        });
+        let from = issued_at.unwrap_or(*i) + 1;
+        let renewed = input.exchanges[from..].iter().any(|x| route(x) == Some(Route::Token));
         if !renewed {
+            if let Some(reason) = input.stopped_after(e) {
+                return Finding::Skip(reason);
+            }
             return Finding::miss(
                 "a 401 on a FHIR route was not followed by a token request: the token was never renewed",
                 [*e],
             );
         }
     }
-    // Looping: 401 after 401 with a fresh token each time and nothing else succeeding.
-    let mut streak = 0;
+    // Looping: token after token refused with nothing else succeeding. Counted
+    // in distinct tokens since the last request that made progress.
+    let mut refused: Vec<Option<&str>> = Vec::new();
     for e in input.exchanges {
         if fhir_401(e) {
-            streak += 1;
-            if streak > 5 {
-                return Finding::miss("more than 5 refusals in a row without progress: renewing in a loop", [e]);
+            let fp = super::wire::token_fingerprint(e);
+            if !refused.contains(&fp) {
+                refused.push(fp);
+            }
+            if refused.len() > LOOP_TOKENS {
+                return Finding::miss(
+                    format!(
+                        "{} different tokens refused in a row with no request succeeding in between: renewing in a loop",
+                        refused.len()
+                    ),
+                    [e],
+                );
             }
         } else if route(e) != Some(Route::Token) && e.status < 400 {
-            streak = 0;
+            refused.clear();
         }
     }
     Finding::Pass
 }
+
+/// Fresh tokens refused in a row, with no progress, past which renewal is a loop.
+const LOOP_TOKENS: usize = 5;
 
 /// Hosts the server itself named for the token: the FHIR base's, and those of
 /// kick-off `Content-Location`s (a status URL may be on another host, CLI-060).

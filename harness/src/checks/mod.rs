@@ -164,7 +164,7 @@ pub enum Finding {
         /// The level of the requirement this diagnosis breaches.
         level: Level,
         /// The requirement IDs of this diagnosis.
-        requirements: &'static [&'static str],
+        requirements: Vec<String>,
         /// What happened.
         evidence: Evidence,
     },
@@ -181,12 +181,12 @@ impl Finding {
     /// A miss judged at `level` and citing `requirements` (see [`Finding::MissAt`]).
     pub fn miss_at<'a>(
         level: Level,
-        requirements: &'static [&'static str],
+        requirements: &[&str],
         message: impl Into<String>,
         exchanges: impl IntoIterator<Item = &'a Exchange>,
     ) -> Finding {
         let Finding::Miss(evidence) = Finding::miss(message, exchanges) else { unreachable!() };
-        Finding::MissAt { level, requirements, evidence }
+        Finding::MissAt { level, requirements: requirements.iter().map(|r| r.to_string()).collect(), evidence }
     }
     /// A skip with a reason.
     pub fn skip(reason: &str) -> Finding {
@@ -246,6 +246,11 @@ pub struct JobFacts {
     /// the server ignored it (quirk `ignores-type-filter`, CLI-048).
     #[serde(default)]
     pub beyond_type_filter: u64,
+    /// Parameters the client sent that the server ignored under
+    /// `Prefer: handling=lenient` and reported in the error file (SRV-046): what
+    /// the client asked for, though the export went on without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lenient_ignored: Vec<String>,
 }
 
 /// One run of the client in an `[incremental]` case, from the server's side.
@@ -296,6 +301,39 @@ impl Input<'_> {
     /// Whether authorization was on.
     pub fn auth(&self) -> bool {
         self.case.scenario.server.auth
+    }
+
+    /// The kick-off the server accepted under `Prefer: handling=lenient` while
+    /// ignoring (and reporting) some of its parameters: from then on the case is
+    /// an ordinary export of what remained, whatever failure it set up.
+    pub fn lenient_kickoff(&self) -> Option<&Exchange> {
+        let job = self.job?;
+        if job.lenient_ignored.is_empty() {
+            return None;
+        }
+        self.exchanges.iter().find(|e| {
+            wire::route(e) == Some(wire::Route::Kickoff)
+                && e.status == 202
+                && wire::request_header(e, "prefer").is_some_and(|p| p.contains("handling=lenient"))
+        })
+    }
+
+    /// Why no check may say the client "gave up" or "never" did something after
+    /// `e`: the harness stopped it first (at the deadline, or for flooding).
+    pub fn stopped_after(&self, e: &Exchange) -> Option<String> {
+        let run = self.run;
+        if !(run.timed_out || run.flooded) {
+            return None;
+        }
+        let how = if run.timed_out { "at the case's deadline" } else { "for flooding the server" };
+        let waited = run.ended_unix_ms.map(|end| end.saturating_sub(e.unix_ms) as f64 / 1000.0);
+        Some(match waited {
+            Some(s) => format!(
+                "the harness stopped the client {how}, {s:.1} s after this answer (#{}), before it acted on it: not judged",
+                e.seq
+            ),
+            None => format!("the harness stopped the client {how} before it acted on answer #{}: not judged", e.seq),
+        })
     }
 }
 
@@ -348,7 +386,8 @@ pub fn run_all(input: &Input) -> Vec<CheckResult> {
 
 /// Runs one check and turns its finding into a verdict for its level.
 pub fn judge(check: &Check, input: &Input) -> CheckResult {
-    let (mut level, mut requirements) = (check.level, check.requirements);
+    let mut level = check.level;
+    let mut requirements: Vec<String> = check.requirements.iter().map(|r| r.to_string()).collect();
     let (verdict, evidence) = match (check.run)(input) {
         Finding::Pass => (Verdict::Pass, None),
         Finding::Skip(reason) => (Verdict::Skip, Some(Evidence { message: reason, exchanges: Vec::new() })),
@@ -358,11 +397,5 @@ pub fn judge(check: &Check, input: &Input) -> CheckResult {
             (Verdict::missed_at(level), Some(evidence))
         }
     };
-    CheckResult {
-        id: check.id.to_string(),
-        requirements: requirements.iter().map(|r| r.to_string()).collect(),
-        level,
-        verdict,
-        evidence,
-    }
+    CheckResult { id: check.id.to_string(), requirements, level, verdict, evidence }
 }

@@ -1,17 +1,33 @@
-//! How the run ended: complete, partial or a clean failure, as the case expects.
+//! How the run ended: complete, partial or a clean failure, as the case expects,
+//! judged at the level the specification states. Where it only requires a
+//! clean failure and allows a recovery (`[expect] recovery`), a clean failure
+//! meets the MUST and `outcome.recovered` judges the recovery at its own level.
 
 use super::{Check, Evidence, Finding, Input, Level};
-use crate::scenario::ExpectedOutcome;
+use crate::scenario::{ExpectedOutcome, Recovery, RecoveryLevel};
+use bulkmock_server::Exchange;
 
 /// The family's checks.
-pub const CHECKS: &[Check] = &[Check {
-    id: "outcome.expected",
-    title: "the run ends as the case expects: complete, or a clean non-zero exit after a fatal error",
-    requirements: &["CLI-052", "CLI-066", "CLI-093"],
-    level: Level::Must,
-    always: true,
-    run: outcome_expected,
-}];
+pub const CHECKS: &[Check] = &[
+    Check {
+        id: "outcome.expected",
+        title: "the run ends as the case requires: complete, or a clean non-zero exit after a fatal error, never \
+                hiding a failure",
+        requirements: &["CLI-052", "CLI-066", "CLI-093"],
+        level: Level::Must,
+        always: true,
+        run: outcome_expected,
+    },
+    Check {
+        id: "outcome.recovered",
+        title: "where the specification allows a recovery (re-fetch, resume, coping with a server's deviation), \
+                the client recovered and completed",
+        requirements: &[],
+        level: Level::Should,
+        always: true,
+        run: recovered,
+    },
+];
 
 /// The first answer that ends an export for good: a 4xx or 5xx that is neither
 /// transient nor a refused token.
@@ -24,47 +40,145 @@ fn first_fatal(input: &Input) -> Option<usize> {
     })
 }
 
+/// What the client was doing when the harness stopped it at the deadline.
+pub(crate) fn deadline_account(input: &Input) -> String {
+    let limit = input.case.scenario.expect.max_seconds;
+    let Some(last) = input.exchanges.last() else {
+        return format!("stopped at the case's deadline ({limit} s) before it sent any request");
+    };
+    let since = input.run.ended_unix_ms.map(|end| end.saturating_sub(last.unix_ms) as f64 / 1000.0);
+    let waited = since.map(|s| format!(", {s:.1} s before it was stopped")).unwrap_or_default();
+    let retry_after = super::wire::response_header(last, "retry-after")
+        .map(|v| format!(" (answered with Retry-After: {v})"))
+        .unwrap_or_default();
+    format!(
+        "stopped at the case's deadline ({limit} s; `--time-scale` gives slower clients more): its last request was \
+         {}{retry_after}{waited}",
+        super::ExchangeRef::from(last)
+    )
+}
+
 fn outcome_expected(input: &Input) -> Finding {
     let run = input.run;
     if run.timed_out {
-        return Finding::miss("the client was still running at the case's deadline", input.exchanges.last());
+        // A timeout is its own verdict: the case says so, no MUST is claimed.
+        return Finding::Skip(deadline_account(input));
     }
     if run.flooded {
         return Finding::miss(format!("the client was stopped: {}", run.stderr), input.exchanges.iter().rev().take(3));
     }
-    match input.case.scenario.expect.outcome {
-        ExpectedOutcome::Complete | ExpectedOutcome::Partial => match run.exit_code {
-            Some(0) => Finding::Pass,
-            code => Finding::Miss(Evidence {
-                message: format!(
-                    "the export should have completed, but the client ended with {}: {}",
-                    describe_exit(code, run.signal),
-                    last_line(&run.stderr)
-                ),
-                exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
-            }),
-        },
-        ExpectedOutcome::FailCleanly => {
-            if run.exit_code == Some(0) {
-                return Finding::miss(
-                    "the client exited 0 although the export failed for good: the failure was hidden",
-                    first_fatal(input).map(|i| &input.exchanges[i]),
-                );
-            }
-            if run.exit_code.is_none() {
-                return Finding::miss(format!("the client ended by {}", describe_exit(None, run.signal)), None);
-            }
-            if let Some(i) = first_fatal(input) {
-                let after = input.exchanges.len() - i - 1;
-                if after > 10 {
-                    return Finding::miss(
-                        format!("{after} more requests after a fatal answer: the client hammered the server"),
-                        input.exchanges[i..].iter().take(6),
-                    );
-                }
-            }
-            Finding::Pass
+    if run.exit_code.is_none() {
+        return Finding::miss(format!("the client ended by {}", describe_exit(None, run.signal)), None);
+    }
+    let expect = &input.case.scenario.expect;
+    match expect.outcome {
+        ExpectedOutcome::Complete | ExpectedOutcome::Partial if run.exit_code == Some(0) => Finding::Pass,
+        // Partial success: the client may report the server's errors with a
+        // non-zero exit; its files are judged by the output checks.
+        ExpectedOutcome::Partial => Finding::Pass,
+        ExpectedOutcome::Complete if expect.recovery.is_some() => clean_failure(input),
+        ExpectedOutcome::Complete => Finding::Miss(Evidence {
+            message: format!(
+                "the export should have completed, but the client ended with {}: {}",
+                describe_exit(run.exit_code, run.signal),
+                run.reason()
+            ),
+            exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
+        }),
+        ExpectedOutcome::FailCleanly if run.exit_code == Some(0) => exit_zero_on_failure(input),
+        ExpectedOutcome::FailCleanly => clean_failure(input),
+    }
+}
+
+/// A non-zero exit: clean unless the client hammered after a fatal answer.
+fn clean_failure(input: &Input) -> Finding {
+    if let Some(i) = first_fatal(input) {
+        let after = input.exchanges.len() - i - 1;
+        if after > 10 {
+            return Finding::miss(
+                format!("{after} more requests after a fatal answer: the client hammered the server"),
+                input.exchanges[i..].iter().take(6),
+            );
         }
+    }
+    Finding::Pass
+}
+
+/// Exit 0 where the case sets up a failure. Blamed only with evidence that the
+/// client received a signal it was required to act on: a fatal answer, or
+/// damaged data it kept. A failure that never reached it is no failure hidden.
+fn exit_zero_on_failure(input: &Input) -> Finding {
+    if let Some(kickoff) = input.lenient_kickoff() {
+        let ignored = input.job.map(|j| j.lenient_ignored.join(", ")).unwrap_or_default();
+        return Finding::skip(&format!(
+            "the client asked for Prefer: handling=lenient and the server accepted the kick-off (#{}), ignoring \
+             {ignored} and reporting it in the error file: an ordinary export, not the failure this case sets up",
+            kickoff.seq
+        ));
+    }
+    if let Some(i) = first_fatal(input) {
+        let fatal: &Exchange = &input.exchanges[i];
+        return Finding::miss(
+            format!(
+                "the client exited 0 although the server answered {} {} with {}, which ends the export: the failure \
+                 was hidden",
+                fatal.method, fatal.path, fatal.status
+            ),
+            [fatal],
+        );
+    }
+    if input.job.is_none() {
+        return Finding::miss("the client exited 0 without ever starting an export", None);
+    }
+    if !input.output.resources_exact() {
+        return Finding::miss_at(
+            Level::Must,
+            &["CLI-092"],
+            format!("the client exited 0 keeping damaged data: {}", super::output::describe(input.output)),
+            None,
+        );
+    }
+    // Exact data and nothing fatal on the wire: only the case's metadata said
+    // something was wrong. Not reporting it loses nothing.
+    Finding::MissAt {
+        level: Level::Should,
+        requirements: input.case.scenario.requirements.iter().filter(|r| r.starts_with("CLI-")).cloned().collect(),
+        evidence: Evidence {
+            message: "the client exited 0 and kept exactly the exported resources, without reporting the problem \
+                      this case sets up: no data was lost, but the problem went unreported"
+                .into(),
+            exchanges: Vec::new(),
+        },
+    }
+}
+
+fn recovered(input: &Input) -> Finding {
+    let Some(Recovery { level, requirements }) = &input.case.scenario.expect.recovery else {
+        return Finding::skip("the case names no optional recovery");
+    };
+    let run = input.run;
+    if run.timed_out {
+        return Finding::Skip(deadline_account(input));
+    }
+    if run.exit_code == Some(0) {
+        return Finding::Pass;
+    }
+    let level = match level {
+        RecoveryLevel::Should => Level::Should,
+        RecoveryLevel::May => Level::May,
+    };
+    Finding::MissAt {
+        level,
+        requirements: requirements.clone(),
+        evidence: Evidence {
+            message: format!(
+                "the client stopped cleanly ({}: {}) where it could have recovered and completed; the specification \
+                 does not require it",
+                describe_exit(run.exit_code, run.signal),
+                run.reason()
+            ),
+            exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
+        },
     }
 }
 
@@ -74,8 +188,4 @@ fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
         (None, Some(s)) => format!("signal {s}"),
         (None, None) => "no exit code".into(),
     }
-}
-
-fn last_line(text: &str) -> &str {
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)")
 }

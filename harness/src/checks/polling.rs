@@ -60,11 +60,20 @@ fn same_resource(a: &Exchange, b: &Exchange) -> bool {
         }
 }
 
+/// The next request for the same resource as exchange `i` that the client sent
+/// after that answer reached it: a parallel client's requests already in
+/// flight (sent before the answer) could not have heeded it.
+fn next_after_answer<'a>(input: &Input<'a>, i: usize) -> Option<&'a Exchange> {
+    let e = &input.exchanges[i];
+    let answered = responded_unix_ms(e);
+    input.exchanges[i + 1..].iter().find(|n| same_resource(e, n) && n.unix_ms >= answered)
+}
+
 fn honours_retry_after(input: &Input) -> Finding {
     let mut exercised = false;
     for (i, e) in input.exchanges.iter().enumerate() {
         let Some((allowed, value)) = retry_allowed_at(e) else { continue };
-        let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) else { continue };
+        let Some(next) = next_after_answer(input, i) else { continue };
         exercised = true;
         if next.unix_ms < allowed {
             let early = (allowed - next.unix_ms) as f64 / 1000.0;
@@ -112,6 +121,9 @@ fn transient_retried(input: &Input) -> Finding {
         exercised = true;
         let retried = input.exchanges[i + 1..].iter().any(|n| same_resource(e, n));
         if !retried {
+            if let Some(reason) = input.stopped_after(e) {
+                return Finding::Skip(reason);
+            }
             return Finding::miss(format!("a transient {} was never retried: the client gave up on it", e.status), [e]);
         }
     }
@@ -126,7 +138,7 @@ fn unguided_gaps<'a>(input: &Input<'a>) -> Vec<(u64, &'a Exchange, &'a Exchange)
         if route(e) != Some(Route::Status) || !in_progress || response_header(e, "retry-after").is_some() {
             continue;
         }
-        if let Some(next) = input.exchanges[i + 1..].iter().find(|n| same_resource(e, n)) {
+        if let Some(next) = next_after_answer(input, i) {
             out.push((next.unix_ms.saturating_sub(responded_unix_ms(e)), e, next));
         }
     }

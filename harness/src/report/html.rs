@@ -189,6 +189,7 @@ mod tests {
                 requests: 0,
                 output: Default::default(),
                 stderr_tail: stderr_tail.into(),
+                stdout_tail: String::new(),
             },
             checks: Vec::new(),
             exchanges: Vec::new(),

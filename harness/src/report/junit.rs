@@ -99,10 +99,14 @@ fn test_case(case: &CaseResult) -> TestCase {
         out.push_str(&describe(case, &not_met));
     }
     let _ = writeln!(out, "re-run: {}", case.rerun);
+    for line in case.outcome.stdout_tail.lines() {
+        let _ = writeln!(out, "stdout: {line}");
+    }
     tc.set_system_out(out);
     if !case.outcome.stderr_tail.is_empty() {
         tc.set_system_err(case.outcome.stderr_tail.as_str());
     }
+
     tc
 }
 

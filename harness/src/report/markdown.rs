@@ -49,7 +49,7 @@ fn header(out: &mut String, report: &RunReport) {
         s.passed,
         s.warned,
         s.failed,
-        s.errors - s.timeouts,
+        s.errors,
         s.timeouts,
         s.must.passed,
         s.must.total,

@@ -63,6 +63,9 @@ pub struct Outcome {
     /// The last lines of the client's stderr.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr_tail: String,
+    /// The last lines of the client's stdout (some clients report failures there).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stdout_tail: String,
 }
 
 /// One case's result.
@@ -134,9 +137,9 @@ pub struct Summary {
     pub failed: u64,
     /// Cases with only failed SHOULD checks.
     pub warned: u64,
-    /// Cases that could not be run, or timed out.
+    /// Cases that could not be run (timeouts are counted apart, in `timeouts`).
     pub errors: u64,
-    /// Of which timed out.
+    /// Cases stopped at their deadline.
     pub timeouts: u64,
     /// MUST checks passed / exercised.
     pub must: Score,
@@ -145,13 +148,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Cases per case verdict, in report order (`error` without the timeouts).
+    /// Cases per case verdict, in report order.
     pub fn by_verdict(&self) -> [(&'static str, u64); 5] {
         [
             ("pass", self.passed),
             ("warn", self.warned),
             ("fail", self.failed),
-            ("error", self.errors - self.timeouts),
+            ("error", self.errors),
             ("timeout", self.timeouts),
         ]
     }
@@ -242,10 +245,7 @@ fn summarize(cases: &[CaseResult]) -> Summary {
             CaseVerdict::Fail => s.failed += 1,
             CaseVerdict::Warn => s.warned += 1,
             CaseVerdict::Error => s.errors += 1,
-            CaseVerdict::Timeout => {
-                s.errors += 1;
-                s.timeouts += 1
-            }
+            CaseVerdict::Timeout => s.timeouts += 1,
         }
         for check in c.checks.iter().filter(|k| k.verdict != Verdict::Skip) {
             let score = match check.level {

@@ -48,9 +48,9 @@ pub fn case_lines(case: &CaseResult, verbose: bool) -> String {
         }
     }
     if matches!(case.verdict, CaseVerdict::Fail | CaseVerdict::Error | CaseVerdict::Timeout) {
-        if !case.outcome.stderr_tail.is_empty() {
-            for line in case.outcome.stderr_tail.lines() {
-                let _ = writeln!(out, "        stderr: {line}");
+        for (name, tail) in [("stderr", &case.outcome.stderr_tail), ("stdout", &case.outcome.stdout_tail)] {
+            for line in tail.lines() {
+                let _ = writeln!(out, "        {name}: {line}");
             }
         }
         let _ = writeln!(out, "        re-run: {}", case.rerun);
@@ -72,6 +72,6 @@ pub fn summary(report: &RunReport) -> String {
         "MUST checks {}/{} passed, SHOULD checks {}/{} passed",
         s.must.passed, s.must.total, s.should.passed, s.should.total
     );
-    let _ = writeln!(out, "{} passed, {} failed", s.passed + s.warned, s.failed + s.errors);
+    let _ = writeln!(out, "{} passed, {} failed", s.passed + s.warned, s.failed + s.errors + s.timeouts);
     out
 }

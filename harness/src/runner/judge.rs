@@ -148,7 +148,6 @@ fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) ->
             (None, _) => "killed",
         }
     };
-    let tail: Vec<&str> = run.stderr.lines().rev().take(5).collect();
     Outcome {
         expected: case.scenario.expect.outcome.as_str().to_string(),
         observed: observed.to_string(),
@@ -156,8 +155,15 @@ fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) ->
         seconds: (run.seconds * 1000.0).round() / 1000.0,
         requests,
         output,
-        stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        stderr_tail: last_lines(&run.stderr),
+        stdout_tail: last_lines(&run.stdout),
     }
+}
+
+/// The last five lines of a client's output.
+fn last_lines(text: &str) -> String {
+    let tail: Vec<&str> = text.lines().rev().take(5).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 /// The last export `client_id` started on `server` (any client's when
@@ -204,6 +210,7 @@ pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Ve
         files,
         comma_joined: job.plan.comma_joined.clone(),
         beyond_type_filter: beyond_type_filter(&job, source, &contents),
+        lenient_ignored: job.plan.notes.iter().map(|p| p.param.clone()).collect(),
     };
     let lines = contents.into_iter().flat_map(|f| f.lines).collect();
     (Some(facts), lines)

@@ -180,8 +180,15 @@ pub(crate) async fn run_bounded(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::select! {
-        run = tokio::time::timeout(deadline, adapter.run(&world.ctx)) => match run {
+    // An adapter that stops its client at the deadline itself gets a grace to
+    // hand over the client's output; any other is stopped at the deadline.
+    let grace = if adapter.enforces_deadline() {
+        crate::adapter::command::OUTPUT_GRACE + Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    };
+    let mut run = tokio::select! {
+        run = tokio::time::timeout(deadline + grace, adapter.run(&world.ctx)) => match run {
             Ok(run) => run,
             Err(_) => ClientRun { timed_out: true, seconds: deadline.as_secs_f64(), ..ClientRun::default() },
         },
@@ -191,7 +198,14 @@ pub(crate) async fn run_bounded(
             stderr: format!("stopped by the harness after more than {flood} requests"),
             ..ClientRun::default()
         },
-    }
+    };
+    run.ended_unix_ms = Some(unix_ms_now());
+    run
+}
+
+/// The wall clock in Unix milliseconds.
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
@@ -210,6 +224,7 @@ fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
             requests: 0,
             output: OutputReport::default(),
             stderr_tail: String::new(),
+            stdout_tail: String::new(),
         },
         checks: Vec::new(),
         exchanges: Vec::new(),

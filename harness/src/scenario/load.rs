@@ -346,6 +346,9 @@ fn validate(s: &Scenario, text: &str) -> Result<(), (usize, Option<String>, Stri
             ));
         }
     }
+    if let Some(recovery) = &s.expect.recovery {
+        validate_recovery(s, recovery, text)?;
+    }
     let client = &s.client;
     match (client.level, &client.group) {
         (super::model::LevelName::Group, None) => {
@@ -375,6 +378,35 @@ fn validate(s: &Scenario, text: &str) -> Result<(), (usize, Option<String>, Stri
     }
     if s.title.trim().is_empty() {
         return Err((line_of_key(text, "title"), Some("title".into()), "must say what a client must do".into()));
+    }
+    Ok(())
+}
+
+/// A recovery needs an outcome to recover to and names client requirements.
+fn validate_recovery(
+    s: &Scenario,
+    recovery: &super::model::Recovery,
+    text: &str,
+) -> Result<(), (usize, Option<String>, String)> {
+    let at = line_of_key(text, "recovery");
+    if s.expect.outcome == super::model::ExpectedOutcome::FailCleanly {
+        return Err((at, Some("recovery".into()), "needs outcome \"complete\" or \"partial\": there is nothing to recover to when the case expects a clean failure".into()));
+    }
+    if recovery.requirements.is_empty() {
+        return Err((
+            at,
+            Some("recovery".into()),
+            "`requirements` must name at least one client requirement (CLI-nnn)".into(),
+        ));
+    }
+    for id in &recovery.requirements {
+        if crate::requirements::find(id).is_none() {
+            return Err((
+                at,
+                Some("recovery".into()),
+                format!("{id:?} is not a client requirement (CLI-nnn of the requirements list)"),
+            ));
+        }
     }
     Ok(())
 }

@@ -294,6 +294,27 @@ impl ExpectedOutcome {
     }
 }
 
+/// A recovery that the specification allows or recommends but does not require
+/// (`[expect] recovery = { level = "may", requirements = ["CLI-080"] }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// `should` or `may`: how strongly the cited requirements ask for it.
+    pub level: RecoveryLevel,
+    /// The requirements the recovery serves (at least one).
+    pub requirements: Vec<String>,
+}
+
+/// The level of a [`Recovery`]: never `must` (a required completion is plain `outcome = "complete"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryLevel {
+    /// A miss is a warning.
+    Should,
+    /// A miss is information.
+    May,
+}
+
 /// What a correct client's output holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -325,6 +346,14 @@ pub struct Expect {
     /// How the run should end.
     #[serde(default)]
     pub outcome: ExpectedOutcome,
+    /// Where the specification only requires a clean failure and completing is
+    /// a recovery it allows or recommends (re-fetching an expired URL, resuming
+    /// a cut body, coping with a server's deviation): the level and
+    /// requirements of that recovery. With it, a clean failure passes
+    /// `outcome.expected` (the MUST), and `outcome.recovered` judges completing
+    /// at `level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
     /// What a correct client's output holds: `export` (exactly the job's export),
     /// `empty` (no resources: the manifest listed none), `any` (not compared).
     #[serde(default)]
@@ -353,6 +382,7 @@ impl Default for Expect {
     fn default() -> Self {
         Expect {
             outcome: ExpectedOutcome::Complete,
+            recovery: None,
             output: OutputExpectation::Export,
             snapshot: SnapshotDetail::Full,
             checks: Vec::new(),
@@ -384,8 +414,11 @@ fn default_scope() -> String {
 fn default_max_seconds() -> f64 {
     30.0
 }
+/// Requests a case allows when it names no `max_requests`.
+pub const DEFAULT_MAX_REQUESTS: u64 = 500;
+
 fn default_max_requests() -> u64 {
-    500
+    DEFAULT_MAX_REQUESTS
 }
 fn default_poll_floor_ms() -> u64 {
     5_000

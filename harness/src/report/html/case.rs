@@ -36,9 +36,10 @@ pub(super) fn write(out: &mut String, index: usize, case: &CaseResult) {
         .collect();
     timeline(out, index, &case.exchanges, &cited);
     output(out, &case.outcome.output);
-    if !case.outcome.stderr_tail.is_empty() {
-        let _ =
-            writeln!(out, "<h3>stderr (last lines)</h3><pre class=\"stderr\">{}</pre>", E(&case.outcome.stderr_tail));
+    for (name, tail) in [("stderr", &case.outcome.stderr_tail), ("stdout", &case.outcome.stdout_tail)] {
+        if !tail.is_empty() {
+            let _ = writeln!(out, "<h3>{name} (last lines)</h3><pre class=\"stderr\">{}</pre>", E(tail));
+        }
     }
     let _ = writeln!(out, "<h3>Re-run this case</h3><pre>{}</pre>", E(&case.rerun));
     out.push_str("</div></details>\n");
