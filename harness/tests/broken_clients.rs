@@ -1,16 +1,21 @@
-//! Checks that can fail: deliberately broken clients, one flaw each, run
-//! through the Rust adapter. Each flaw must be caught by the right check, no
-//! check outside that family (and the run's outcome and output, which a flaw
-//! may also spoil) may fail, and the reference client must pass every MUST
-//! and SHOULD check of the same case.
+//! Checks that can fail, and checks that must not: deliberately broken
+//! clients, one flaw each, run through the Rust adapter. Each flaw must be
+//! caught by the right check, no check outside that family (and the run's
+//! outcome and output, which a flaw may also spoil) may fail, and the
+//! reference client must pass every MUST and SHOULD check of the same case.
+//! Then correct clients that differ from the reference one in manner
+//! (parallel, stopping cleanly on a cut body, slow to retry, lenient): each
+//! check's exact verdict is asserted, so a check that blames a correct
+//! client cannot come back unnoticed.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bulkmock_harness::adapter::{Builtin, CaseContext, ClientAdapter, from_fn};
 use bulkmock_harness::checks::Verdict;
-use bulkmock_harness::report::CaseResult;
+use bulkmock_harness::report::{CaseResult, CaseVerdict};
 use bulkmock_harness::runner::{self, RunOptions};
 use bulkmock_harness::scenario;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -48,29 +53,69 @@ enum Flaw {
     /// data, members that left keep theirs (CLI-054). This simple client never
     /// reads the Group, so the flaw needs no code of its own.
     IgnoresGroupMembership,
+    /// No flaw: a correct client, in the manner its [`Manner`] says.
+    None,
+}
+
+/// Ways a correct client may differ from the simplest one. None is a flaw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manner {
+    /// One request at a time.
+    Simple,
+    /// Every file of the manifest downloaded at once; a refused token renewed
+    /// once for all the requests it was refused on.
+    Parallel,
+    /// A cut body detected, reported, and the run ended with exit 1 (no retry).
+    StopsOnCutBody,
+    /// A transient answer retried only after 60 s (longer than the case allows).
+    SlowRetries,
+    /// `Prefer: handling=lenient` on the kick-off, with the case's `_since`.
+    Lenient,
 }
 
 struct Flawed {
     flaw: Flaw,
+    manner: Manner,
     ctx: CaseContext,
     http: reqwest::Client,
-    token: Option<String>,
-    tokens_fetched: u32,
+    /// The current token; held while one is fetched, so parallel requests share a renewal.
+    token: tokio::sync::Mutex<Option<String>>,
+    tokens_fetched: AtomicU32,
 }
 
 impl Flawed {
-    async fn token(&mut self) -> Result<String, String> {
-        if let Some(t) = &self.token {
+    fn new(flaw: Flaw, manner: Manner, ctx: CaseContext) -> Flawed {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Flawed { flaw, manner, ctx, http, token: Default::default(), tokens_fetched: AtomicU32::new(0) }
+    }
+
+    async fn token(&self) -> Result<String, String> {
+        let mut current = self.token.lock().await;
+        if let Some(t) = &*current {
             return Ok(t.clone());
         }
+        let token = self.fetch_token().await?;
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets `refused` unless a renewal already replaced it.
+    async fn refused(&self, refused: &str) {
+        let mut current = self.token.lock().await;
+        if current.as_deref() == Some(refused) {
+            *current = None;
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<String, String> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        self.tokens_fetched += 1;
+        let fetched = self.tokens_fetched.fetch_add(1, Ordering::SeqCst) + 1;
         let jti = if self.flaw == Flaw::ReusesJti {
             "always-the-same".to_string()
         } else {
             // Unique across the runs of an incremental case too (each run is a new client).
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-            format!("jti-{nanos}-{}", self.tokens_fetched)
+            format!("jti-{nanos}-{fetched}")
         };
         let (alg, key) = match self.ctx.alg.as_str() {
             "RS384" => (Algorithm::RS384, EncodingKey::from_rsa_pem(self.ctx.private_key_pem.as_bytes())),
@@ -96,26 +141,29 @@ impl Flawed {
             .await
             .map_err(|e| e.to_string())?;
         let doc: Value = r.json().await.map_err(|e| e.to_string())?;
-        let token = doc["access_token"].as_str().ok_or(format!("no token: {doc}"))?.to_string();
-        self.token = Some(token.clone());
-        Ok(token)
+        Ok(doc["access_token"].as_str().ok_or(format!("no token: {doc}"))?.to_string())
     }
 
     /// GET with the token; a 401 renews it once (unless the flaw says never).
-    async fn get(&mut self, url: &str, with_token: bool) -> Result<reqwest::Response, String> {
+    async fn get(&self, url: &str, with_token: bool) -> Result<reqwest::Response, String> {
         for _ in 0..3 {
+            let prefer =
+                if self.manner == Manner::Lenient { "respond-async, handling=lenient" } else { "respond-async" };
             let mut req = self
                 .http
                 .get(url)
                 .header("Accept", "application/fhir+json")
-                .header("Prefer", "respond-async")
+                .header("Prefer", prefer)
                 .header("Accept-Encoding", "gzip");
-            if with_token {
-                req = req.bearer_auth(self.token().await?);
+            let token = if with_token { Some(self.token().await?) } else { None };
+            if let Some(token) = &token {
+                req = req.bearer_auth(token);
             }
             let r = req.send().await.map_err(|e| e.to_string())?;
             if r.status() == 401 && self.flaw != Flaw::NeverRenewsToken {
-                self.token = None;
+                if let Some(token) = &token {
+                    self.refused(token).await;
+                }
                 continue;
             }
             if r.status().is_redirection() {
@@ -133,7 +181,7 @@ impl Flawed {
         Err("401 three times".into())
     }
 
-    async fn run(mut self) -> Result<i32, String> {
+    async fn run(self) -> Result<i32, String> {
         if self.flaw == Flaw::DoesNothing {
             return Ok(0);
         }
@@ -151,6 +199,8 @@ impl Flawed {
                 _ => self.ctx.variables.get("since").cloned(),
             };
             params.extend(since.map(|s| ("_since", s)));
+        } else {
+            params.extend(self.ctx.request.since.clone().map(|s| ("_since", s)));
         }
         let path = match &self.ctx.request.group {
             Some(group) => format!("Group/{group}/$export"),
@@ -189,6 +239,10 @@ impl Flawed {
                     if r.status() == 503 && self.flaw == Flaw::NeverRetries503 {
                         return Err("503 on status: giving up".into());
                     }
+                    if r.status() == 503 && self.manner == Manner::SlowRetries {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        continue;
+                    }
                     let wait = bulkmock_client::retry_after(r.headers()).unwrap_or(Duration::from_millis(200));
                     let wait = match self.flaw {
                         Flaw::IgnoresRetryAfter => Duration::from_millis(20),
@@ -212,9 +266,18 @@ impl Flawed {
                 continue;
             }
             std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
-            for (i, file) in manifest[array].as_array().cloned().unwrap_or_default().iter().enumerate() {
-                let url = file["url"].as_str().unwrap();
-                let (mut body, mut gzip) = self.download(url, send_token).await?;
+            let files = manifest[array].as_array().cloned().unwrap_or_default();
+            let urls: Vec<&str> = files.iter().map(|f| f["url"].as_str().unwrap()).collect();
+            let bodies = if self.manner == Manner::Parallel {
+                futures_util::future::try_join_all(urls.iter().map(|url| self.download(url, send_token))).await?
+            } else {
+                let mut bodies = Vec::new();
+                for url in &urls {
+                    bodies.push(self.download(url, send_token).await?);
+                }
+                bodies
+            };
+            for (i, (mut body, mut gzip)) in bodies.into_iter().enumerate() {
                 if incremental && gzip {
                     // Applying reads plain NDJSON.
                     let mut plain = Vec::new();
@@ -246,7 +309,7 @@ impl Flawed {
     }
 
     /// A download; a cut body is fetched again, except by the flaw that keeps it.
-    async fn download(&mut self, url: &str, with_token: bool) -> Result<(Vec<u8>, bool), String> {
+    async fn download(&self, url: &str, with_token: bool) -> Result<(Vec<u8>, bool), String> {
         for _ in 0..3 {
             let mut r = self.get(url, with_token).await?;
             if !r.status().is_success() {
@@ -268,16 +331,27 @@ impl Flawed {
             if !cut || self.flaw == Flaw::KeepsTruncatedFile {
                 return Ok((body, gzip));
             }
+            if self.manner == Manner::StopsOnCutBody {
+                return Err(format!("{url}: the body was cut after {} bytes; stopping", body.len()));
+            }
         }
         Err(format!("{url}: cut three times"))
     }
 }
 
 fn flawed(flaw: Flaw) -> impl ClientAdapter {
-    from_fn(&format!("{flaw:?}"), move |ctx: CaseContext| async move {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Flawed { flaw, ctx, http, token: None, tokens_fetched: 0 }.run().await
-    })
+    from_fn(
+        &format!("{flaw:?}"),
+        move |ctx: CaseContext| async move { Flawed::new(flaw, Manner::Simple, ctx).run().await },
+    )
+}
+
+/// A correct client in `manner`.
+fn correct(manner: Manner) -> impl ClientAdapter {
+    from_fn(
+        &format!("{manner:?}"),
+        move |ctx: CaseContext| async move { Flawed::new(Flaw::None, manner, ctx).run().await },
+    )
 }
 
 async fn run_one(text: &str, adapter: Arc<dyn ClientAdapter>) -> CaseResult {
@@ -462,4 +536,98 @@ async fn a_group_kept_up_to_date_without_following_its_membership_is_caught() {
     let output = &bad.outcome.output;
     assert!(output.missing > 0 && output.extra > 0, "joined members' data missing, departed members' kept: {output:?}");
     assert_eq!(verdict(&bad, "kickoff.since_transaction_time"), Verdict::Pass, "its _since itself is right");
+}
+
+/// Every check of `case` has the verdict `expected` names, or else passed or
+/// was not exercised: a correct client is blamed for nothing else.
+fn assert_verdicts(client: &str, case: &CaseResult, expected: &[(&str, Verdict)]) {
+    for c in &case.checks {
+        let want = expected.iter().find(|(id, _)| *id == c.id).map(|(_, v)| *v);
+        match want {
+            Some(v) => assert_eq!(c.verdict, v, "{client}: {} must be {v:?}: {:?}", c.id, c.evidence),
+            // An unmet MAY (information) is no blame.
+            None => assert!(
+                matches!(c.verdict, Verdict::Pass | Verdict::Skip | Verdict::Info),
+                "{client} is correct, yet {} is {:?}: {:?}",
+                c.id,
+                c.verdict,
+                c.evidence
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_client_renewing_once_for_many_refusals_is_not_a_loop() {
+    // Many small files downloaded at once; the token is revoked on the first
+    // file request, so every request in flight is refused with it.
+    let s = with("[[fault]]\non = \"file\"\nwhen = { nth = 1 }\nfault = { kind = \"revoke\" }\n")
+        .replace("patients = 4\n", "patients = 4\nresources_per_file = 1\n");
+    let case = run_one(&s, Arc::new(correct(Manner::Parallel))).await;
+    let refusals = case.exchanges.iter().filter(|e| e.status == 401).count();
+    assert!(refusals > 5, "the case must refuse more requests than a loop allows: {refusals}");
+    assert_verdicts("a parallel client", &case, &[("auth.token_renewed", Verdict::Pass)]);
+    assert_eq!(case.verdict, CaseVerdict::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reports_a_cut_body_and_stops_meets_every_must() {
+    let cut = "[[fault]]\non = \"file\"\nresource_type = \"Observation\"\ntimes = 1\nfault = { kind = \"truncate\", fraction = 0.5 }\n";
+    // Completing is a recovery the guide allows (retry or error, CLI-092/093).
+    let s = with(cut)
+        .replace("[expect]\n", "[expect]\nrecovery = { level = \"may\", requirements = [\"CLI-092\", \"CLI-093\"] }\n");
+    let case = run_one(&s, Arc::new(correct(Manner::StopsOnCutBody))).await;
+    assert_verdicts(
+        "a client that stops on a cut body",
+        &case,
+        &[("outcome.expected", Verdict::Pass), ("outcome.recovered", Verdict::Info)],
+    );
+    let recovered = case.checks.iter().find(|c| c.id == "outcome.recovered").unwrap();
+    assert_eq!(recovered.requirements, ["CLI-092", "CLI-093"], "the recovery cites its own requirements");
+    assert!(recovered.evidence.as_ref().unwrap().message.contains("the body was cut"), "{recovered:?}");
+    assert_eq!(case.verdict, CaseVerdict::Pass, "an unmet MAY is information only");
+    // Where completing is required, the same run fails the MUST.
+    let required = run_one(&with(cut), Arc::new(correct(Manner::StopsOnCutBody))).await;
+    assert_eq!(verdict(&required, "outcome.expected"), Verdict::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slower_than_the_deadline_times_out_with_a_true_account() {
+    let s = with(
+        "[[fault]]\non = \"status\"\ntimes = 1\nfault = { kind = \"respond\", status = 503, body = \"transient\" }\n",
+    )
+    .replace("max_seconds = 20", "max_seconds = 2");
+    let case = run_one(&s, Arc::new(correct(Manner::SlowRetries))).await;
+    assert_eq!(case.verdict, CaseVerdict::Timeout);
+    assert_verdicts("a slow client", &case, &[]);
+    let skipped = |id: &str| {
+        let c = case.checks.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.verdict, Verdict::Skip, "{id}: {c:?}");
+        c.evidence.as_ref().unwrap().message.clone()
+    };
+    let outcome = skipped("outcome.expected");
+    assert!(
+        outcome.contains("deadline (max_seconds = 2") && outcome.contains("-> 503"),
+        "names its last exchange: {outcome}"
+    );
+    let retried = skipped("status.transient_retried");
+    assert!(retried.contains("stopped the client at the case's deadline"), "never 'gave up': {retried}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lenient_kickoff_the_server_accepts_is_an_ordinary_export() {
+    // The server refuses a future _since (a case set up to fail), unless the
+    // client asks for lenient handling: then it ignores it and reports it.
+    let s = BASE
+        .replace("level = \"patient\"\n", "level = \"patient\"\nsince = \"2099-01-01T00:00:00Z\"\n")
+        .replace("[expect]\n", "[expect]\noutcome = \"fail_cleanly\"\nmax_requests = 10\n");
+    let case = run_one(&s, Arc::new(correct(Manner::Lenient))).await;
+    assert_verdicts("a lenient client", &case, &[("outcome.expected", Verdict::Skip)]);
+    for id in ["kickoff.matches_request", "etiquette.request_bound", "output.matches_export"] {
+        assert_eq!(verdict(&case, id), Verdict::Pass, "{id}");
+    }
+    assert_eq!(case.verdict, CaseVerdict::Pass);
+    // Without lenient handling the same client meets the refusal and stops.
+    let strict = run_one(&s, Arc::new(correct(Manner::Simple))).await;
+    assert_eq!(verdict(&strict, "outcome.expected"), Verdict::Pass);
 }

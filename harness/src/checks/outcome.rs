@@ -44,7 +44,7 @@ fn first_fatal(input: &Input) -> Option<usize> {
 pub(crate) fn deadline_account(input: &Input) -> String {
     let limit = input.case.scenario.expect.max_seconds;
     let Some(last) = input.exchanges.last() else {
-        return format!("stopped at the case's deadline ({limit} s) before it sent any request");
+        return format!("stopped at the case's deadline (max_seconds = {limit}) before it sent any request");
     };
     let since = input.run.ended_unix_ms.map(|end| end.saturating_sub(last.unix_ms) as f64 / 1000.0);
     let waited = since.map(|s| format!(", {s:.1} s before it was stopped")).unwrap_or_default();
@@ -52,8 +52,9 @@ pub(crate) fn deadline_account(input: &Input) -> String {
         .map(|v| format!(" (answered with Retry-After: {v})"))
         .unwrap_or_default();
     format!(
-        "stopped at the case's deadline ({limit} s; `--time-scale` gives slower clients more): its last request was \
+        "stopped at the case's deadline (max_seconds = {limit}, stopped after {:.1} s): its last request was \
          {}{retry_after}{waited}",
+        input.run.seconds,
         super::ExchangeRef::from(last)
     )
 }
