@@ -787,6 +787,38 @@ async fn capability_urls_work_without_a_token_until_they_expire() {
     assert!(r.text().await.unwrap().contains("expired"));
 }
 
+/// Every member of `v`, at any depth, that is `null`, by path.
+fn null_members(v: &Value, path: &str, found: &mut Vec<String>) {
+    match v {
+        Value::Null => found.push(path.to_string()),
+        Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, x)| null_members(x, &format!("{path}[{i}]"), found))
+        }
+        Value::Object(m) => m.iter().for_each(|(k, x)| null_members(x, &format!("{path}.{k}"), found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_capability_urls_manifest_has_no_null_members() {
+    // SRV-160, E-04: members are typed; a list the manifest lacks (here
+    // `deleted`, without `_since`) stays absent rather than becoming null.
+    let server = MockServer::builder()
+        .patients(3)
+        .fault(rule(Target::Status, Fault::CapabilityUrls { ttl_s: 300 }))
+        .start()
+        .await;
+    let token = server.issue_token("system/*.rs");
+    let r =
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let m = manifest_with(r.headers()["content-location"].to_str().unwrap(), &token).await;
+    let mut nulls = Vec::new();
+    null_members(&m, "$", &mut nulls);
+    assert!(nulls.is_empty(), "null members {nulls:?} in {m}");
+    assert!(m.get("deleted").is_none(), "{m}");
+    assert!(m["output"][0]["url"].as_str().unwrap().contains("?cap="), "{m}");
+}
+
 #[tokio::test]
 async fn duplicates_across_files() {
     use bulkmock_server::faults::model::ContentMutation;
