@@ -582,6 +582,39 @@ async fn token_endpoint_faults_narrow_the_scope_and_skew_the_clock() {
     assert!(body["error_description"].as_str().unwrap().contains("expired"), "{body}");
 }
 
+#[tokio::test]
+async fn narrow_scope_compares_scopes_whatever_their_spelling() {
+    // AUTH-062: v1 `.read` is v2 `.rs`, and a v1 request gets v1 scopes back;
+    // AUTH-066: the grant may be narrower than the request.
+    let v1 = "system/Patient.read system/Observation.read system/Encounter.read";
+    let v2 = "system/Patient.rs system/Observation.rs system/Encounter.rs";
+    let mut jti = 0;
+    for limit in
+        [None, Some("system/Patient.rs system/Observation.rs"), Some("system/Patient.read system/Observation.read")]
+    {
+        let mut builder = MockServer::builder().patients(1);
+        if let Some(scope) = limit {
+            builder = builder.fault(rule(Target::Token, Fault::NarrowScope { scope: scope.into() }));
+        }
+        let server = builder.start().await;
+        let key = server.client_key().clone();
+        for requested in [v1, v2] {
+            jti += 1;
+            let signed = assertion(&server, &key, server.client_id(), &format!("s{jti}"));
+            let (status, body) = token_request(&server, &signed, requested).await;
+            let expected = match limit {
+                None => requested.to_string(),
+                Some(_) => requested.rsplit_once(' ').unwrap().0.to_string(),
+            };
+            assert_eq!(
+                (status, body["scope"].as_str()),
+                (200, Some(expected.as_str())),
+                "{requested} within {limit:?}: {body}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jwks_url_fetches_can_fail() {
     let key = bulkmock_server::ClientKey::generate(bulkmock_server::KeyAlg::Es384).unwrap();
