@@ -183,3 +183,17 @@ async fn type_filters_are_checked_against_the_capability_statement_before_the_ki
         }]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_organized_by_patient_agrees_with_the_manifest_counts() {
+    // SRV-160, CLI-089, CLI-092: the manifest counts resources, not the block
+    // headers, and the client counts the lines it receives the same way.
+    let server = MockServer::builder().patients(4).resources_per_file(10).start().await;
+    let mut request = ExportRequest::new(Level::Patient);
+    request.types = vec!["Patient".into(), "Condition".into()];
+    request.organize_output_by = Some("Patient".into());
+    let out = out_dir("organized");
+    let summary = client(&server).await.export(&request, &out).await.expect("counts agree");
+    let total: u64 = summary.resources.values().sum();
+    assert_eq!(total, 4 + expected_count(&server, "Condition"), "{:?}", summary.resources);
+}

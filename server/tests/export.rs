@@ -315,7 +315,8 @@ async fn organize_output_by_patient_writes_resource_blocks() {
     for f in &m.output {
         assert!(f.resource_type.is_none(), "SRV-157: no type on organised output items");
         let l = lines(&f.url).await;
-        assert_eq!(Some(l.len() as u64), f.count);
+        let headers = l.iter().filter(|r| r["resourceType"] == "Parameters").count();
+        assert_eq!(Some((l.len() - headers) as u64), f.count, "SRV-160: count is resources, headers not included");
         let mut current = None;
         for r in l {
             if r["resourceType"] == "Parameters" {
@@ -331,6 +332,17 @@ async fn organize_output_by_patient_writes_resource_blocks() {
         }
     }
     assert_eq!(patients, (0..6).map(|p| format!("pat-{p}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn organized_file_counts_exclude_the_parameters_headers() {
+    // SRV-160: `count` is the number of resources in the file; the block
+    // headers of SRV-096 are not resources (as the SMART reference server counts).
+    let server = MockServer::builder().open().patients(3).start().await;
+    let (_, m) = manifest(&kickoff(&server, "Patient/$export", "organizeOutputBy=Patient&_type=Patient").await).await;
+    let l = lines(&m.output[0].url).await;
+    assert_eq!(l.len(), 6, "three blocks of a header and a Patient");
+    assert_eq!(m.output[0].count, Some(3));
 }
 
 #[tokio::test]

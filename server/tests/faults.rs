@@ -582,6 +582,39 @@ async fn token_endpoint_faults_narrow_the_scope_and_skew_the_clock() {
     assert!(body["error_description"].as_str().unwrap().contains("expired"), "{body}");
 }
 
+#[tokio::test]
+async fn narrow_scope_compares_scopes_whatever_their_spelling() {
+    // AUTH-062: v1 `.read` is v2 `.rs`, and a v1 request gets v1 scopes back;
+    // AUTH-066: the grant may be narrower than the request.
+    let v1 = "system/Patient.read system/Observation.read system/Encounter.read";
+    let v2 = "system/Patient.rs system/Observation.rs system/Encounter.rs";
+    let mut jti = 0;
+    for limit in
+        [None, Some("system/Patient.rs system/Observation.rs"), Some("system/Patient.read system/Observation.read")]
+    {
+        let mut builder = MockServer::builder().patients(1);
+        if let Some(scope) = limit {
+            builder = builder.fault(rule(Target::Token, Fault::NarrowScope { scope: scope.into() }));
+        }
+        let server = builder.start().await;
+        let key = server.client_key().clone();
+        for requested in [v1, v2] {
+            jti += 1;
+            let signed = assertion(&server, &key, server.client_id(), &format!("s{jti}"));
+            let (status, body) = token_request(&server, &signed, requested).await;
+            let expected = match limit {
+                None => requested.to_string(),
+                Some(_) => requested.rsplit_once(' ').unwrap().0.to_string(),
+            };
+            assert_eq!(
+                (status, body["scope"].as_str()),
+                (200, Some(expected.as_str())),
+                "{requested} within {limit:?}: {body}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jwks_url_fetches_can_fail() {
     let key = bulkmock_server::ClientKey::generate(bulkmock_server::KeyAlg::Es384).unwrap();
@@ -785,6 +818,38 @@ async fn capability_urls_work_without_a_token_until_they_expire() {
     let r = http().get(m["output"][0]["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("expired"));
+}
+
+/// Every member of `v`, at any depth, that is `null`, by path.
+fn null_members(v: &Value, path: &str, found: &mut Vec<String>) {
+    match v {
+        Value::Null => found.push(path.to_string()),
+        Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, x)| null_members(x, &format!("{path}[{i}]"), found))
+        }
+        Value::Object(m) => m.iter().for_each(|(k, x)| null_members(x, &format!("{path}.{k}"), found)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_capability_urls_manifest_has_no_null_members() {
+    // SRV-160, E-04: members are typed; a list the manifest lacks (here
+    // `deleted`, without `_since`) stays absent rather than becoming null.
+    let server = MockServer::builder()
+        .patients(3)
+        .fault(rule(Target::Status, Fault::CapabilityUrls { ttl_s: 300 }))
+        .start()
+        .await;
+    let token = server.issue_token("system/*.rs");
+    let r =
+        export_get(format!("{}/$export?_type=Patient", server.fhir_base())).bearer_auth(&token).send().await.unwrap();
+    let m = manifest_with(r.headers()["content-location"].to_str().unwrap(), &token).await;
+    let mut nulls = Vec::new();
+    null_members(&m, "$", &mut nulls);
+    assert!(nulls.is_empty(), "null members {nulls:?} in {m}");
+    assert!(m.get("deleted").is_none(), "{m}");
+    assert!(m["output"][0]["url"].as_str().unwrap().contains("?cap="), "{m}");
 }
 
 #[tokio::test]

@@ -197,8 +197,9 @@ async fn realistic_patients_larger_than_a_chunk_stream_exactly() {
     let (mut headers, mut total) = (0, 0);
     for file in &m.output {
         let body = lines(&file.url).await;
-        assert_eq!(Some(body.len() as u64), file.count);
-        headers += body.iter().filter(|v| v["resourceType"] == "Parameters").count();
+        let file_headers = body.iter().filter(|v| v["resourceType"] == "Parameters").count();
+        assert_eq!(Some((body.len() - file_headers) as u64), file.count, "resources, headers not counted");
+        headers += file_headers;
         total += body.len();
     }
     assert_eq!(headers, 6, "one block per patient");
@@ -207,4 +208,80 @@ async fn realistic_patients_larger_than_a_chunk_stream_exactly() {
 
 fn hex_sha256(bytes: &[u8]) -> String {
     bulkmock_server::export::digest::bytes_sha256(bytes)
+}
+
+/// Both kinds of profile base over `origin`: a bulkmock plan (`/p/{plan}/fhir`,
+/// with no rules) and the SMART reference server's settings (`/{settings}/fhir`).
+fn profile_bases(origin: &str) -> [String; 2] {
+    use base64::Engine;
+    let plan = bulkmock_server::faults::profile::encode(&bulkmock_server::faults::FaultPlan::default());
+    let settings = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"dur":0}"#);
+    [format!("{origin}/p/{plan}/fhir"), format!("{origin}/{settings}/fhir")]
+}
+
+#[tokio::test]
+async fn gzip_files_through_profile_bases_decode_to_the_plain_file() {
+    // SRV-186, SRV-127: a profile base serves the same file bytes as the plain
+    // base; its gzip body is valid gzip of exactly those bytes, its length announced.
+    let server = MockServer::builder().open().patients(30).start().await;
+    let (_, url) = first_file(&server, "_type=Observation").await;
+    let (_, _, plain) = bytes(http().get(&url)).await;
+    for base in profile_bases(server.fhir_base().trim_end_matches("/fhir")) {
+        let r = export_get(format!("{base}/$export?_type=Observation")).send().await.unwrap();
+        assert_eq!(r.status(), 202, "{base}");
+        let (_, m) = manifest(r.headers()["content-location"].to_str().unwrap()).await;
+        let url = &m.output[0].url;
+        assert!(url.starts_with(&base), "{url}");
+        let (_, headers, body) = bytes(http().get(url)).await;
+        assert!(body == plain, "the plain file through {base} is byte-identical");
+        assert_eq!(headers["content-length"], plain.len().to_string().as_str());
+        let (status, headers, gz) = bytes(http().get(url).header("Accept-Encoding", "gzip")).await;
+        assert_eq!((status.as_u16(), &headers["content-encoding"]), (200, &"gzip".parse().unwrap()));
+        assert_eq!(headers["content-length"], gz.len().to_string().as_str());
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut decoded).expect("valid gzip");
+        assert!(decoded == plain, "gzip through {base} decodes to the plain file");
+    }
+}
+
+#[tokio::test]
+async fn profile_bases_stream_file_bodies_without_buffering() {
+    use axum::body::Body;
+    use bulkmock_server::app::{AppState, router};
+    use bulkmock_server::config::ServerConfig;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+    let origin = "http://127.0.0.1:1";
+    let config = ServerConfig {
+        patients: 60,
+        open: true,
+        count_before_accepting: true,
+        job_duration: Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(config, origin).unwrap();
+    let get = |url: &str| {
+        let path = url.strip_prefix(origin).unwrap_or(url).to_string();
+        let request = axum::http::Request::get(path)
+            .header("Accept", "application/fhir+json")
+            .header("Prefer", "respond-async")
+            .body(Body::empty())
+            .unwrap();
+        router(std::sync::Arc::clone(&state)).oneshot(request)
+    };
+    for base in profile_bases(origin) {
+        let kickoff = get(&format!("{base}/$export?_type=Observation")).await.unwrap();
+        assert_eq!(kickoff.status(), 202, "{base}");
+        let status = kickoff.headers()["content-location"].to_str().unwrap().to_string();
+        let m = get(&status).await.unwrap();
+        assert_eq!(m.status(), 200, "{status}");
+        let m: serde_json::Value =
+            serde_json::from_slice(&axum::body::to_bytes(m.into_body(), usize::MAX).await.unwrap()).unwrap();
+        let file = get(m["output"][0]["url"].as_str().unwrap()).await.unwrap();
+        let total: usize = file.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        assert!(total > 256 * 1024, "a file of several 64 KiB chunks: {total} bytes");
+        let first = file.into_body().into_data_stream().next().await.unwrap().unwrap();
+        // Chunks end at a line end just past 64 KiB; a buffered body is one frame.
+        assert!(first.len() < total / 2, "the file streams in chunks through {base}, not whole ({})", first.len());
+    }
 }

@@ -24,15 +24,43 @@ impl From<std::io::Error> for LineError {
     }
 }
 
-/// The first member a line needs; the rest is validated and skipped.
+/// The members a line needs; the rest is validated and skipped.
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(rename = "resourceType", borrow, default)]
     resource_type: Option<Cow<'a, str>>,
+    /// A `Parameters` line's parameters (absent from every other resource).
+    #[serde(borrow, default)]
+    parameter: Vec<Named<'a>>,
+}
+
+/// A parameter's name, all a block header needs.
+#[derive(Deserialize)]
+struct Named<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+impl Head<'_> {
+    /// The `Parameters` header line of an `organizeOutputBy` block (SRV-096, CLI-089).
+    fn is_block_header(&self) -> bool {
+        self.resource_type.as_deref() == Some("Parameters")
+            && self.parameter.iter().any(|p| p.name.as_deref() == Some("header"))
+    }
+}
+
+/// What a checked line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// A resource of the export.
+    Resource,
+    /// The header of an `organizeOutputBy` block: a line, not a resource, so
+    /// not part of the manifest's `count` (SRV-160).
+    BlockHeader,
 }
 
 /// Checks one line (without its newline): a JSON object of the expected type.
-pub(crate) fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), String> {
+pub(crate) fn check_line(line: &[u8], expected: Option<&str>) -> Result<Line, String> {
     let text = std::str::from_utf8(line).map_err(|e| format!("is not UTF-8 ({e})"))?;
     if !text.trim_start().starts_with('{') {
         return Err("is not a JSON object".into());
@@ -43,7 +71,8 @@ pub(crate) fn check_line(line: &[u8], expected: Option<&str>) -> Result<(), Stri
         (Some(found), Some(expected)) if found != expected => {
             Err(format!("is a {found}, but the manifest lists the file as {expected}"))
         }
-        _ => Ok(()),
+        _ if head.is_block_header() => Ok(Line::BlockHeader),
+        _ => Ok(Line::Resource),
     }
 }
 
@@ -54,7 +83,8 @@ pub(crate) struct LineSink {
     pending: Vec<u8>,
     /// Decoded body bytes up to and including the last newline: where a resume starts.
     pub committed: u64,
-    /// Resources (non-blank lines) written.
+    /// Resources written: non-blank lines other than `organizeOutputBy` block
+    /// headers, which the manifest's `count` leaves out (SRV-160).
     pub resources: u64,
     /// Lines seen, blank ones included (for messages).
     line_no: u64,
@@ -212,9 +242,11 @@ impl LineSink {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Kept::Blank);
         }
-        check_line(line, self.expected.as_deref())
+        let kind = check_line(line, self.expected.as_deref())
             .map_err(|why| LineError::Bad(format!("line {} {why}", self.line_no)))?;
-        self.resources += 1;
+        if kind == Line::Resource {
+            self.resources += 1;
+        }
         Ok(if line.len() == raw.len() { Kept::AsIs } else { Kept::Trimmed(line) })
     }
 
@@ -268,6 +300,21 @@ mod tests {
         assert_eq!(resources, 5);
         let expected = format!("{}\n{}\n{}\n{}\n{}\n", p("a"), p("b"), p("c"), p("d"), p("e"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn block_headers_are_kept_but_not_counted_as_resources() {
+        // SRV-160: an organised file's `count` is its resources, headers left out.
+        let path = std::env::temp_dir().join(format!("bulkmock-lines-blocks-{}", std::process::id()));
+        let mut s = LineSink::new(Output::part(&path).unwrap(), None);
+        let header = r#"{"resourceType":"Parameters","parameter":[{"name":"header","valueReference":{"reference":"Patient/a"}}]}"#;
+        let other = r#"{"resourceType":"Parameters","parameter":[{"name":"other"}]}"#;
+        let body = format!("{header}\n{{\"resourceType\":\"Patient\",\"id\":\"a\"}}\n{other}\n");
+        s.feed(body.as_bytes()).unwrap();
+        let (resources, _) = s.finish().unwrap();
+        assert_eq!(resources, 2, "the Patient and a Parameters that is no block header");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), body, "every line kept");
         std::fs::remove_file(path).unwrap();
     }
 

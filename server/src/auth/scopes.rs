@@ -91,6 +91,17 @@ impl Grant {
         (grant, dropped)
     }
 
+    /// Keeps only the entries `limit` permits (the `narrow_scope` fault), each
+    /// in the spelling it was asked in: scopes are compared parsed, so v1
+    /// `system/Patient.read` is within v2 `system/Patient.rs` and the other way
+    /// round (AUTH-062, AUTH-066). Returns the entries removed, with why.
+    pub fn narrow_to(&mut self, limit: &Grant) -> Vec<Dropped> {
+        let (kept, removed): (Vec<_>, Vec<_>) = self.entries.drain(..).partition(|e| limit.permits(e));
+        self.entries = kept;
+        let why = format!("this server grants at most {}", limit.to_scope_string());
+        removed.into_iter().map(|e| Dropped { scope: e.text, reason: why.clone() }).collect()
+    }
+
     /// Parses scopes strictly (registration's allowed scopes): any invalid scope is an error.
     pub fn parse_all(scopes: &str, known_type: &dyn Fn(&str) -> bool) -> Result<Grant, String> {
         let (grant, dropped) = Grant::from_request(scopes, known_type, None);
@@ -279,6 +290,26 @@ mod tests {
         assert_eq!(c.len(), 1);
         let (g, _) = grant("system/Observation.rs?category=laboratory system/Observation.r");
         assert!(g.constraints("Observation").is_none());
+    }
+
+    #[test]
+    fn narrowing_compares_parsed_scopes_and_keeps_the_requested_spelling() {
+        let narrow = |requested: &str, limit: &str| {
+            let (mut g, _) = grant(requested);
+            let dropped = g.narrow_to(&grant(limit).0);
+            (g.to_scope_string(), dropped.iter().map(|d| d.scope.clone()).collect::<Vec<_>>())
+        };
+        let v1 = "system/Patient.read system/Observation.read system/Group.read";
+        let v2 = "system/Patient.rs system/Observation.rs system/Group.rs";
+        let both = |v: &str| {
+            (v.split(' ').take(2).collect::<Vec<_>>().join(" "), vec![v.split(' ').nth(2).unwrap().to_string()])
+        };
+        for limit in ["system/Patient.rs system/Observation.rs", "system/Patient.read system/Observation.read"] {
+            assert_eq!(narrow(v1, limit), both(v1), "v1 request, limit {limit}");
+            assert_eq!(narrow(v2, limit), both(v2), "v2 request, limit {limit}");
+        }
+        assert_eq!(narrow("system/Patient.rs", "system/*.read").0, "system/Patient.rs", "a wildcard limit");
+        assert_eq!(narrow("system/Patient.read", "system/Patient.r").0, "", "read alone does not cover read+search");
     }
 
     #[test]

@@ -119,10 +119,11 @@ async fn issue(
     let source = &state.source;
     let known = |t: &str| source.type_index(t).is_some();
     let capitalised = quirks.has(Quirk::CapitalisedScopes);
-    let (mut grant, dropped) = Grant::from_request_in(requested, &known, client.allowed.as_ref(), capitalised);
+    let (mut grant, mut dropped) = Grant::from_request_in(requested, &known, client.allowed.as_ref(), capitalised);
     if let Some(limit) = &faults.scope_limit {
-        let keep: Vec<&str> = limit.split_ascii_whitespace().collect();
-        grant.entries.retain(|e| keep.contains(&e.text.as_str()));
+        // Parsed, not as text: v1 `.read` and v2 `.rs` are the same grant (AUTH-062).
+        let (limit, _) = Grant::from_request_in(limit, &known, None, capitalised);
+        dropped.extend(grant.narrow_to(&limit));
     }
     if grant.entries.is_empty() {
         let reasons: Vec<String> = dropped.iter().map(|d| format!("{}: {}", d.scope, d.reason)).collect();

@@ -67,7 +67,10 @@ impl<'a> Selector<'a> {
             || (Some(ty) == self.provenance && self.plan.provenance != ProvenanceRule::All)
     }
 
-    /// Number of lines unit `unit` contributes to `file`.
+    /// Number of resources unit `unit` contributes to `file` (its manifest
+    /// `count`, SRV-160): every line, except the `Parameters` header lines of
+    /// `organizeOutputBy` blocks (SRV-096), which are not resources of the
+    /// export; the SMART reference server counts them the same way.
     pub fn count_unit(&self, file: &FileSpec, unit: u64) -> io::Result<u64> {
         match file.kind {
             FileKind::Output(ty) if !self.decides_on_body(ty) => Ok(self
@@ -95,14 +98,15 @@ impl<'a> Selector<'a> {
         h.deleted && self.plan.since.is_some() && self.in_window(h)
     }
 
-    /// Appends the lines of unit `unit` of `file` to `out`; returns how many.
+    /// Appends the lines of unit `unit` of `file` to `out`; returns how many resources.
     pub fn write_unit(&self, file: &FileSpec, unit: u64, out: &mut Vec<u8>) -> io::Result<u64> {
         self.write_unit_chunked(file, unit, out, &mut |_| ControlFlow::Continue(()))
     }
 
     /// [`Selector::write_unit`], handing the lines to `flush` whenever `out`
     /// passes [`FLUSH_AT`] within the unit (what is left stays in `out`).
-    /// Returns how many lines were written, fewer when `flush` stopped it.
+    /// Returns how many resources were written (lines, without block headers),
+    /// fewer when `flush` stopped it.
     pub fn write_unit_chunked(
         &self,
         file: &FileSpec,
@@ -149,7 +153,8 @@ impl<'a> Selector<'a> {
 
     /// A resource block for one patient: header, Patient, compartment resources
     /// (SRV-096); nothing when the patient has no line. The header goes out
-    /// just before the block's first line.
+    /// just before the block's first line. Returns the resources written: the
+    /// header is a line but not a resource, so it is not counted.
     fn write_block(&self, unit: u64, out: &mut Vec<u8>, flush: &mut Flush<'_>) -> io::Result<u64> {
         let patient = self.source.patient_id(self.plan.patients.get(unit));
         let mut header = Vec::new();
@@ -170,7 +175,7 @@ impl<'a> Selector<'a> {
                 n += self.write_resources(ty, unit, out, flush, &mut header)?;
             }
         }
-        Ok(if header.is_none() { n + 1 } else { 0 })
+        Ok(n)
     }
 
     /// Writes the selected resources of `ty` in `unit`; `prefix`, when given,

@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::body::{corrupt, cut_at_line_end, drip, reset, stall, truncate};
-use super::capability::{Issuer, cap_param};
+use super::capability::{Issuer, cap_param, with_capabilities};
 use super::engine::{Fired, RequestFacts};
 use super::model::{ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant, RangeMode, Target};
 use super::profile::ProfilePrefix;
@@ -371,20 +371,8 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
         Fault::CapabilityUrls { ttl_s } => {
             let response = next.run(request).await;
             let ttl = Duration::from_secs(ttl_s);
-            rewrite_json(response, |v| {
-                v["requiresAccessToken"] = json!(false);
-                for list in ["output", "deleted", "error"] {
-                    for item in v[list].as_array_mut().into_iter().flatten() {
-                        if let Some(url) = item["url"].as_str() {
-                            let job = url.split('/').rev().nth(1).unwrap_or_default();
-                            let cap = state.capabilities.issue(job, ttl, Issuer::Manifest);
-                            let sep = if url.contains('?') { '&' } else { '?' };
-                            item["url"] = json!(format!("{url}{sep}cap={cap}"));
-                        }
-                    }
-                }
-            })
-            .await
+            rewrite_json(response, |v| with_capabilities(v, |job| state.capabilities.issue(job, ttl, Issuer::Manifest)))
+                .await
         }
         Fault::Gzip { mode } => {
             request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));

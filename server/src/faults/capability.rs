@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use bulkmock_wire::IssueType;
 use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
 
 use crate::error::FhirError;
 
@@ -100,4 +101,42 @@ impl Capabilities {
 /// The `cap` parameter of a query string.
 pub fn cap_param(query: Option<&str>) -> Option<String> {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "cap").map(|(_, v)| v.into_owned())
+}
+
+/// Turns a manifest into a `capability_urls` one (SRV-183): `requiresAccessToken`
+/// false and every file URL of `output`, `deleted` and `error` carrying a
+/// capability from `issue(job id)`. Lists the manifest lacks stay absent: a
+/// member is never added as `null` (SRV-160, E-04).
+pub fn with_capabilities(manifest: &mut Value, mut issue: impl FnMut(&str) -> String) {
+    let Some(members) = manifest.as_object_mut() else { return };
+    members.insert("requiresAccessToken".into(), json!(false));
+    for list in ["output", "deleted", "error"] {
+        let Some(items) = members.get_mut(list).and_then(Value::as_array_mut) else { continue };
+        for item in items {
+            let Some(url) = item.get("url").and_then(Value::as_str) else { continue };
+            let job = url.split('/').rev().nth(1).unwrap_or_default();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let capped = format!("{url}{sep}cap={}", issue(job));
+            item["url"] = json!(capped);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_manifests_never_gain_null_members() {
+        let mut m = json!({"output": [{"type": "Patient", "url": "http://h/fhir/bulkfiles/j1/0.Patient.ndjson"}]});
+        with_capabilities(&mut m, |job| format!("cap-{job}"));
+        assert_eq!(
+            m,
+            json!({
+                "requiresAccessToken": false,
+                "output": [{"type": "Patient", "url": "http://h/fhir/bulkfiles/j1/0.Patient.ndjson?cap=cap-j1"}],
+            }),
+            "no `deleted` or `error` member added"
+        );
+    }
 }

@@ -10,11 +10,12 @@
 //! (`:` and `,` are not base64url, so the two forms cannot be confused).
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -259,34 +260,139 @@ pub async fn layer(State(state): State<Arc<AppState>>, mut request: Request, nex
         // the client's own `aud`, which must reach it unchanged.
         return response;
     }
-    keep_prefix(&state, response, &prefix).await
+    keep_prefix(&state, &inner_path, response, &prefix).await
 }
 
-/// Puts the profile prefix (`p/{profile}` or the reference settings) back into the URLs of a response.
-async fn keep_prefix(state: &AppState, response: Response, prefix: &str) -> Response {
-    let origin = state.origin().to_string();
-    let prefixed = format!("{origin}/{prefix}");
-    let fix = |s: &str| {
-        s.replace(&format!("{origin}/fhir"), &format!("{prefixed}/fhir"))
-            .replace(&format!("{origin}/auth"), &format!("{prefixed}/auth"))
-    };
+/// Puts the profile prefix (`p/{profile}` or the reference settings) back into
+/// the URLs of a response: its `Location` and `Content-Location`, and the body
+/// of a JSON document that may carry URLs (manifest, status, OperationOutcome,
+/// discovery, CapabilityStatement). File and attachment bodies stream through
+/// untouched, whatever their encoding and size (SRV-127, SRV-186).
+async fn keep_prefix(state: &AppState, inner_path: &str, response: Response, prefix: &str) -> Response {
+    let fix = Prefixer::new(state.origin(), prefix);
     let (mut parts, body) = response.into_parts();
     for name in [header::CONTENT_LOCATION, header::LOCATION] {
-        if let Some(v) = parts.headers.get(&name).and_then(|v| v.to_str().ok()).map(fix)
+        if let Some(v) = parts.headers.get(&name).and_then(|v| v.to_str().ok()).map(|v| fix.apply(v))
             && let Ok(v) = HeaderValue::from_str(&v)
         {
             parts.headers.insert(name, v);
         }
     }
-    let is_json =
-        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("json"));
-    if !is_json {
+    let is_data = is_data_route(inner_path) && parts.status.is_success();
+    // The inner layers stream every body; the length they announce says how large it is.
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let too_large = declared.is_some_and(|n| n > MAX_JSON as u64);
+    if is_data || too_large || !is_json_document(&parts.headers) {
         return Response::from_parts(parts, body);
     }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_JSON).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let text = fix(&String::from_utf8_lossy(&bytes));
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
-    Response::from_parts(parts, Body::from(text))
+    let rewritten = match content_encoding(&parts.headers).as_deref() {
+        None | Some("identity") => fix.body(&bytes),
+        Some("gzip" | "x-gzip") => gunzip(&bytes).and_then(|plain| fix.body(&plain).and_then(|b| gzip(&b))),
+        Some(_) => None, // an encoding this layer does not read: sent as it came
+    };
+    let body = rewritten.unwrap_or_else(|| bytes.to_vec());
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Rewrites this server's URLs (`{origin}/fhir`, `{origin}/auth`) to a profile's.
+struct Prefixer {
+    from: [String; 2],
+    to: [String; 2],
+}
+
+impl Prefixer {
+    fn new(origin: &str, prefix: &str) -> Self {
+        let from = [format!("{origin}/fhir"), format!("{origin}/auth")];
+        let to = [format!("{origin}/{prefix}/fhir"), format!("{origin}/{prefix}/auth")];
+        Prefixer { from, to }
+    }
+
+    fn apply(&self, s: &str) -> String {
+        s.replace(&self.from[0], &self.to[0]).replace(&self.from[1], &self.to[1])
+    }
+
+    /// The rewritten body, or `None` when it is not UTF-8 (then sent as it came).
+    fn body(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        std::str::from_utf8(bytes).ok().map(|text| self.apply(text).into_bytes())
+    }
+}
+
+/// Whether an (inner) path serves export data: file downloads and attachments.
+fn is_data_route(inner_path: &str) -> bool {
+    inner_path.starts_with("/fhir/bulkfiles/") || inner_path.starts_with("/fhir/attachments/")
+}
+
+/// Whether the body is one JSON document (`application/json`, `application/fhir+json`,
+/// any `+json`), not NDJSON (`application/fhir+ndjson`) or anything else.
+fn is_json_document(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || essence == "application/json+fhir" || essence.ends_with("+json")
+}
+
+/// The response's `Content-Encoding`, lower-cased.
+fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase())
+}
+
+fn gunzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut plain).ok()?;
+    Some(plain)
+}
+
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> Response {
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        if let Some(e) = encoding {
+            r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_str(e).unwrap());
+        }
+        r
+    }
+
+    async fn through(path: &str, r: Response) -> (HeaderMap, Vec<u8>) {
+        let state = AppState::new(crate::config::ServerConfig { patients: 1, ..Default::default() }, "http://h:1")
+            .expect("state");
+        let (parts, body) = keep_prefix(&state, path, r, "p/x").await.into_parts();
+        (parts.headers, axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec())
+    }
+
+    #[tokio::test]
+    async fn gzip_json_documents_are_rewritten_and_stay_gzip() {
+        let doc = br#"{"url":"http://h:1/fhir/bulkstatus/j"}"#;
+        let (headers, body) =
+            through("/fhir/bulkstatus/j", response("application/json", Some("gzip"), gzip(doc).unwrap())).await;
+        assert_eq!(headers[header::CONTENT_LENGTH], body.len().to_string().as_str());
+        assert_eq!(gunzip(&body).expect("valid gzip"), br#"{"url":"http://h:1/p/x/fhir/bulkstatus/j"}"#);
+    }
+
+    #[tokio::test]
+    async fn ndjson_and_data_routes_pass_untouched() {
+        let line = b"{\"url\":\"http://h:1/fhir/x\"}\n".to_vec();
+        for (path, ty) in [
+            ("/fhir/bulkfiles/j/0.Patient.ndjson", "application/fhir+ndjson"),
+            ("/fhir/bulkfiles/j/0.Patient.ndjson", "application/json"),
+            ("/fhir/attachments/a", "application/json"),
+            ("/fhir/Group", "text/plain"),
+        ] {
+            let (_, body) = through(path, response(ty, None, line.clone())).await;
+            assert_eq!(body, line, "{path} {ty}");
+        }
+        let (_, body) = through("/fhir/metadata", response("application/fhir+json", None, line)).await;
+        assert_eq!(body, b"{\"url\":\"http://h:1/p/x/fhir/x\"}\n");
+    }
 }
