@@ -24,6 +24,7 @@
 pub mod adapter;
 pub mod checks;
 pub mod coverage;
+pub mod profile;
 pub mod report;
 pub mod requirements;
 pub mod runner;

@@ -47,6 +47,16 @@ pub struct RunArgs {
     /// Seed of data, ids and probabilistic faults; printed in every report.
     #[arg(long, env = "BULKMOCK_SEED", default_value_t = 42)]
     seed: u64,
+    /// Multiply every case's max_seconds by F (> 0), for clients that wait
+    /// longer than the suite allows (60 s before a retry, say); shown in every report.
+    #[arg(long, env = "BULKMOCK_TIME_SCALE", value_parser = parse_time_scale)]
+    time_scale: Option<f64>,
+    /// What the client supports (TOML: levels, kick-off methods, parameters,
+    /// Prefer options, incremental runs, HTTPS, JWKS URL, manifest shapes,
+    /// time_scale): cases needing more are reported `not applicable`, not run.
+    /// docs/clients.md has a complete example.
+    #[arg(long, env = "BULKMOCK_CLIENT_PROFILE")]
+    client_profile: Option<PathBuf>,
     /// Keep each case's folder (keys, output, config) and print where.
     #[arg(long)]
     keep: bool,
@@ -62,6 +72,13 @@ pub struct RunArgs {
     /// Show every check, passed and skipped ones too.
     #[arg(long, short)]
     verbose: bool,
+}
+
+fn parse_time_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 100.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a time scale: a number above 0 and at most 100 (2 doubles every deadline)")),
+    }
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
@@ -120,6 +137,12 @@ fn rerun_prefix(args: &RunArgs) -> String {
     if let Some(t) = &args.client_config_template {
         parts.push(format!("--client-config-template {}", t.display()));
     }
+    if let Some(profile) = &args.client_profile {
+        parts.push(format!("--client-profile {}", profile.display()));
+    }
+    if let Some(scale) = args.time_scale {
+        parts.push(format!("--time-scale {scale}"));
+    }
     if args.keep {
         parts.push("--keep".into());
     }
@@ -144,6 +167,15 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage(e),
     };
+    let profile = match &args.client_profile {
+        Some(path) => match bulkmock_harness::profile::ClientProfile::load(path) {
+            Ok(p) => Some(p),
+            Err(e) => return usage(format!("--client-profile {e}")),
+        },
+        None => None,
+    };
+    // A --time-scale given wins over the profile's.
+    let time_scale = args.time_scale.or(profile.as_ref().map(|p| p.time_scale)).unwrap_or(1.0);
     // The suite is the selection before sharding: every shard of a run carries the same one.
     let selected = runner::select(files.into_iter().flat_map(|f| f.cases).collect(), &args.filter, None);
     let suite = Suite::of(&selected);
@@ -159,10 +191,17 @@ pub fn run(args: RunArgs) -> ExitCode {
         work_dir: args.work_dir.clone(),
         identity,
         rerun_prefix: rerun_prefix(&args),
+        time_scale,
+        profile,
         ..RunOptions::default()
     };
     let total = cases.len();
-    eprintln!("bulkmock run: {total} cases, seed {}, client {}", args.seed, adapter.name());
+    let profile_name = options.profile.as_ref().map(|p| format!(", profile {:?}", p.name)).unwrap_or_default();
+    eprintln!(
+        "bulkmock run: {total} cases, seed {}, client {}{profile_name}, time scale {time_scale}",
+        args.seed,
+        adapter.name(),
+    );
     let live = Live::new(total, std::io::stderr().is_terminal(), args.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -173,6 +212,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         Err(e) => return usage(format!("cannot create the case folders: {e}")),
     };
     report.suite = Some(suite);
+    report.client_profile = options.profile.as_ref().map(|p| p.name.clone());
     live.finish();
     print!("{}", terminal::summary(&report));
     if let Err(e) = args.outputs.write(&report) {

@@ -46,3 +46,34 @@ async fn config_templates_and_environment_reach_the_client() {
     }
     assert_eq!(std::fs::read_to_string(seen.path().join("types.txt")).unwrap().trim(), "Patient,Observation");
 }
+
+/// Every request parameter reaches the adapter, one variable each and all of
+/// them as `request_json`, so no adapter needs to read scenario files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_request_reaches_the_client() {
+    let seen = tempfile::tempdir().unwrap();
+    let seen_path = seen.path().display().to_string();
+    let command = format!(
+        "printf '%s' {{request_json}} > {seen_path}/request.json; \
+         printf '%s|%s|%s|%s' {{patient}} {{organize_output_by}} {{allow_partial_manifests}} {{prefer}} > {seen_path}/vars.txt; \
+         printf '%s' \"$BULKMOCK_INCLUDE_ASSOCIATED_DATA\" > {seen_path}/env.txt; exit 3"
+    );
+    let adapter = Command::new(&command, None).unwrap();
+    let text = "title = \"t\"\n[server]\npatients = 2\n[client]\nlevel = \"patient\"\n\
+                patients = [\"Patient/a\", \"Patient/b\"]\ninclude_associated_data = [\"LatestProvenanceResources\"]\n\
+                organize_output_by = \"Patient\"\nallow_partial_manifests = true\nseparate_export_status = true\n";
+    let file = scenario::parse(text, Path::new("scenarios/selftest/request.toml")).unwrap();
+    let options = RunOptions { jobs: 1, ..RunOptions::default() };
+    let report = runner::run(file.cases, Arc::new(adapter), &options, &|_| {}).await.unwrap();
+    assert_eq!(report.cases[0].outcome.exit_code, Some(3));
+
+    let read = |name: &str| std::fs::read_to_string(seen.path().join(name)).unwrap();
+    let request: serde_json::Value = serde_json::from_str(&read("request.json")).unwrap();
+    assert_eq!(request["patient"], serde_json::json!(["Patient/a", "Patient/b"]));
+    assert_eq!(request["kickoff_method"], "POST");
+    assert_eq!(request["organize_output_by"], "Patient");
+    assert_eq!(request["allow_partial_manifests"], true);
+    assert_eq!(request["since"], serde_json::Value::Null);
+    assert_eq!(read("vars.txt"), "Patient/a,Patient/b|Patient|true|respond-async, separate-export-status");
+    assert_eq!(read("env.txt"), "LatestProvenanceResources");
+}

@@ -296,7 +296,7 @@ fn markdown_groups_by_requirement_then_scenario_with_working_links() {
     let md = markdown::render(&sample());
     assert!(md.starts_with("## bulkmock conformance report: ❌ fail\n"), "{md}");
     assert!(md.contains("suite `sha256:001122334455` (5 cases)"), "{md}");
-    assert!(md.contains("| 5 | 1 | 1 | 1 | 1 | 1 | 3/5 | 0/1 |"), "{md}");
+    assert!(md.contains("| 5 | 1 | 1 | 1 | 1 | 1 | 0 | 3/5 | 0/1 |"), "{md}");
     // Requirement rows: strength and text from the requirements list, counts per case, links.
     let row = md.lines().find(|l| l.starts_with("| CLI-020 |")).expect("a CLI-020 row");
     assert!(

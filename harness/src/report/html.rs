@@ -105,6 +105,9 @@ fn summary(out: &mut String, report: &RunReport) {
         E(&report.bulkmock_version),
         s.cases
     );
+    if report.time_scale != 1.0 {
+        let _ = write!(out, "<dt>time scale</dt><dd class=\"mono\">{}</dd>", report.time_scale);
+    }
     if let Some(suite) = &report.suite {
         let short = suite.digest.trim_start_matches("sha256:").get(..12).unwrap_or(&suite.digest);
         out.push_str("<dt>suite</dt><dd>");
@@ -194,6 +197,7 @@ mod tests {
             checks: Vec::new(),
             exchanges: Vec::new(),
             error: None,
+            not_applicable: None,
             dir: None,
             rerun: "bulkmock run scenarios/ --filter 'area/case'".into(),
         }

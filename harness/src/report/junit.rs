@@ -66,6 +66,11 @@ fn test_case(case: &CaseResult) -> TestCase {
         case.checks.iter().filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn | Verdict::Info)).collect();
     let status = match case.verdict {
         CaseVerdict::Pass | CaseVerdict::Warn => TestCaseStatus::success(),
+        CaseVerdict::NotApplicable => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_type("not_applicable").set_message(case.not_applicable.clone().unwrap_or_default());
+            s
+        }
         CaseVerdict::Fail => {
             let failed: Vec<&CheckResult> = not_met.iter().copied().filter(|c| c.verdict == Verdict::Fail).collect();
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);

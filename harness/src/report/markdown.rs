@@ -36,21 +36,28 @@ fn header(out: &mut String, report: &RunReport) {
         format!("seed {}", report.seed),
         format!("bulkmock {}", report.bulkmock_version),
     ];
+    if report.time_scale != 1.0 {
+        facts.push(format!("time scale {}", report.time_scale));
+    }
     if let Some(suite) = &report.suite {
         facts.push(format!("suite {} ({} cases)", code(short_digest(&suite.digest)), suite.cases_total));
     }
     let _ = writeln!(out, "{}\n", facts.join(" · "));
-    let _ = writeln!(out, "| cases | pass | warn | fail | error | timeout | MUST checks | SHOULD checks |");
-    let _ = writeln!(out, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let _ = writeln!(
         out,
-        "| {} | {} | {} | {} | {} | {} | {}/{} | {}/{} |\n",
+        "| cases | pass | warn | fail | error | timeout | not applicable | MUST checks | SHOULD checks |"
+    );
+    let _ = writeln!(out, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} | {} | {}/{} | {}/{} |\n",
         s.cases,
         s.passed,
         s.warned,
         s.failed,
         s.errors,
         s.timeouts,
+        s.not_applicable,
         s.must.passed,
         s.must.total,
         s.should.passed,
@@ -106,6 +113,7 @@ impl Rank {
             CaseVerdict::Pass => Rank::Pass,
             CaseVerdict::Warn => Rank::Warn,
             CaseVerdict::Fail | CaseVerdict::Error | CaseVerdict::Timeout => Rank::Fail,
+            CaseVerdict::NotApplicable => Rank::Skip,
         }
     }
 
@@ -269,6 +277,7 @@ fn case_icon(v: CaseVerdict) -> &'static str {
         CaseVerdict::Fail => "❌",
         CaseVerdict::Error => "💥",
         CaseVerdict::Timeout => "⏱️",
+        CaseVerdict::NotApplicable => "➖",
     }
 }
 

@@ -69,6 +69,7 @@ pub fn merge(results: Vec<(String, RunReport)>, allow_missing: bool) -> Result<R
         Ok(())
     };
     let (seed, client, version) = (first.seed, first.client.clone(), first.bulkmock_version.clone());
+    let time_scale = first.time_scale;
     take(&first_name, first)?;
     for (name, report) in iter {
         let other_suite = report.suite.clone().ok_or_else(|| MergeError::NoSuite(name.clone()))?;
@@ -88,6 +89,9 @@ pub fn merge(results: Vec<(String, RunReport)>, allow_missing: bool) -> Result<R
         if report.bulkmock_version != version {
             return Err(mismatch("bulkmock_version", version.clone(), report.bulkmock_version.clone()));
         }
+        if report.time_scale != time_scale {
+            return Err(mismatch("time_scale", time_scale.to_string(), report.time_scale.to_string()));
+        }
         if other_suite != suite {
             return Err(mismatch("suite", describe(&suite), describe(&other_suite)));
         }
@@ -100,6 +104,7 @@ pub fn merge(results: Vec<(String, RunReport)>, allow_missing: bool) -> Result<R
     let mut merged = RunReport::new(seed, client, cases);
     merged.bulkmock_version = version;
     merged.suite = Some(suite);
+    merged.time_scale = time_scale;
     Ok(merged)
 }
 

@@ -29,6 +29,10 @@ pub enum CaseVerdict {
     Error,
     /// The client was still running at the deadline and was killed.
     Timeout,
+    /// The case needs something the client does not do: its profile does not
+    /// claim it, or (without a profile) the client did not make the request the
+    /// case needs. Counted apart: neither pass nor fail.
+    NotApplicable,
 }
 
 impl CaseVerdict {
@@ -40,6 +44,7 @@ impl CaseVerdict {
             CaseVerdict::Warn => "warn",
             CaseVerdict::Error => "error",
             CaseVerdict::Timeout => "timeout",
+            CaseVerdict::NotApplicable => "not_applicable",
         }
     }
 }
@@ -93,6 +98,9 @@ pub struct CaseResult {
     /// Why the case could not be run, for `error` verdicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the case needs that the client does not do, for `not_applicable` verdicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_applicable: Option<String>,
     /// The case's folder, when kept (`--keep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
@@ -141,6 +149,9 @@ pub struct Summary {
     pub errors: u64,
     /// Cases stopped at their deadline.
     pub timeouts: u64,
+    /// Cases that need something the client does not do (not run, or not judged).
+    #[serde(default)]
+    pub not_applicable: u64,
     /// MUST checks passed / exercised.
     pub must: Score,
     /// SHOULD checks passed / exercised.
@@ -149,13 +160,14 @@ pub struct Summary {
 
 impl Summary {
     /// Cases per case verdict, in report order.
-    pub fn by_verdict(&self) -> [(&'static str, u64); 5] {
+    pub fn by_verdict(&self) -> [(&'static str, u64); 6] {
         [
             ("pass", self.passed),
             ("warn", self.warned),
             ("fail", self.failed),
             ("error", self.errors),
             ("timeout", self.timeouts),
+            ("not applicable", self.not_applicable),
         ]
     }
 }
@@ -173,10 +185,20 @@ pub struct RunReport {
     /// scenario-suite version (set by `bulkmock run`; `report merge` requires it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<Suite>,
+    /// The name of the client profile in force (`--client-profile`), if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_profile: Option<String>,
+    /// The factor every case's `max_seconds` was multiplied by (`--time-scale`).
+    #[serde(default = "unscaled")]
+    pub time_scale: f64,
     /// Every case, in id order.
     pub cases: Vec<CaseResult>,
     /// Counts.
     pub summary: Summary,
+}
+
+fn unscaled() -> f64 {
+    1.0
 }
 
 /// The identity of a scenario selection (after `--filter`, before `--shard`):
@@ -224,13 +246,22 @@ impl RunReport {
     pub fn new(seed: u64, client: String, mut cases: Vec<CaseResult>) -> RunReport {
         cases.sort_by(|a, b| a.id.cmp(&b.id));
         let summary = summarize(&cases);
-        RunReport { seed, client, bulkmock_version: env!("CARGO_PKG_VERSION").to_string(), suite: None, cases, summary }
+        RunReport {
+            seed,
+            client,
+            bulkmock_version: env!("CARGO_PKG_VERSION").to_string(),
+            suite: None,
+            client_profile: None,
+            time_scale: 1.0,
+            cases,
+            summary,
+        }
     }
 
     /// Whether the run passes: no MUST failure, error or timeout (`strict`: no SHOULD failure either).
     pub fn passed(&self, strict: bool) -> bool {
         self.cases.iter().all(|c| match c.verdict {
-            CaseVerdict::Pass => true,
+            CaseVerdict::Pass | CaseVerdict::NotApplicable => true,
             CaseVerdict::Warn => !strict,
             _ => false,
         })
@@ -246,6 +277,11 @@ fn summarize(cases: &[CaseResult]) -> Summary {
             CaseVerdict::Warn => s.warned += 1,
             CaseVerdict::Error => s.errors += 1,
             CaseVerdict::Timeout => s.timeouts += 1,
+            CaseVerdict::NotApplicable => s.not_applicable += 1,
+        }
+        // A case the client does not apply to scores nothing, either way.
+        if c.verdict == CaseVerdict::NotApplicable {
+            continue;
         }
         for check in c.checks.iter().filter(|k| k.verdict != Verdict::Skip) {
             let score = match check.level {

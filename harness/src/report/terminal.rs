@@ -21,6 +21,9 @@ pub fn case_lines(case: &CaseResult, verbose: bool) -> String {
     if let Some(e) = &case.error {
         let _ = writeln!(out, "        error: {e}");
     }
+    if let Some(needs) = &case.not_applicable {
+        let _ = writeln!(out, "        not applicable: {needs}");
+    }
     if let Some(dir) = &case.dir {
         let _ = writeln!(out, "        folder: {dir}");
     }
@@ -63,6 +66,12 @@ pub fn summary(report: &RunReport) -> String {
     let s = &report.summary;
     let mut out = String::new();
     let _ = writeln!(out, "\nseed {}  client {}", report.seed, report.client);
+    if let Some(profile) = &report.client_profile {
+        let _ = writeln!(out, "client profile {profile}");
+    }
+    if report.time_scale != 1.0 {
+        let _ = writeln!(out, "time scale {} (every max_seconds multiplied)", report.time_scale);
+    }
     let _ = writeln!(out, "{:<8} {:>6}", "verdict", "cases");
     for (name, n) in s.by_verdict() {
         let _ = writeln!(out, "{name:<8} {n:>6}");

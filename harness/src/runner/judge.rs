@@ -92,6 +92,7 @@ pub fn judge(evidence: CaseEvidence, rerun: String, dir: Option<String>) -> Case
         checks,
         exchanges: exchanges.iter().map(Into::into).collect(),
         error: run.launch_error.clone(),
+        not_applicable: None,
         dir,
         rerun,
     }

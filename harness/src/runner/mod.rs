@@ -36,6 +36,14 @@ pub struct RunOptions {
     pub rerun_prefix: String,
     /// Extra seconds past a case's `max_seconds` before the client is killed.
     pub grace: Duration,
+    /// What the client says it supports (`--client-profile`): cases needing
+    /// more are `not_applicable` and not run. Without one, every capability is
+    /// claimed, and a case whose request the client did not make is
+    /// `not_applicable` after its run.
+    pub profile: Option<crate::profile::ClientProfile>,
+    /// Multiplies every case's `max_seconds`, for clients that wait longer
+    /// than the suite's authors did (`--time-scale`, `BULKMOCK_TIME_SCALE`).
+    pub time_scale: f64,
 }
 
 impl Default for RunOptions {
@@ -48,6 +56,8 @@ impl Default for RunOptions {
             identity: None,
             rerun_prefix: "bulkmock run scenarios/".into(),
             grace: Duration::from_secs(5),
+            time_scale: 1.0,
+            profile: None,
         }
     }
 }
@@ -95,6 +105,11 @@ pub async fn run(
         }
         None => tempfile::Builder::new().prefix("bulkmock-run-").tempdir()?,
     };
+    // Each case judged against its scaled deadline, as if its file said so.
+    let mut cases = cases;
+    for case in &mut cases {
+        case.scenario.expect.max_seconds *= options.time_scale;
+    }
     let results: Vec<CaseResult> = futures_util::stream::iter(cases.iter().enumerate())
         .map(|(i, case)| {
             let adapter = Arc::clone(&adapter);
@@ -112,7 +127,9 @@ pub async fn run(
     if options.keep {
         let _ = root.keep();
     }
-    Ok(RunReport::new(options.seed, adapter.name(), results))
+    let mut report = RunReport::new(options.seed, adapter.name(), results);
+    report.time_scale = options.time_scale;
+    Ok(report)
 }
 
 /// A folder name for a case id (characters other than `[A-Za-z0-9-_=.]` become `_`).
@@ -125,6 +142,9 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
     let expect = &case.scenario.expect;
     let deadline = Duration::from_secs_f64(expect.max_seconds) + options.grace;
     let rerun = format!("{} --filter '{}' --seed {}", options.rerun_prefix, case.id, options.seed);
+    if let Some(needs) = options.profile.as_ref().map(|p| p.unsupported(case)).filter(|n| !n.is_empty()) {
+        return not_applicable(case, needs, rerun);
+    }
     let world = match std::fs::create_dir_all(&dir).map_err(|e| e.to_string()) {
         Ok(()) => setup::start(case, &dir, options.seed, deadline, options.identity.as_ref()).await,
         Err(e) => Err(e),
@@ -159,8 +179,38 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
         client_id: &world.ctx.client_id,
         incremental,
     };
-    let result = judge::judge(evidence, rerun, options.keep.then(|| dir.display().to_string()));
+    let mut result = judge::judge(evidence, rerun, options.keep.then(|| dir.display().to_string()));
     drop(world);
+    if options.profile.is_none() {
+        not_the_request_asked(&mut result);
+    }
+    result
+}
+
+/// Without a profile, a client that did not make the request a case needs
+/// (another level, a GET for a POST, a parameter dropped) is not judged on
+/// the case: it is `not_applicable`, saying so (with a profile that claims
+/// the capability, `kickoff.matches_request` judges the mismatch instead).
+fn not_the_request_asked(result: &mut CaseResult) {
+    let Some(check) = result.checks.iter().find(|c| c.id == "kickoff.matches_request") else { return };
+    if !matches!(check.verdict, crate::checks::Verdict::Warn | crate::checks::Verdict::Fail) {
+        return;
+    }
+    let what = check.evidence.as_ref().map_or("", |e| e.message.as_str());
+    result.not_applicable = Some(format!(
+        "the client did not make the request this case needs ({what}); declare what it supports with \
+         --client-profile"
+    ));
+    result.verdict = CaseVerdict::NotApplicable;
+}
+
+/// The result of a case the profile does not cover: not run.
+fn not_applicable(case: &Case, needs: Vec<String>, rerun: String) -> CaseResult {
+    let mut result = errored(case, String::new(), rerun);
+    result.error = None;
+    result.outcome.observed = "not_run".into();
+    result.not_applicable = Some(format!("needs {}, which the client profile does not claim", needs.join(", ")));
+    result.verdict = CaseVerdict::NotApplicable;
     result
 }
 
@@ -229,6 +279,7 @@ fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
         checks: Vec::new(),
         exchanges: Vec::new(),
         error: Some(message),
+        not_applicable: None,
         dir: None,
         rerun,
     }

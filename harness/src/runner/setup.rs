@@ -266,7 +266,7 @@ pub async fn client(
         ("case_id", case.id.clone()),
         ("case_dir", dir.display().to_string()),
     ];
-    for (k, v) in pairs {
+    for (k, v) in pairs.into_iter().chain(request_variables(spec)) {
         vars.insert(k.to_string(), v);
     }
     vars.insert("seed".into(), seed.to_string());
@@ -282,4 +282,41 @@ pub async fn client(
 
 fn write(path: &Path, content: &str) -> Result<(), String> {
     std::fs::write(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The `Prefer` value a kick-off of `spec` sends (besides any `handling`).
+fn prefer(spec: &crate::scenario::ClientSpec) -> String {
+    if spec.separate_export_status { "respond-async, separate-export-status" } else { "respond-async" }.to_string()
+}
+
+/// The rest of the case's request as variables, and all of it as one JSON
+/// document (`request_json`): an adapter never needs to read scenario files.
+fn request_variables(spec: &crate::scenario::ClientSpec) -> [(&'static str, String); 7] {
+    let method = if spec.post || !spec.patients.is_empty() { "POST" } else { "GET" };
+    let request = serde_json::json!({
+        "level": spec.level.as_str(),
+        "group_id": spec.group,
+        "types": spec.types,
+        "since": spec.since,
+        "until": spec.until,
+        "type_filters": spec.type_filters,
+        "elements": spec.elements,
+        "output_format": spec.output_format,
+        "patient": spec.patients,
+        "include_associated_data": spec.include_associated_data,
+        "organize_output_by": spec.organize_output_by,
+        "allow_partial_manifests": spec.allow_partial_manifests,
+        "separate_export_status": spec.separate_export_status,
+        "kickoff_method": method,
+        "prefer": prefer(spec),
+    });
+    [
+        ("patient", spec.patients.join(",")),
+        ("include_associated_data", spec.include_associated_data.join(",")),
+        ("organize_output_by", spec.organize_output_by.clone().unwrap_or_default()),
+        ("allow_partial_manifests", spec.allow_partial_manifests.to_string()),
+        ("output_format", spec.output_format.clone().unwrap_or_default()),
+        ("prefer", prefer(spec)),
+        ("request_json", request.to_string()),
+    ]
 }
