@@ -123,7 +123,7 @@ impl ClientProfile {
             // An unknown key is reported on the whole table: name its own line.
             let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
             let line = unknown
-                .and_then(|key| line_of(key))
+                .and_then(&line_of)
                 .or_else(|| e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)));
             (line, message)
         })?;
