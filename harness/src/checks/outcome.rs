@@ -77,7 +77,7 @@ fn outcome_expected(input: &Input) -> Finding {
         // Partial success: the client may report the server's errors with a
         // non-zero exit; its files are judged by the output checks.
         ExpectedOutcome::Partial => Finding::Pass,
-        ExpectedOutcome::Complete if expect.recovery.is_some() => clean_failure(input),
+        ExpectedOutcome::Complete if expect.recovery.is_some() && met_the_setup(input) => clean_failure(input),
         ExpectedOutcome::Complete => Finding::Miss(Evidence {
             message: format!(
                 "the export should have completed, but the client ended with {}: {}",
@@ -87,8 +87,24 @@ fn outcome_expected(input: &Input) -> Finding {
             exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
         }),
         ExpectedOutcome::FailCleanly if run.exit_code == Some(0) => exit_zero_on_failure(input),
-        ExpectedOutcome::FailCleanly => clean_failure(input),
+        ExpectedOutcome::FailCleanly if met_the_setup(input) => clean_failure(input),
+        ExpectedOutcome::FailCleanly => Finding::miss(
+            format!(
+                "the client ended with {} before it met the failure this case sets up (no error answer, no fault \
+                 fired): {}",
+                describe_exit(run.exit_code, run.signal),
+                run.reason()
+            ),
+            input.exchanges.iter().rev().take(3),
+        ),
     }
+}
+
+/// Whether the client met what the case sets up, so that stopping can be a
+/// response to it: a fault fired, or the server answered an error. A client
+/// that stops before (a bad key file, a crash at start) has not failed cleanly.
+fn met_the_setup(input: &Input) -> bool {
+    input.exchanges.iter().any(|e| e.fault.is_some() || e.status >= 400)
 }
 
 /// A non-zero exit: clean unless the client hammered after a fatal answer.
