@@ -25,6 +25,9 @@ use diff::{Change, differences};
 /// Most bytes of client output read per case; past it the output is judged too large.
 pub const MAX_OUTPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
+/// The `details` key of resource lines that could not be parsed (cut or damaged).
+pub const UNPARSEABLE: &str = "(unparseable)";
+
 /// Examples kept per type and kind of difference.
 const EXAMPLES: usize = 5;
 
@@ -320,10 +323,21 @@ fn split(url: &str) -> Option<Key> {
     url.split_once('/').map(|(ty, id)| (ty.to_string(), id.to_string()))
 }
 
-/// Whether a resource line refers to `Patient/{id}` (relative or absolute).
+/// Whether a resource line refers to `Patient/{id}` (relative or absolute, however escaped).
 fn refers_to(line: &[u8], patient_id: &str) -> bool {
-    let needle = format!("Patient/{patient_id}\"");
-    line.windows(needle.len()).any(|w| w == needle.as_bytes())
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else { return false };
+    let relative = format!("Patient/{patient_id}");
+    let absolute = format!("/{relative}");
+    let mut strings = vec![&value];
+    while let Some(v) = strings.pop() {
+        match v {
+            serde_json::Value::String(s) if *s == relative || s.ends_with(&absolute) => return true,
+            serde_json::Value::Array(a) => strings.extend(a),
+            serde_json::Value::Object(o) => strings.extend(o.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn note_by_type(by_type: &mut BTreeMap<String, TypeDiff>, url: &str) {
@@ -414,7 +428,7 @@ fn compare(want: &Collected, got: &Collected, report: &mut OutputReport) {
         }
     }
     if got.broken > 0 {
-        let diff = report.details.entry("(unparseable)".into()).or_default().entry("corrupted".into()).or_default();
+        let diff = report.details.entry(UNPARSEABLE.into()).or_default().entry("corrupted".into()).or_default();
         diff.count += got.broken;
     }
     report.expected_resources = want.resources.values().map(|v| v.len() as u64).sum();
@@ -538,7 +552,7 @@ mod tests {
         let lines = [
             state[0].to_string(),
             r#"{"resourceType":"Patient","id":"left"}"#.to_string(),
-            r#"{"resourceType":"Observation","id":"of-left","subject":{"reference":"Patient/left"}}"#.to_string(),
+            r#"{"resourceType":"Observation","id":"of-left","subject":{"reference":"Patient\/left"}}"#.to_string(),
             r#"{"resourceType":"Observation","id":"deleted","subject":{"reference":"Patient/stays"}}"#.to_string(),
         ];
         std::fs::write(dir.path().join("state.ndjson"), lines.join("\n")).unwrap();
