@@ -126,10 +126,13 @@ impl DigestWalk<'_> {
             Value::Null => 0u8.hash(&mut self.value),
             Value::Bool(b) => (1u8, b).hash(&mut self.value),
             Value::Number(n) => {
-                let d = self.spellings.decimal(n);
-                (2u8, &d.value).hash(&mut self.value);
-                d.scale.hash(&mut self.scales);
-                self.fractions |= d.has_fraction();
+                let scale = self.spellings.with_parts(n, |p| {
+                    2u8.hash(&mut self.value);
+                    p.hash_value(&mut self.value);
+                    p.scale
+                });
+                scale.hash(&mut self.scales);
+                self.fractions |= scale > 0;
             }
             Value::String(s) => (3u8, s).hash(&mut self.value),
             Value::Array(a) => {

@@ -25,6 +25,48 @@ impl Decimal {
 
 /// Reads a JSON number's text (valid JSON grammar assumed).
 pub fn parse(text: &str) -> Decimal {
+    let p = parts(text);
+    let value = if p.is_zero() {
+        "0".to_string()
+    } else {
+        format!("{}{}{}e{}", if p.negative { "-" } else { "" }, p.head, p.tail, p.point)
+    };
+    Decimal { value, scale: p.scale }
+}
+
+/// A number's canonical value, borrowed from its text: significant digits
+/// `head` then `tail` (no leading or trailing zeros), times ten to `point`.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    negative: bool,
+    head: &'a str,
+    tail: &'a str,
+    point: i64,
+    /// Digits after the point, exponent applied (see [`Decimal::scale`]).
+    pub scale: i64,
+}
+
+impl Parts<'_> {
+    fn is_zero(&self) -> bool {
+        self.head.is_empty() && self.tail.is_empty()
+    }
+
+    /// Feeds the value (not the spelling) to `h`, without allocating: equal
+    /// values hash alike however their digits split around the point.
+    pub fn hash_value(&self, h: &mut impl std::hash::Hasher) {
+        if self.is_zero() {
+            return h.write_u8(0);
+        }
+        h.write_u8(if self.negative { 1 } else { 2 });
+        h.write(self.head.as_bytes());
+        h.write(self.tail.as_bytes());
+        h.write_u8(b'e');
+        h.write_i64(self.point);
+    }
+}
+
+/// The [`Parts`] of a JSON number's text (valid JSON grammar assumed).
+pub fn parts(text: &str) -> Parts<'_> {
     let (negative, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text),
@@ -35,15 +77,22 @@ pub fn parse(text: &str) -> Decimal {
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let scale = (frac.len() as i64).saturating_sub(exp);
-    let digits: String = [int, frac].concat();
-    let trimmed = digits.trim_start_matches('0');
-    let significant = trimmed.trim_end_matches('0');
-    if significant.is_empty() {
-        return Decimal { value: "0".into(), scale };
-    }
-    let point = exp.saturating_sub(frac.len() as i64).saturating_add((trimmed.len() - significant.len()) as i64);
-    let sign = if negative { "-" } else { "" };
-    Decimal { value: format!("{sign}{significant}e{point}"), scale }
+    // Leading zeros: through the integer part into the fraction.
+    let int_trimmed = int.trim_start_matches('0');
+    let (head, tail) = if int_trimmed.is_empty() { ("", frac.trim_start_matches('0')) } else { (int_trimmed, frac) };
+    // Trailing zeros: through the fraction into the integer part.
+    let tail_trimmed = tail.trim_end_matches('0');
+    let mut zeros = tail.len() - tail_trimmed.len();
+    let (head, tail) = if tail_trimmed.is_empty() {
+        let h = head.trim_end_matches('0');
+        zeros += head.len() - h.len();
+        (h, "")
+    } else {
+        (head, tail_trimmed)
+    };
+    let point = exp.saturating_sub(frac.len() as i64).saturating_add(zeros as i64);
+    let negative = negative && !(head.is_empty() && tail.is_empty());
+    Parts { negative, head, tail, point, scale }
 }
 
 /// An exponent's value, clamped far beyond any real one.
@@ -115,6 +164,11 @@ impl<'a> Spellings<'a> {
         parse(&self.text(n))
     }
 
+    /// Its value's [`Parts`] and scale, handed to `f` (no allocation when the spelling is known).
+    pub fn with_parts<R>(&self, n: &Number, f: impl FnOnce(Parts<'_>) -> R) -> R {
+        f(parts(&self.text(n)))
+    }
+
     /// The text `n` was written with (serde_json's rendering when unknown).
     pub fn text(&self, n: &Number) -> std::borrow::Cow<'a, str> {
         let addr = n as *const Number as usize;
@@ -157,6 +211,10 @@ mod tests {
         assert_ne!(d("9007199254740993").value, d("9007199254740992").value);
         assert_ne!(d("0.10000000000000000001").value, d("0.1").value);
         assert!(d("15.0").has_fraction() && !d("15").has_fraction());
+        for (text, value) in [("0.0150", "15e-3"), ("10.00", "1e1"), ("100.5", "1005e-1"), ("150", "15e1"), ("-0", "0")]
+        {
+            assert_eq!(d(text).value, value, "{text}");
+        }
     }
 
     #[test]
