@@ -71,6 +71,11 @@ enum Manner {
     SlowRetries,
     /// `Prefer: handling=lenient` on the kick-off, with the case's `_since`.
     Lenient,
+    /// The error files downloaded too; the server's errors reported with exit 1.
+    ReportsServerErrors,
+    /// A token renewed whenever it has less than a minute left (every request,
+    /// when tokens live 2 s).
+    RenewsAheadOfExpiry,
 }
 
 struct Flawed {
@@ -91,7 +96,9 @@ impl Flawed {
 
     async fn token(&self) -> Result<String, String> {
         let mut current = self.token.lock().await;
-        if let Some(t) = &*current {
+        // Renewing ahead of expiry: with short tokens, before every request.
+        let ahead = self.manner == Manner::RenewsAheadOfExpiry;
+        if let Some(t) = current.as_ref().filter(|_| !ahead) {
             return Ok(t.clone());
         }
         let token = self.fetch_token().await?;
@@ -303,6 +310,18 @@ impl Flawed {
             }
             bulkmock_client::incremental::apply(&self.ctx.out_dir, &delta).map_err(|e| e.to_string())?;
             std::fs::remove_dir_all(&delta).map_err(|e| e.to_string())?;
+        }
+        let errors = manifest["error"].as_array().cloned().unwrap_or_default();
+        if self.manner == Manner::ReportsServerErrors && !errors.is_empty() {
+            let folder = self.ctx.out_dir.join("error");
+            std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+            for (i, file) in errors.iter().enumerate() {
+                let (body, gzip) = self.download(file["url"].as_str().unwrap(), send_token).await?;
+                let name = if gzip { format!("{i}.ndjson.gz") } else { format!("{i}.ndjson") };
+                std::fs::write(folder.join(name), body).map_err(|e| e.to_string())?;
+            }
+            let _ = self.http.delete(&status_url).bearer_auth(self.token().await?).send().await;
+            return Err(format!("the export completed with {} error files from the server", errors.len()));
         }
         let _ = self.http.delete(&status_url).bearer_auth(self.token().await?).send().await;
         Ok(0)
@@ -630,4 +649,27 @@ async fn a_lenient_kickoff_the_server_accepts_is_an_ordinary_export() {
     // Without lenient handling the same client meets the refusal and stops.
     let strict = run_one(&s, Arc::new(correct(Manner::Simple))).await;
     assert_eq!(verdict(&strict, "outcome.expected"), Verdict::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_success_reported_with_a_non_zero_exit_is_judged_by_its_files() {
+    let s = with("[[fault]]\non = \"status\"\nfault = { kind = \"manifest\", variant = \"partial_success\" }\n")
+        .replace("[expect]\n", "[expect]\noutcome = \"partial\"\n");
+    let case = run_one(&s, Arc::new(correct(Manner::ReportsServerErrors))).await;
+    assert_ne!(case.outcome.exit_code, Some(0));
+    assert_verdicts("a client reporting the server's errors", &case, &[]);
+    // Its files are judged, not skipped for the exit code.
+    for id in ["outcome.expected", "output.matches_export", "files.each_downloaded"] {
+        assert_eq!(verdict(&case, id), Verdict::Pass, "{id}");
+    }
+    assert_eq!(case.outcome.output.errors.missing, 0, "the error files were kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_a_two_second_token_ahead_of_expiry_is_no_needless_renewal() {
+    let s = BASE.replace("patients = 4\n", "patients = 4\ntoken_lifetime_s = 2\njob_polls = 2\n");
+    let case = run_one(&s, Arc::new(correct(Manner::RenewsAheadOfExpiry))).await;
+    let tokens = case.exchanges.iter().filter(|e| e.url.ends_with("/token")).count();
+    assert!(tokens > 2, "a token per request: {tokens}");
+    assert_verdicts("a client renewing ahead of expiry", &case, &[("auth.token_reused", Verdict::Pass)]);
 }

@@ -64,8 +64,7 @@ fn smart_fetch_over_the_whole_library() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["client_profile"], "smart-fetch 1.0.3");
     let cases = report["cases"].as_array().expect("cases");
-    let errors: Vec<&str> =
-        cases.iter().filter(|c| c["verdict"] == "error").filter_map(|c| c["id"].as_str()).collect();
+    let errors: Vec<&str> = cases.iter().filter(|c| c["verdict"] == "error").filter_map(|c| c["id"].as_str()).collect();
     assert!(errors.is_empty(), "the harness could not run {errors:?}\n{stdout}");
 
     let verdicts: BTreeMap<&str, Value> = cases

@@ -297,6 +297,18 @@ pub struct Input<'a> {
     pub runs: &'a [RunFacts],
 }
 
+/// Whether the client says its output folder holds the export: it exited 0,
+/// or, in a partial-success case, it ended with its own non-zero exit after
+/// reporting the server's errors (its files are judged, not its exit code).
+pub fn reported_data(input: &Input) -> bool {
+    let run = input.run;
+    match run.exit_code {
+        Some(0) => true,
+        Some(_) => input.case.scenario.expect.outcome == crate::scenario::ExpectedOutcome::Partial,
+        None => false,
+    }
+}
+
 impl Input<'_> {
     /// Whether authorization was on.
     pub fn auth(&self) -> bool {

@@ -148,10 +148,11 @@ fn exit_zero_on_failure(input: &Input) -> Finding {
         return Finding::miss("the client exited 0 without ever starting an export", None);
     }
     if !input.output.resources_exact() {
+        let (differences, requirements) = super::output::differences(input);
         return Finding::miss_at(
             Level::Must,
-            &["CLI-092"],
-            format!("the client exited 0 keeping damaged data: {}", super::output::describe(input.output)),
+            requirements,
+            format!("the client exited 0 keeping damaged data: {differences}"),
             None,
         );
     }

@@ -81,7 +81,7 @@ fn examples(o: &OutputReport, kind: &str) -> String {
 /// Why the output is not compared in this case, if it is not: the skip (or,
 /// for a success without any export, the miss) to report instead.
 fn not_compared(input: &Input) -> Option<Finding> {
-    if input.run.exit_code != Some(0) {
+    if !super::reported_data(input) {
         return Some(Finding::skip("the client did not report success"));
     }
     let expect = &input.case.scenario.expect;
@@ -115,13 +115,23 @@ fn matches_export(input: &Input) -> Finding {
         Level::Must,
         requirements,
         format!(
-            "exit 0, but the output differs from the export: {} of {} expected resources found; {}",
+            "exit {}, but the output differs from the export: {} of {} expected resources found; {}",
+            input.run.exit_code.unwrap_or_default(),
             o.resources,
             o.expected_resources,
             texts.join("; ")
         ),
         found.iter().flat_map(|d| d.exchanges.iter().copied()),
     )
+}
+
+/// The output's differences from the export in words, and the requirements
+/// their diagnoses cite (see `matches_export`).
+pub(crate) fn differences(input: &Input) -> (String, &'static [&'static str]) {
+    let found = diagnoses(input);
+    let requirements = cited(found.iter().flat_map(|d| d.requirements.iter().copied()));
+    let texts: Vec<&str> = found.iter().map(|d| d.text.as_str()).collect();
+    (texts.join("; "), requirements)
 }
 
 /// What is wrong with the output, each with its own requirements.
