@@ -53,6 +53,8 @@ enum Flaw {
     /// data, members that left keep theirs (CLI-054). This simple client never
     /// reads the Group, so the flaw needs no code of its own.
     IgnoresGroupMembership,
+    /// Ends with exit 1 before its first request (a key file it cannot read).
+    CrashesAtStart,
     /// No flaw: a correct client, in the manner its [`Manner`] says.
     None,
 }
@@ -191,6 +193,9 @@ impl Flawed {
     async fn run(self) -> Result<i32, String> {
         if self.flaw == Flaw::DoesNothing {
             return Ok(0);
+        }
+        if self.flaw == Flaw::CrashesAtStart {
+            return Err("cannot read the private key".into());
         }
         let mut params: Vec<(&str, String)> =
             self.ctx.request.type_filters.iter().map(|f| ("_typeFilter", f.clone())).collect();
@@ -672,4 +677,37 @@ async fn renewing_a_two_second_token_ahead_of_expiry_is_no_needless_renewal() {
     let tokens = case.exchanges.iter().filter(|e| e.url.ends_with("/token")).count();
     assert!(tokens > 2, "a token per request: {tokens}");
     assert_verdicts("a client renewing ahead of expiry", &case, &[("auth.token_reused", Verdict::Pass)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_before_meeting_the_case_has_not_failed_cleanly() {
+    // Stopping is a clean failure only as an answer to what the case sets up.
+    let fatal = with(
+        "[[fault]]\non = \"kickoff\"\nfault = { kind = \"respond\", status = 500, body = \"outcome\", code = \"processing\" }\n",
+    )
+    .replace("[expect]\n", "[expect]\noutcome = \"fail_cleanly\"\n");
+    let cut = with(
+        "[[fault]]\non = \"file\"\nresource_type = \"Observation\"\ntimes = 1\nfault = { kind = \"truncate\", fraction = 0.5 }\n",
+    )
+    .replace("[expect]\n", "[expect]\nrecovery = { level = \"may\", requirements = [\"CLI-092\"] }\n");
+    for s in [fatal, cut] {
+        let case = run_one(&s, Arc::new(flawed(Flaw::CrashesAtStart))).await;
+        assert_eq!(verdict(&case, "outcome.expected"), Verdict::Fail, "{:?}", case.checks);
+        let evidence = &case.checks.iter().find(|c| c.id == "outcome.expected").unwrap().evidence;
+        assert!(evidence.as_ref().unwrap().message.contains("cannot read the private key"), "{evidence:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeping_lines_a_server_repeated_is_a_warning_not_corruption() {
+    let s = with(
+        "[[fault]]\non = \"file\"\nresource_type = \"Observation\"\nfault = { kind = \"content\", mutation = \"duplicate_line\", line = 2 }\n",
+    )
+    .replace("[expect]\n", "[expect]\noutcome = \"fail_cleanly\"\noutput = \"any\"\n");
+    let case = run_one(&s, Arc::new(correct(Manner::Simple))).await;
+    assert_eq!(case.outcome.exit_code, Some(0), "this simple client checks no counts");
+    assert_verdicts("a client keeping repeated lines", &case, &[("outcome.expected", Verdict::Warn)]);
+    let check = case.checks.iter().find(|c| c.id == "outcome.expected").unwrap();
+    assert_eq!(check.requirements, ["CLI-092"]);
+    assert!(check.evidence.as_ref().unwrap().message.contains("twice, as the server sent them"), "{check:?}");
 }

@@ -147,6 +147,18 @@ fn exit_zero_on_failure(input: &Input) -> Finding {
     if input.job.is_none() {
         return Finding::miss("the client exited 0 without ever starting an export", None);
     }
+    if only_duplicates(input) {
+        return Finding::miss_at(
+            Level::Should,
+            &["CLI-092"],
+            format!(
+                "the client exited 0 keeping {} resources twice, as the server sent them: the data is whole, but \
+                 the line counts the manifest gives went unchecked",
+                input.output.duplicated
+            ),
+            None,
+        );
+    }
     if !input.output.resources_exact() {
         let (differences, requirements) = super::output::differences(input);
         return Finding::miss_at(
@@ -158,8 +170,12 @@ fn exit_zero_on_failure(input: &Input) -> Finding {
     }
     // Exact data and nothing fatal on the wire: only the case's metadata said
     // something was wrong. Not reporting it loses nothing.
+    let level = match input.case.scenario.expect.unreported {
+        Some(RecoveryLevel::May) => Level::May,
+        Some(RecoveryLevel::Should) | None => Level::Should,
+    };
     Finding::MissAt {
-        level: Level::Should,
+        level,
         requirements: input.case.scenario.requirements.iter().filter(|r| r.starts_with("CLI-")).cloned().collect(),
         evidence: Evidence {
             message: "the client exited 0 and kept exactly the exported resources, without reporting the problem \
@@ -168,6 +184,13 @@ fn exit_zero_on_failure(input: &Input) -> Finding {
             exchanges: Vec::new(),
         },
     }
+}
+
+/// Only identical copies of exported resources, as a server that repeated
+/// lines sent them: the data is whole, the manifest's count (one less) unchecked.
+fn only_duplicates(input: &Input) -> bool {
+    let o = input.output;
+    o.duplicated > 0 && o.missing == 0 && o.extra == 0 && o.corrupted == 0 && !o.too_large
 }
 
 fn recovered(input: &Input) -> Finding {

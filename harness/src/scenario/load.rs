@@ -349,6 +349,13 @@ fn validate(s: &Scenario, text: &str) -> Result<(), (usize, Option<String>, Stri
     if let Some(recovery) = &s.expect.recovery {
         validate_recovery(s, recovery, text)?;
     }
+    if s.expect.unreported.is_some() && s.expect.outcome != super::model::ExpectedOutcome::FailCleanly {
+        return Err((
+            line_of_key(text, "unreported"),
+            Some("unreported".into()),
+            "needs outcome \"fail_cleanly\": it judges an exit 0 where the case expects a clean failure".into(),
+        ));
+    }
     let client = &s.client;
     match (client.level, &client.group) {
         (super::model::LevelName::Group, None) => {

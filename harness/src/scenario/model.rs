@@ -354,6 +354,12 @@ pub struct Expect {
     /// at `level`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// In a `fail_cleanly` case whose problem lies only in metadata (a digest,
+    /// a count): the level at which exiting 0 with exactly the exported data,
+    /// the problem unreported, is judged. `should` when absent; `may` where the
+    /// client is not bound to read that metadata at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreported: Option<RecoveryLevel>,
     /// What a correct client's output holds: `export` (exactly the job's export),
     /// `empty` (no resources: the manifest listed none), `any` (not compared).
     #[serde(default)]
@@ -383,6 +389,7 @@ impl Default for Expect {
         Expect {
             outcome: ExpectedOutcome::Complete,
             recovery: None,
+            unreported: None,
             output: OutputExpectation::Export,
             snapshot: SnapshotDetail::Full,
             checks: Vec::new(),
