@@ -55,6 +55,9 @@ enum Flaw {
     IgnoresGroupMembership,
     /// Ends with exit 1 before its first request (a key file it cannot read).
     CrashesAtStart,
+    /// Polls every 200 ms without Retry-After, never backing off (CLI-061):
+    /// this simple client's own manner, so the flaw needs no code of its own.
+    FixedPollInterval,
     /// No flaw: a correct client, in the manner its [`Manner`] says.
     None,
 }
@@ -710,4 +713,10 @@ async fn keeping_lines_a_server_repeated_is_a_warning_not_corruption() {
     let check = case.checks.iter().find(|c| c.id == "outcome.expected").unwrap();
     assert_eq!(check.requirements, ["CLI-092"]);
     assert!(check.evidence.as_ref().unwrap().message.contains("twice, as the server sent them"), "{check:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_poll_interval_is_no_backoff() {
+    let s = BASE.replace("patients = 4\n", "patients = 4\njob_polls = 4\n");
+    caught(Flaw::FixedPollInterval, &s, "status.backoff", Verdict::Warn).await;
 }

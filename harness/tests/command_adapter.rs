@@ -77,3 +77,19 @@ async fn the_whole_request_reaches_the_client() {
     assert_eq!(read("vars.txt"), "Patient/a,Patient/b|Patient|true|respond-async, separate-export-status");
     assert_eq!(read("env.txt"), "LatestProvenanceResources");
 }
+
+/// A client stopped at its deadline keeps what it said on both streams: the
+/// evidence of a timeout is what the client was doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_client_keeps_its_stdout_and_stderr() {
+    let adapter = Command::new("echo polling the status URL; echo waiting 60 s >&2; sleep 30", None).unwrap();
+    let text = "title = \"t\"\n[server]\npatients = 2\n[client]\nlevel = \"patient\"\n[expect]\nmax_seconds = 0.5\n";
+    let file = scenario::parse(text, Path::new("scenarios/selftest/slow.toml")).unwrap();
+    let options = RunOptions { jobs: 1, grace: std::time::Duration::ZERO, ..RunOptions::default() };
+    let report = runner::run(file.cases, Arc::new(adapter), &options, &|_| {}).await.unwrap();
+    let case = &report.cases[0];
+    assert_eq!(case.verdict, bulkmock_harness::report::CaseVerdict::Timeout);
+    assert_eq!(case.outcome.stdout_tail, "polling the status URL");
+    assert_eq!(case.outcome.stderr_tail, "waiting 60 s");
+    assert_eq!((report.summary.timeouts, report.summary.errors), (1, 0), "a timeout is counted once, as a timeout");
+}

@@ -975,3 +975,17 @@ async fn relative_endpoints_make_discovery_urls_paths_on_the_origin() {
     // Resolved against the FHIR base, the path is the real token endpoint.
     assert_eq!(format!("{origin}{}", doc["token_endpoint"].as_str().unwrap()), server.token_url());
 }
+
+/// The fault acts on the CapabilityStatement's `oauth-uris` too: a client that
+/// reads its token endpoint from `metadata` meets a relative URL as well (it
+/// used to fire there without changing anything).
+#[tokio::test(flavor = "multi_thread")]
+async fn relative_endpoints_reach_the_capability_statements_oauth_uris() {
+    let server = MockServer::builder().fault(FaultRule::new(Target::Metadata, Fault::RelativeEndpoints)).start().await;
+    let url = format!("{}/metadata", server.fhir_base());
+    let doc: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    let uris = &doc["rest"][0]["security"]["extension"][0]["extension"];
+    assert_eq!(uris[0]["url"], "token", "{doc}");
+    assert_eq!(uris[0]["valueUri"], "/auth/token", "{doc}");
+    assert_eq!(uris[1]["valueUri"], "/auth/register", "{doc}");
+}

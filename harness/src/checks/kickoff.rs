@@ -123,6 +123,11 @@ fn matches_request(input: &Input) -> Finding {
         ("_typeFilter", sent("_typeFilter", job.type_filters), !want.type_filters.is_empty()),
         ("organizeOutputBy", sent("organizeOutputBy", job.organized), want.organize_output_by.is_some()),
         ("allowPartialManifests", sent("allowPartialManifests", job.partial_manifests), want.allow_partial_manifests),
+        (
+            "includeAssociatedData",
+            sent("includeAssociatedData", job.associated_data),
+            !want.include_associated_data.is_empty(),
+        ),
     ];
     for (name, got, asked) in presence {
         if got != asked {
@@ -134,6 +139,17 @@ fn matches_request(input: &Input) -> Finding {
     asked_patients.dedup();
     if !asked_patients.is_empty() && job.patients != asked_patients.len() as u64 {
         problems.push(format!("{} patients instead of the {} named in `patient`", job.patients, asked_patients.len()));
+    }
+    // Prefer: separate-export-status travels in a header, read on the wire.
+    let separate = kickoffs(input)
+        .iter()
+        .any(|e| request_header(e, "prefer").is_some_and(|p| p.contains("separate-export-status")));
+    if separate != want.separate_export_status {
+        problems.push(format!(
+            "Prefer: separate-export-status {} although the case {}",
+            given(separate),
+            asked_for(want.separate_export_status)
+        ));
     }
     let wants_post = want.post || !want.patients.is_empty();
     if wants_post && kickoffs(input).iter().all(|e| e.method != "POST") {

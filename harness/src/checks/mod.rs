@@ -234,6 +234,9 @@ pub struct JobFacts {
     pub patients: u64,
     /// Whether `organizeOutputBy` was given.
     pub organized: bool,
+    /// Whether `includeAssociatedData` was given (any value).
+    #[serde(default)]
+    pub associated_data: bool,
     /// Whether `allowPartialManifests=true` was given.
     pub partial_manifests: bool,
     /// Every file the manifest lists: output, deleted and error file names.

@@ -25,10 +25,11 @@ pub const CHECKS: &[Check] = &[
     Check {
         id: "output.decimal_precision",
         title: "decimals are kept as exported: 15.0 is not rewritten 15 (FHIR R4 datatypes: a decimal's precision is significant)",
-        // No requirement of the list speaks of a decimal's spelling; CLI-090
-        // (a reduced copy never replaces the full one) is the nearest about
-        // keeping resources whole downstream. SHOULD: nothing is lost by value.
-        requirements: &["CLI-090"],
+        // No requirement of the Bulk Data list speaks of a decimal's spelling:
+        // the rule is FHIR R4's own (datatypes, decimal: precision is
+        // significant and should be preserved), named in the title and the
+        // evidence. SHOULD: nothing is lost by value.
+        requirements: &[],
         level: Level::Should,
         always: true,
         run: decimal_precision,
@@ -488,7 +489,7 @@ mod tests {
         };
         assert_eq!(judged("output.matches_export", &output, &[], &[]).verdict, Verdict::Pass);
         let r = judged("output.decimal_precision", &output, &[], &[]);
-        assert_eq!((r.verdict, r.requirements.clone()), (Verdict::Warn, vec!["CLI-090".to_string()]));
+        assert_eq!((r.verdict, r.requirements.clone()), (Verdict::Warn, Vec::<String>::new()));
         let message = r.evidence.unwrap().message;
         assert!(message.contains("Observation/o1 valueQuantity.value: 15.0 written 15"), "{message}");
         let kept = OutputReport { decimal_resources: 4, ..OutputReport::default() };

@@ -145,22 +145,34 @@ fn unguided_gaps<'a>(input: &Input<'a>) -> Vec<(u64, &'a Exchange, &'a Exchange)
     out
 }
 
-/// Without Retry-After, waits grow: after three or more unguided polls the
-/// last gap is at least the first (jitter allowed: 20 % less).
+/// Without Retry-After, waits grow (CLI-061: exponential backoff): per job,
+/// after three or more unguided polls the last gap is at least one and a half
+/// times the first (doubling waits with jitter clear it with room to spare; a
+/// fixed interval, however polite, does not back off).
 fn backoff(input: &Input) -> Finding {
     let gaps = unguided_gaps(input);
-    if gaps.len() < 3 {
-        return Finding::skip("fewer than three polls without Retry-After");
+    let mut jobs: Vec<&str> = gaps.iter().map(|(_, e, _)| e.path.as_str()).collect();
+    jobs.dedup();
+    let mut exercised = false;
+    for job in jobs {
+        let of_job: Vec<&(u64, &Exchange, &Exchange)> = gaps.iter().filter(|(_, e, _)| e.path == job).collect();
+        if of_job.len() < 3 {
+            continue;
+        }
+        exercised = true;
+        let (first, last) = (of_job[0], of_job[of_job.len() - 1]);
+        if last.0 * 2 < first.0 * 3 {
+            let all: Vec<String> = of_job.iter().map(|(gap, _, _)| format!("{gap}")).collect();
+            return Finding::miss(
+                format!(
+                    "waits between polls without Retry-After did not grow ({} ms): no exponential backoff",
+                    all.join(", ")
+                ),
+                [first.1, last.2],
+            );
+        }
     }
-    let (first, last) = (gaps[0].0, gaps[gaps.len() - 1].0);
-    if last * 10 >= first * 8 {
-        Finding::Pass
-    } else {
-        Finding::miss(
-            format!("waits between polls shrank from {first} ms to {last} ms: no backoff"),
-            [gaps[0].1, gaps[gaps.len() - 1].2],
-        )
-    }
+    if exercised { Finding::Pass } else { Finding::skip("fewer than three polls without Retry-After") }
 }
 
 fn accept_json(input: &Input) -> Finding {

@@ -70,6 +70,9 @@ pub struct ExportPlan {
     pub types: Vec<TypeIdx>,
     /// The Provenance rule, when Provenance is exported.
     pub provenance: ProvenanceRule,
+    /// `includeAssociatedData` values as the client sent them (what it asked
+    /// for, whether supported or not).
+    pub include_associated: Vec<String>,
     /// `_since`, exclusive (E-19).
     pub since: Option<i64>,
     /// `_until`, inclusive, so consecutive windows neither overlap nor leave gaps.
@@ -232,6 +235,7 @@ pub fn plan(
         patients,
         types,
         provenance,
+        include_associated: params.include_associated.clone(),
         since,
         until,
         filters,

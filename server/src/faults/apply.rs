@@ -454,18 +454,7 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
         Fault::Unreachable | Fault::Rotated => StatusCode::BAD_GATEWAY.into_response(),
         Fault::RelativeEndpoints => {
             let response = next.run(request).await;
-            rewrite_json(response, |v| {
-                for (key, value) in v.as_object_mut().into_iter().flatten() {
-                    let Some(url) = value.as_str().filter(|_| key.ends_with("_endpoint")) else { continue };
-                    // `http://host:port/p/x/auth/token` -> `/p/x/auth/token`
-                    if let Some(rest) = url.split_once("://").map(|(_, r)| r)
-                        && let Some(slash) = rest.find('/')
-                    {
-                        *value = json!(rest[slash..].to_string());
-                    }
-                }
-            })
-            .await
+            rewrite_json(response, relative_endpoints).await
         }
         Fault::TokenResponse { token_type, expires_in } => {
             let response = next.run(request).await;
@@ -488,6 +477,36 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             let mut response = next.run(request).await;
             set_header(state, &mut response, &name, &value.replace("{n}", &count.to_string()));
             response
+        }
+    }
+}
+
+/// The endpoints of a discovery document (`*_endpoint`) or of a
+/// CapabilityStatement's `oauth-uris` extension as paths on the origin:
+/// `http://host:port/p/x/auth/token` -> `/p/x/auth/token`. The fault acts on
+/// both metadata routes, whichever a client reads.
+fn relative_endpoints(v: &mut Value) {
+    let relative = |value: &mut Value| {
+        if let Some(rest) = value.as_str().and_then(|url| url.split_once("://")).map(|(_, r)| r.to_string())
+            && let Some(slash) = rest.find('/')
+        {
+            *value = json!(rest[slash..].to_string());
+        }
+    };
+    for (key, value) in v.as_object_mut().into_iter().flatten() {
+        if key.ends_with("_endpoint") {
+            relative(value);
+        }
+    }
+    let oauth_uris = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+    for rest in v["rest"].as_array_mut().into_iter().flatten() {
+        for ext in rest["security"]["extension"].as_array_mut().into_iter().flatten() {
+            if ext["url"] != oauth_uris {
+                continue;
+            }
+            for uri in ext["extension"].as_array_mut().into_iter().flatten() {
+                relative(&mut uri["valueUri"]);
+            }
         }
     }
 }
