@@ -67,6 +67,11 @@ pub struct Exchange {
     /// later `authorization` headers) and `expires_in` as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued: Option<Value>,
+    /// A fault rule that matched but could not act on this response (a byte
+    /// offset past the end of the body it met), and why: the response went out
+    /// untouched, and `fault` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_not_applied: Option<String>,
 }
 
 /// Response headers worth recording.

@@ -989,3 +989,35 @@ async fn relative_endpoints_reach_the_capability_statements_oauth_uris() {
     assert_eq!(uris[0]["valueUri"], "/auth/token", "{doc}");
     assert_eq!(uris[1]["valueUri"], "/auth/register", "{doc}");
 }
+
+/// A byte-offset fault whose offset lies past the end of the body it meets
+/// cannot act: the body goes out whole, and the transcript says the rule did
+/// not apply (and why) instead of marking it fired. A gzip body is measured
+/// encoded, as it goes on the wire.
+#[tokio::test]
+async fn a_fault_past_the_end_of_the_body_is_recorded_as_not_applied() {
+    let server = MockServer::builder()
+        .open()
+        .patients(3)
+        .fault(rule(Target::File, Fault::Reset { after_bytes: 10_000_000 }).times(1))
+        .fault(rule(Target::File, Fault::Stall { after_bytes: 10_000_000, stall_ms: 5_000 }).times(1))
+        .fault(
+            rule(Target::File, Fault::Truncate { after_bytes: Some(10_000_000), fraction: None, at_line_end: false })
+                .times(1),
+        )
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    for _ in 0..3 {
+        let body = http().get(&m.output[0].url).header("accept-encoding", "gzip").send().await.unwrap();
+        assert_eq!(body.status(), 200);
+        body.bytes().await.expect("the whole body arrives");
+    }
+    let files: Vec<_> = server.transcript().into_iter().filter(|e| e.path.contains("/bulkfiles/")).collect();
+    assert_eq!(files.len(), 3);
+    for (e, kind) in files.iter().zip(["reset", "stall", "truncate"]) {
+        assert_eq!(e.fault, None, "not fired: {e:?}");
+        let why = e.fault_not_applied.as_deref().expect("recorded as not applied");
+        assert!(why.contains(&format!("{kind} after 10000000 bytes")) && why.contains("(gzip)"), "{why}");
+    }
+}

@@ -80,6 +80,10 @@ fn judge(result: Option<&CaseResult>, detail: SnapshotDetail) -> Result<(), Fail
         )
         .into());
     }
+    // Every fault of the library acts on what the reference client (gzip) meets.
+    if !case.faults_not_applied.is_empty() {
+        return Err(format!("{}: a fault tested nothing: {}", case.id, case.faults_not_applied.join("; ")).into());
+    }
     let name = snapshot_name(&case.id);
     let snapshot = match detail {
         SnapshotDetail::Full => Snapshot::of(case),

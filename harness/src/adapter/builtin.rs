@@ -75,6 +75,9 @@ pub fn export_request(spec: &ClientSpec) -> ExportRequest {
 pub struct Builtin {
     /// The retry and polling policy (the client's defaults when `None`).
     pub policy: Option<Policy>,
+    /// Ask for plain bodies (no `Accept-Encoding: gzip`), as a client without
+    /// gzip support would: byte-offset faults then meet the plain body.
+    pub plain: bool,
 }
 
 impl Builtin {
@@ -99,7 +102,7 @@ impl Builtin {
             let pem = std::fs::read(path).map_err(|e| ClientError::CaCert(format!("{path}: {e}")))?;
             builder = builder.ca_cert(pem);
         }
-        let client = builder.build().await?;
+        let client = builder.gzip(!self.plain).build().await?;
         let request = export_request(&ctx.request);
         if ctx.incremental() {
             // The folder is the client's state: the first run fills it, later ones

@@ -78,14 +78,20 @@ fn outcome_expected(input: &Input) -> Finding {
         // non-zero exit; its files are judged by the output checks.
         ExpectedOutcome::Partial => Finding::Pass,
         ExpectedOutcome::Complete if expect.recovery.is_some() && met_the_setup(input) => clean_failure(input),
-        ExpectedOutcome::Complete => Finding::Miss(Evidence {
-            message: format!(
-                "the export should have completed, but the client ended with {}: {}",
-                describe_exit(run.exit_code, run.signal),
-                run.reason()
-            ),
-            exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
-        }),
+        // Completing is what the case's own requirements ask: it cites them.
+        ExpectedOutcome::Complete => Finding::MissAt {
+            level: Level::Must,
+            requirements: case_requirements(input)
+                .unwrap_or_else(|| CHECKS[0].requirements.iter().map(|r| r.to_string()).collect()),
+            evidence: Evidence {
+                message: format!(
+                    "the export should have completed, but the client ended with {}: {}",
+                    describe_exit(run.exit_code, run.signal),
+                    run.reason()
+                ),
+                exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
+            },
+        },
         ExpectedOutcome::FailCleanly if run.exit_code == Some(0) => exit_zero_on_failure(input),
         ExpectedOutcome::FailCleanly if met_the_setup(input) => clean_failure(input),
         ExpectedOutcome::FailCleanly => Finding::miss(
@@ -176,7 +182,7 @@ fn exit_zero_on_failure(input: &Input) -> Finding {
     };
     Finding::MissAt {
         level,
-        requirements: input.case.scenario.requirements.iter().filter(|r| r.starts_with("CLI-")).cloned().collect(),
+        requirements: case_requirements(input).unwrap_or_default(),
         evidence: Evidence {
             message: "the client exited 0 and kept exactly the exported resources, without reporting the problem \
                       this case sets up: no data was lost, but the problem went unreported"
@@ -221,6 +227,12 @@ fn recovered(input: &Input) -> Finding {
             exchanges: input.exchanges.iter().rev().take(3).map(Into::into).collect(),
         },
     }
+}
+
+/// The client requirements (CLI-nnn) the case names, if it names any.
+fn case_requirements(input: &Input) -> Option<Vec<String>> {
+    let ids: Vec<String> = input.case.scenario.requirements.iter().filter(|r| r.starts_with("CLI-")).cloned().collect();
+    (!ids.is_empty()).then_some(ids)
 }
 
 fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {

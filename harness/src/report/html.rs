@@ -198,6 +198,7 @@ mod tests {
             exchanges: Vec::new(),
             error: None,
             not_applicable: None,
+            faults_not_applied: Vec::new(),
             dir: None,
             rerun: "bulkmock run scenarios/ --filter 'area/case'".into(),
         }

@@ -98,6 +98,11 @@ pub struct CaseResult {
     /// Why the case could not be run, for `error` verdicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Fault rules that matched but could not act (a byte offset past the end
+    /// of the body they met), each with why: the part of the case they stand
+    /// for tested nothing for this client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults_not_applied: Vec<String>,
     /// What the case needs that the client does not do, for `not_applicable` verdicts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_applicable: Option<String>,

@@ -21,6 +21,9 @@ pub fn case_lines(case: &CaseResult, verbose: bool) -> String {
     if let Some(e) = &case.error {
         let _ = writeln!(out, "        error: {e}");
     }
+    for why in &case.faults_not_applied {
+        let _ = writeln!(out, "        fault not applied: {why}");
+    }
     if let Some(needs) = &case.not_applicable {
         let _ = writeln!(out, "        not applicable: {needs}");
     }

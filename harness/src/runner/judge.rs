@@ -94,6 +94,7 @@ pub fn judge(evidence: CaseEvidence, rerun: String, dir: Option<String>) -> Case
         outcome: outcome(case, &run, exchanges.len() as u64, output),
         checks,
         exchanges: exchanges.iter().map(Into::into).collect(),
+        faults_not_applied: exchanges.iter().filter_map(|e| e.fault_not_applied.clone()).collect(),
         error: run.launch_error.clone(),
         not_applicable: None,
         dir,

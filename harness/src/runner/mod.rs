@@ -280,6 +280,7 @@ fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
         exchanges: Vec::new(),
         error: Some(message),
         not_applicable: None,
+        faults_not_applied: Vec::new(),
         dir: None,
         rerun,
     }

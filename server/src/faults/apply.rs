@@ -87,6 +87,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         fault: fired.as_ref().map(|f| f.label.clone()),
         assertion,
         issued: None,
+        fault_not_applied: None,
     };
     let request = Request::from_parts(parts, body);
     let response = match (refused, fired) {
@@ -94,6 +95,9 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         (None, Some(Fired { fault, count, .. })) => apply(&state, fault, count, request, next).await,
         (None, None) => next.run(request).await,
     };
+    if let Some(NotApplied(why)) = response.extensions().get::<NotApplied>().cloned() {
+        exchange.fault_not_applied = exchange.fault.take().map(|label| format!("{label}: {why}"));
+    }
     exchange.status = response.status().as_u16();
     exchange.response = recorded_response_headers(response.headers());
     // The length the connection will announce (`count_bytes` adds it when the body knows it).
@@ -294,7 +298,10 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
                 return cut_at_line_end(response, after_bytes, fraction).await;
             }
             let response = next.run(request).await;
-            truncate(response, after_bytes, fraction)
+            match after_bytes.and_then(|n| beyond_body(&response, n, "truncate")) {
+                Some(why) => not_applied(response, why),
+                None => truncate(response, after_bytes, fraction),
+            }
         }
         Fault::InProgress { retry_after_s, progress } => {
             let mut response = StatusCode::ACCEPTED.into_response();
@@ -444,11 +451,20 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             request.extensions_mut().insert(TokenFaults { skew_s, ..TokenFaults::default() });
             next.run(request).await
         }
-        Fault::Stall { after_bytes, stall_ms } => stall(next.run(request).await, after_bytes, stall_ms),
+        Fault::Stall { after_bytes, stall_ms } => {
+            let response = next.run(request).await;
+            match beyond_body(&response, after_bytes, "stall") {
+                Some(why) => not_applied(response, why),
+                None => stall(response, after_bytes, stall_ms),
+            }
+        }
         Fault::Reset { after_bytes } => {
             let peer = request.extensions().get::<axum::extract::ConnectInfo<crate::transport::Peer>>().map(|c| c.0.0);
             let response = next.run(request).await;
-            reset(state, response, peer, after_bytes)
+            match beyond_body(&response, after_bytes, "reset").filter(|_| after_bytes > 0) {
+                Some(why) => not_applied(response, why),
+                None => reset(state, response, peer, after_bytes),
+            }
         }
         // Only valid for `jwks` (checked at the edge), where the JWKS fetch applies them.
         Fault::Unreachable | Fault::Rotated => StatusCode::BAD_GATEWAY.into_response(),
@@ -479,6 +495,27 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             response
         }
     }
+}
+
+/// Marks a response a fault matched but could not act on: the transcript
+/// records the rule as not applied instead of fired.
+#[derive(Debug, Clone)]
+pub(crate) struct NotApplied(pub String);
+
+/// The response, untouched, marked [`NotApplied`] with `why`.
+pub(crate) fn not_applied(mut response: Response, why: String) -> Response {
+    response.extensions_mut().insert(NotApplied(why));
+    response
+}
+
+/// Why a fault at byte `offset` cannot act on `response`: its (encoded) body
+/// ends at or before the offset. `None` when it can, or the length is unknown.
+fn beyond_body(response: &Response, offset: u64, kind: &str) -> Option<String> {
+    let declared = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let len = declared.or_else(|| axum::body::HttpBody::size_hint(response.body()).exact())?;
+    let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    (offset >= len)
+        .then(|| format!("{kind} after {offset} bytes cannot act on a {len}-byte body ({encoding}): sent untouched"))
 }
 
 /// The endpoints of a discovery document (`*_endpoint`) or of a

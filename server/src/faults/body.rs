@@ -24,6 +24,11 @@ pub(super) async fn cut_at_line_end(response: Response, after_bytes: Option<u64>
     let total = bytes.len() as u64;
     let wanted = after_bytes.unwrap_or_else(|| (total as f64 * fraction.unwrap_or(0.5)) as u64).min(total) as usize;
     let cut = bytes[..wanted].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
+    if cut >= total {
+        let why =
+            format!("truncate at a line end before byte {wanted} leaves the whole {total}-byte body: sent untouched");
+        return super::apply::not_applied(Response::from_parts(parts, Body::from(bytes)), why);
+    }
     let mut parts = parts;
     parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     truncate(Response::from_parts(parts, Body::from(bytes)), Some(cut), None)
