@@ -86,5 +86,13 @@ fn smart_fetch_over_the_whole_library() {
         })
         .collect();
     insta::assert_yaml_snapshot!("smart_fetch_verdicts", verdicts);
-    insta::assert_yaml_snapshot!("smart_fetch_summary", report["summary"]);
+    // Cases by verdict; not the check totals, whose passed-or-skipped share may
+    // move with timing (a check exercised or not) while no verdict does.
+    let summary = &report["summary"];
+    let counts: BTreeMap<&str, &Value> =
+        ["cases", "passed", "warned", "failed", "errors", "timeouts", "not_applicable"]
+            .into_iter()
+            .map(|k| (k, &summary[k]))
+            .collect();
+    insta::assert_yaml_snapshot!("smart_fetch_summary", counts);
 }
