@@ -12,6 +12,10 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+mod common {
+    pub mod verdicts;
+}
+
 /// The scenarios this test judges (id prefixes, each passed to `--filter`).
 const FAMILIES: &[&str] = &[
     "happy/system-export",
@@ -182,19 +186,7 @@ fn naive_python_client_passes_the_happy_path_and_is_caught_where_it_is_naive() {
 
     // The verdicts, snapshotted: the demonstration that the harness judges an
     // outside program, and which checks catch it (passing and skipped checks left out).
-    let verdicts: BTreeMap<&str, Value> = cases
-        .iter()
-        .map(|c| {
-            let findings: BTreeMap<&str, &str> = c["checks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|k| !matches!(k["verdict"].as_str(), Some("pass" | "skip")))
-                .map(|k| (k["id"].as_str().unwrap_or("?"), k["verdict"].as_str().unwrap_or("?")))
-                .collect();
-            (c["id"].as_str().unwrap_or("?"), serde_json::json!({"verdict": c["verdict"], "findings": findings}))
-        })
-        .collect();
+    let verdicts = common::verdicts::of_cases(cases);
     insta::assert_yaml_snapshot!("naive_client_verdicts", verdicts);
 
     assert!(

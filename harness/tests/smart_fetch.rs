@@ -16,6 +16,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common {
+    pub mod verdicts;
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the harness is inside the workspace").to_path_buf()
 }
@@ -67,24 +71,7 @@ fn smart_fetch_over_the_whole_library() {
     let errors: Vec<&str> = cases.iter().filter(|c| c["verdict"] == "error").filter_map(|c| c["id"].as_str()).collect();
     assert!(errors.is_empty(), "the harness could not run {errors:?}\n{stdout}");
 
-    let verdicts: BTreeMap<&str, Value> = cases
-        .iter()
-        .map(|c| {
-            let findings: BTreeMap<&str, &str> = c["checks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|k| !matches!(k["verdict"].as_str(), Some("pass" | "skip")))
-                .map(|k| (k["id"].as_str().unwrap_or("?"), k["verdict"].as_str().unwrap_or("?")))
-                .collect();
-            let entry = if findings.is_empty() {
-                serde_json::json!({"verdict": c["verdict"]})
-            } else {
-                serde_json::json!({"verdict": c["verdict"], "findings": findings})
-            };
-            (c["id"].as_str().unwrap_or("?"), entry)
-        })
-        .collect();
+    let verdicts = common::verdicts::of_cases(cases);
     insta::assert_yaml_snapshot!("smart_fetch_verdicts", verdicts);
     // Cases by verdict; not the check totals, whose passed-or-skipped share may
     // move with timing (a check exercised or not) while no verdict does.
