@@ -110,7 +110,9 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
         client_id: &file.client_id,
         incremental: None,
     };
-    let result = judge::judge(evidence, rerun, None);
+    let mut result = judge::judge(evidence, rerun, None);
+    // No profile here: a request other than the case's is not applicable, as in `run`.
+    bulkmock_harness::runner::not_the_request_asked(&mut result);
     let mut report = RunReport::new(file.seed, args.client_name.clone(), vec![result]);
     // The suite of a one-case run, as `bulkmock run --filter <case>` would name it.
     report.suite = Some(bulkmock_harness::report::Suite::of(std::slice::from_ref(&case)));

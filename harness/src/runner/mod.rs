@@ -191,7 +191,7 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
 /// (another level, a GET for a POST, a parameter dropped) is not judged on
 /// the case: it is `not_applicable`, saying so (with a profile that claims
 /// the capability, `kickoff.matches_request` judges the mismatch instead).
-fn not_the_request_asked(result: &mut CaseResult) {
+pub fn not_the_request_asked(result: &mut CaseResult) {
     let Some(check) = result.checks.iter().find(|c| c.id == "kickoff.matches_request") else { return };
     if !matches!(check.verdict, crate::checks::Verdict::Warn | crate::checks::Verdict::Fail) {
         return;
