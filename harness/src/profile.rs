@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{Case, JwksMode, LevelName};
+use crate::scenario::{Case, JwksMode};
 use bulkmock_server::faults::Fault;
 use bulkmock_server::faults::model::ManifestVariant;
 use bulkmock_server::quirks::Quirk;
@@ -205,12 +205,8 @@ impl std::fmt::Display for Need {
 pub fn needs(case: &Case) -> Vec<Need> {
     let s = &case.scenario;
     let c = &s.client;
-    let mut out = vec![Need::Level(match c.level {
-        LevelName::System => "system",
-        LevelName::Patient => "patient",
-        LevelName::Group => "group",
-    })];
-    if c.post || !c.patients.is_empty() {
+    let mut out = vec![Need::Level(c.level.as_str())];
+    if c.kickoff_method() == "POST" {
         out.push(Need::Method("POST"));
     }
     let parameters = [

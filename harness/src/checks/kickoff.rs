@@ -151,7 +151,7 @@ fn matches_request(input: &Input) -> Finding {
             asked_for(want.separate_export_status)
         ));
     }
-    let wants_post = want.post || !want.patients.is_empty();
+    let wants_post = want.kickoff_method() == "POST";
     if wants_post && kickoffs(input).iter().all(|e| e.method != "POST") {
         problems.push("GET although the case asked for a POST kick-off".to_string());
     }

@@ -147,6 +147,13 @@ pub struct Evidence {
     pub exchanges: Vec<ExchangeRef>,
 }
 
+impl Evidence {
+    /// A message and the first few exchanges involved.
+    pub fn of<'a>(message: impl Into<String>, exchanges: impl IntoIterator<Item = &'a Exchange>) -> Evidence {
+        Evidence { message: message.into(), exchanges: exchanges.into_iter().take(6).map(ExchangeRef::from).collect() }
+    }
+}
+
 /// What a check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -173,10 +180,7 @@ pub enum Finding {
 impl Finding {
     /// A miss with a message and exchanges.
     pub fn miss<'a>(message: impl Into<String>, exchanges: impl IntoIterator<Item = &'a Exchange>) -> Finding {
-        Finding::Miss(Evidence {
-            message: message.into(),
-            exchanges: exchanges.into_iter().take(6).map(ExchangeRef::from).collect(),
-        })
+        Finding::Miss(Evidence::of(message, exchanges))
     }
     /// A miss judged at `level` and citing `requirements` (see [`Finding::MissAt`]).
     pub fn miss_at<'a>(
@@ -185,7 +189,7 @@ impl Finding {
         message: impl Into<String>,
         exchanges: impl IntoIterator<Item = &'a Exchange>,
     ) -> Finding {
-        let Finding::Miss(evidence) = Finding::miss(message, exchanges) else { unreachable!() };
+        let evidence = Evidence::of(message, exchanges);
         Finding::MissAt { level, requirements: requirements.iter().map(|r| r.to_string()).collect(), evidence }
     }
     /// A skip with a reason.

@@ -262,7 +262,7 @@ pub async fn client(
         ("until", spec.until.clone().unwrap_or_default()),
         ("type_filters", spec.type_filters.join(" ")),
         ("elements", spec.elements.join(",")),
-        ("kickoff_method", if spec.post || !spec.patients.is_empty() { "POST" } else { "GET" }.to_string()),
+        ("kickoff_method", spec.kickoff_method().to_string()),
         ("case_id", case.id.clone()),
         ("case_dir", dir.display().to_string()),
     ];
@@ -292,7 +292,6 @@ fn prefer(spec: &crate::scenario::ClientSpec) -> String {
 /// The rest of the case's request as variables, and all of it as one JSON
 /// document (`request_json`): an adapter never needs to read scenario files.
 fn request_variables(spec: &crate::scenario::ClientSpec) -> [(&'static str, String); 7] {
-    let method = if spec.post || !spec.patients.is_empty() { "POST" } else { "GET" };
     let request = serde_json::json!({
         "level": spec.level.as_str(),
         "group_id": spec.group,
@@ -307,7 +306,7 @@ fn request_variables(spec: &crate::scenario::ClientSpec) -> [(&'static str, Stri
         "organize_output_by": spec.organize_output_by,
         "allow_partial_manifests": spec.allow_partial_manifests,
         "separate_export_status": spec.separate_export_status,
-        "kickoff_method": method,
+        "kickoff_method": spec.kickoff_method(),
         "prefer": prefer(spec),
     });
     [

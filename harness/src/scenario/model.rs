@@ -270,6 +270,14 @@ pub struct ClientSpec {
     pub jwks: JwksMode,
 }
 
+impl ClientSpec {
+    /// `POST` when the case asks for one or names patients (`patient` is a
+    /// POST parameter, CLI-046), else `GET`.
+    pub fn kickoff_method(&self) -> &'static str {
+        if self.post || !self.patients.is_empty() { "POST" } else { "GET" }
+    }
+}
+
 /// How a case should end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
