@@ -87,8 +87,8 @@ async fn truncated_bodies_resume_with_range_in_gzip_and_plain() {
 async fn connection_resets_before_and_during_the_body_are_retried() {
     let server = server().await;
     let rules = vec![
-        file("Encounter", Fault::Reset { after_bytes: 2500 }).times(2),
-        file("Patient", Fault::Reset { after_bytes: 0 }).times(1),
+        file("Encounter", Fault::Reset { after_bytes: 2500, fraction: None }).times(2),
+        file("Patient", Fault::Reset { after_bytes: 0, fraction: None }).times(1),
     ];
     assert_recovers(&server, Level::System, rules, "reset").await;
 }
@@ -109,7 +109,7 @@ async fn transient_file_errors_are_retried() {
 async fn stalled_and_slow_bodies_complete() {
     let server = server().await;
     let rules = vec![
-        file("Observation", Fault::Stall { after_bytes: 2000, stall_ms: 4000 }).times(1),
+        file("Observation", Fault::Stall { after_bytes: 2000, fraction: None, stall_ms: 4000 }).times(1),
         file("Patient", Fault::Drip { bytes_per_s: 400_000 }).times(1),
     ];
     assert_recovers(&server, Level::System, rules, "stall").await;
@@ -358,7 +358,7 @@ async fn file_digests_match_across_gzip_resets_and_truncations() {
         vec![
             // Offsets inside the gzip bodies the client asks for (a few KB each):
             // a fault past the end of a body is not applied, and would test nothing.
-            file("Observation", Fault::Reset { after_bytes: 600 }).times(2),
+            file("Observation", Fault::Reset { after_bytes: 600, fraction: None }).times(2),
             file("Condition", Fault::Truncate { after_bytes: Some(400), fraction: None, at_line_end: false }).times(1),
         ],
         "digests",

@@ -77,8 +77,10 @@ async fn connection_resets_over_tls_are_real_resets_and_the_client_recovers() {
     let server = tls_server().await;
     let log: Arc<Mutex<Vec<Event>>> = Arc::default();
     let rules = vec![
-        FaultRule::new(Target::File, Fault::Reset { after_bytes: 600 }).resource_type("Encounter").times(2),
-        FaultRule::new(Target::File, Fault::Reset { after_bytes: 0 }).resource_type("Patient").times(1),
+        FaultRule::new(Target::File, Fault::Reset { after_bytes: 600, fraction: None })
+            .resource_type("Encounter")
+            .times(2),
+        FaultRule::new(Target::File, Fault::Reset { after_bytes: 0, fraction: None }).resource_type("Patient").times(1),
     ];
     let request = ExportRequest::new(Level::System);
     let expected = baseline(&server, &request, "tls-reset").await;
@@ -113,9 +115,9 @@ async fn connection_resets_over_tls_are_real_resets_and_the_client_recovers() {
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let patient_file =
         manifest.output.iter().find(|f| f.resource_type.as_deref() == Some("Patient")).unwrap().url.clone();
-    server
-        .faults()
-        .add(FaultRule::new(Target::File, Fault::Reset { after_bytes: 0 }).resource_type("Patient").times(1));
+    server.faults().add(
+        FaultRule::new(Target::File, Fault::Reset { after_bytes: 0, fraction: None }).resource_type("Patient").times(1),
+    );
     let ca = reqwest::Certificate::from_pem(server.ca_cert_pem().unwrap().as_bytes()).unwrap();
     let http = reqwest::Client::builder().tls_certs_merge([ca]).build().unwrap();
     let token = server.issue_token("system/*.rs");

@@ -45,6 +45,8 @@ pub struct AppState {
     pub connections: Arc<crate::transport::Switches>,
     /// Capability URLs handed out by the `capability_urls` fault.
     pub capabilities: crate::faults::capability::Capabilities,
+    /// Responses as sent, when capture is on (off by default).
+    pub captured: crate::capture::ResponseLog,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ impl AppState {
             source,
             revisions,
             created_groups: Default::default(),
+            captured: Default::default(),
             fhir_base,
             auth,
         }))
@@ -195,9 +198,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Profile URLs are rewritten before routing, so the outer router only has a fallback.
     Router::new()
         .fallback_service(inner)
-        .layer(axum::middleware::from_fn_with_state(state, crate::faults::profile::layer))
-        // Outermost, so OperationOutcomes of every layer (faults, profiles) are covered.
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::faults::profile::layer))
+        // Outside the fault and profile layers, so OperationOutcomes of every layer are covered.
         .layer(axum::middleware::from_fn(crate::media::negotiate))
+        // Outermost: what the connection gets.
+        .layer(axum::middleware::from_fn_with_state(state, crate::capture::layer))
 }
 
 /// Serves on `listener` until `shutdown` completes.

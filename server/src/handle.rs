@@ -317,6 +317,18 @@ impl MockServer {
         self.state.transcript.exchanges()
     }
 
+    /// Starts capturing every response as sent (status, headers, body bytes),
+    /// for observers that check the wire format; see [`crate::capture`].
+    pub fn capture_responses(&self) {
+        self.state.captured.enable();
+    }
+
+    /// Takes the responses captured so far, once the bodies still being sent
+    /// have ended (waiting at most five seconds for them).
+    pub async fn captured_responses(&self) -> Vec<crate::capture::CapturedResponse> {
+        self.state.captured.settle(std::time::Duration::from_secs(5)).await
+    }
+
     /// The data set at revision 0 (its types, ids and counts before any
     /// advance); see [`current_data`](Self::current_data) and [`data_at`](Self::data_at).
     pub fn data(&self) -> &dyn DataSource {

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod capture;
 pub mod config;
 mod conn;
 pub mod data;

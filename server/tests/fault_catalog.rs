@@ -93,3 +93,63 @@ fn every_fault_kind_has_a_section_and_every_section_a_kind() {
         assert!(documented.contains(&kind), "fault kind {kind} is not documented");
     }
 }
+
+/// Each kind (and each variant that differs) with the wire invariants it breaks.
+const BREAKS: &[(&str, &str)] = &[
+    ("`respond`, `body = \"outcome\"` or `\"transient\"`", r#"{"kind":"respond","status":503}"#),
+    ("`respond`, `body = \"oauth\"`", r#"{"kind":"respond","status":400,"body":"oauth"}"#),
+    ("`respond`, `body = \"html\"`", r#"{"kind":"respond","status":502,"body":"html"}"#),
+    ("`respond`, `body = \"empty\"`", r#"{"kind":"respond","status":500,"body":"empty"}"#),
+    ("`truncate`, `reset`", r#"{"kind":"reset","after_bytes":10}"#),
+    ("`manifest`: `v4_ballot`, `not_json`, `output_missing`", r#"{"kind":"manifest","variant":"not_json"}"#),
+    ("`manifest`: `wrong_count`", r#"{"kind":"manifest","variant":"wrong_count"}"#),
+    ("`manifest`: `sha256_mismatch`", r#"{"kind":"manifest","variant":"sha256_mismatch"}"#),
+    (
+        "`manifest`: `unknown_fields`, `empty_output`, `partial_success`",
+        r#"{"kind":"manifest","variant":"empty_output"}"#,
+    ),
+    (
+        "`content`: `malformed_line`, `blank_line`, `no_trailing_newline`, `bom`, `invalid_utf8`",
+        r#"{"kind":"content","mutation":"bom"}"#,
+    ),
+    ("`content`: `wrong_type`", r#"{"kind":"content","mutation":"wrong_type"}"#),
+    ("`content`: `duplicate_line`, `duplicate_across_files`", r#"{"kind":"content","mutation":"duplicate_line"}"#),
+    ("`content`: `crlf`, `huge_line`, `missing_required`", r#"{"kind":"content","mutation":"crlf"}"#),
+    ("`gzip`: `corrupt`", r#"{"kind":"gzip","mode":"corrupt"}"#),
+    ("`gzip`: `no_header`", r#"{"kind":"gzip","mode":"no_header"}"#),
+    ("`range`: `ignore`", r#"{"kind":"range","mode":"ignore"}"#),
+    ("`range`: `unsatisfiable`", r#"{"kind":"range","mode":"unsatisfiable"}"#),
+    ("`relative_endpoints`", r#"{"kind":"relative_endpoints"}"#),
+    ("`token_response`", r#"{"kind":"token_response","token_type":"Bearer"}"#),
+    (
+        "`header` `Content-Location` or `Location`",
+        r#"{"kind":"header","name":"Content-Location","value":"{relative}"}"#,
+    ),
+    ("`header` `Content-Length`", r#"{"kind":"header","name":"Content-Length","value":"1"}"#),
+    ("`header` `Content-Encoding`", r#"{"kind":"header","name":"Content-Encoding","value":""}"#),
+    (
+        "`header` `Content-Type`, `Retry-After`, `Cache-Control`, `Content-Range`",
+        r#"{"kind":"header","name":"Content-Type","value":"text/plain"}"#,
+    ),
+    ("`header`, any other name", r#"{"kind":"header","name":"ETag","value":"\"{n}\""}"#),
+    (
+        "`delay`, `in_progress`, `vanish`, `expire_urls`, `revoke`, `capability_urls`, `redirect`, `token_lifetime`, `narrow_scope`, `clock_skew`, `unreachable`, `rotated`, `drip`, `stall`",
+        r#"{"kind":"drip","bytes_per_s":100}"#,
+    ),
+];
+
+/// docs/faults.md's table of what each kind breaks is what `Fault::breaks` says.
+#[test]
+fn the_page_lists_the_invariants_each_kind_breaks() {
+    let mut table = String::from("| fault | breaks on purpose |\n| --- | --- |\n");
+    for (label, json) in BREAKS {
+        let fault: Fault = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let names: Vec<String> = fault.breaks().iter().map(|i| format!("`{}`", i.name())).collect();
+        let breaks = if names.is_empty() { "nothing".to_string() } else { names.join(", ") };
+        table.push_str(&format!("| {label} | {breaks} |\n"));
+    }
+    assert!(PAGE.contains(&table), "docs/faults.md should hold this table:\n{table}");
+    for invariant in bulkmock_server::faults::invariants::Invariant::ALL {
+        assert!(PAGE.contains(&format!("| `{}` |", invariant.name())), "{} is not described", invariant.name());
+    }
+}

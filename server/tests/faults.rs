@@ -552,7 +552,7 @@ async fn a_stalled_file_still_arrives_whole() {
     let server = MockServer::builder()
         .open()
         .patients(5)
-        .fault(rule(Target::File, Fault::Stall { after_bytes: 100, stall_ms: 200 }))
+        .fault(rule(Target::File, Fault::Stall { after_bytes: 100, fraction: None, stall_ms: 200 }))
         .start()
         .await;
     let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
@@ -771,8 +771,8 @@ async fn a_reset_is_seen_as_a_reset() {
     let server = MockServer::builder()
         .open()
         .patients(30)
-        .fault(rule(Target::File, Fault::Reset { after_bytes: 3000 }).times(1))
-        .fault(rule(Target::Metadata, Fault::Reset { after_bytes: 0 }).times(1))
+        .fault(rule(Target::File, Fault::Reset { after_bytes: 3000, fraction: None }).times(1))
+        .fault(rule(Target::Metadata, Fault::Reset { after_bytes: 0, fraction: None }).times(1))
         .start()
         .await;
     let (_, m) = manifest(&kickoff(&server, "$export", "_type=Observation").await).await;
@@ -999,8 +999,8 @@ async fn a_fault_past_the_end_of_the_body_is_recorded_as_not_applied() {
     let server = MockServer::builder()
         .open()
         .patients(3)
-        .fault(rule(Target::File, Fault::Reset { after_bytes: 10_000_000 }).times(1))
-        .fault(rule(Target::File, Fault::Stall { after_bytes: 10_000_000, stall_ms: 5_000 }).times(1))
+        .fault(rule(Target::File, Fault::Reset { after_bytes: 10_000_000, fraction: None }).times(1))
+        .fault(rule(Target::File, Fault::Stall { after_bytes: 10_000_000, fraction: None, stall_ms: 5_000 }).times(1))
         .fault(
             rule(Target::File, Fault::Truncate { after_bytes: Some(10_000_000), fraction: None, at_line_end: false })
                 .times(1),
@@ -1020,4 +1020,46 @@ async fn a_fault_past_the_end_of_the_body_is_recorded_as_not_applied() {
         let why = e.fault_not_applied.as_deref().expect("recorded as not applied");
         assert!(why.contains(&format!("{kind} after 10000000 bytes")) && why.contains("(gzip)"), "{why}");
     }
+}
+
+/// `fraction` places a reset or stall inside the body whatever its size and
+/// encoding: the same rule cuts a plain download and a gzip one part way
+/// (where an `after_bytes` that suits one would lie past the end of the other).
+#[tokio::test]
+async fn reset_and_stall_at_a_fraction_act_on_plain_and_gzip_bodies() {
+    let server = MockServer::builder()
+        .open()
+        .patients(3)
+        .fault(rule(Target::File, Fault::Stall { after_bytes: 0, fraction: Some(0.5), stall_ms: 10 }).times(2))
+        .fault(rule(Target::File, Fault::Reset { after_bytes: 0, fraction: Some(0.5) }).times(2))
+        .start()
+        .await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let mut whole = Vec::new();
+    for encoding in ["identity", "gzip", "identity", "gzip"] {
+        let response = http().get(&m.output[0].url).header("accept-encoding", encoding).send().await.unwrap();
+        let announced = response.content_length().expect("a length");
+        whole.push((announced, response.bytes().await.map(|b| b.len() as u64)));
+    }
+    // The stalls deliver every byte; the resets cut the body after half of it.
+    assert!(matches!(whole[0], (n, Ok(got)) if got == n), "{whole:?}");
+    assert!(matches!(whole[1], (n, Ok(got)) if got == n), "{whole:?}");
+    assert!(whole[2].1.is_err() && whole[3].1.is_err(), "{whole:?}");
+    let files: Vec<_> = server.transcript().into_iter().filter(|e| e.path.contains("/bulkfiles/")).collect();
+    assert_eq!(files.len(), 4);
+    for e in &files {
+        assert!(e.fault.is_some() && e.fault_not_applied.is_none(), "fired: {e:?}");
+    }
+    let (plain, gzip) = (whole[0].0, whole[1].0);
+    assert!(gzip < plain / 2, "the gzip body is much shorter: {gzip} of {plain}");
+    assert_eq!(files[2].bytes, plain / 2, "the plain reset came after half the plain body");
+    assert_eq!(files[3].bytes, gzip / 2, "the gzip reset came after half the gzip body");
+}
+
+#[test]
+fn a_fraction_is_checked() {
+    let both = rule(Target::File, Fault::Reset { after_bytes: 10, fraction: Some(0.5) });
+    assert!(both.validate().unwrap_err().contains("not both"));
+    let whole = rule(Target::File, Fault::Stall { after_bytes: 0, fraction: Some(1.0), stall_ms: 1 });
+    assert!(whole.validate().unwrap_err().contains("above 0 and below 1"));
 }

@@ -6,16 +6,21 @@
 //!
 //! The selected cases run together first, in parallel (their waits overlap),
 //! then each trial asserts on its own result.
+//!
+//! Every response the mock sends in every case is also checked by the
+//! wire-validity observer (`tests/src/wire/`): a response that breaks an
+//! invariant of the wire format that no fault or quirk of the case declares
+//! broken fails the case (the mock is never at fault).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bulkmock_harness::adapter::Builtin;
 use bulkmock_harness::checks::Verdict;
 use bulkmock_harness::report::snapshot::Snapshot;
 use bulkmock_harness::report::{CaseResult, CaseVerdict};
-use bulkmock_harness::runner::{self, RunOptions};
+use bulkmock_harness::runner::{self, Observer, RunOptions};
 use bulkmock_harness::scenario::{self, SnapshotDetail};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -27,17 +32,24 @@ fn main() {
     let coverage = bulkmock_harness::coverage::render(&files);
     let cases: Vec<scenario::Case> = files.into_iter().flat_map(|f| f.cases).collect();
     let selected: Vec<scenario::Case> = cases.iter().filter(|c| wanted(&args, &c.id)).cloned().collect();
+    let wire: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
     let results: HashMap<String, CaseResult> = if selected.is_empty() || args.list {
         HashMap::new()
     } else {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-        let options = RunOptions { jobs: 16, ..RunOptions::default() };
+        let sink = Arc::clone(&wire);
+        let observer = Observer(Arc::new(move |case: &scenario::Case, _: &[_], responses: Vec<_>| {
+            let found = bulkmock_tests::wire::observe(&responses).iter().map(ToString::to_string).collect();
+            sink.lock().expect("wire findings").insert(case.id.clone(), found);
+        }));
+        let options = RunOptions { jobs: 16, observer: Some(observer), ..RunOptions::default() };
         let report = runtime
             .block_on(runner::run(selected, Arc::new(Builtin::default()), &options, &|_| {}))
             .expect("the run starts");
         report.cases.into_iter().map(|c| (c.id.clone(), c)).collect()
     };
     let results = Arc::new(results);
+    let wire = Arc::new(std::mem::take(&mut *wire.lock().expect("wire findings")));
     let names: Vec<String> = cases.iter().map(|c| snapshot_name(&c.id)).collect();
     let stale = Trial::test("snapshots/none_stale", move || no_stale_snapshots(&names));
     let coverage = Trial::test("scenarios/coverage_up_to_date", move || coverage_up_to_date(&coverage));
@@ -45,9 +57,10 @@ fn main() {
         .into_iter()
         .chain(cases.into_iter().map(|case| {
             let results = Arc::clone(&results);
+            let wire = Arc::clone(&wire);
             let id = case.id.clone();
             let detail = case.scenario.expect.snapshot;
-            Trial::test(id.clone(), move || judge(results.get(&id), detail))
+            Trial::test(id.clone(), move || judge(results.get(&id), wire.get(&id), detail))
         }))
         .collect();
     libtest_mimic::run(&args, trials).exit();
@@ -59,8 +72,17 @@ fn wanted(args: &Arguments, id: &str) -> bool {
     args.filter.as_ref().is_none_or(matches) && !args.skip.iter().any(matches)
 }
 
-fn judge(result: Option<&CaseResult>, detail: SnapshotDetail) -> Result<(), Failed> {
+fn judge(result: Option<&CaseResult>, wire: Option<&Vec<String>>, detail: SnapshotDetail) -> Result<(), Failed> {
     let case = result.ok_or("the case did not run")?;
+    // The mock is never at fault: every response valid unless a fault of the case says otherwise.
+    if let Some(found) = wire.filter(|f| !f.is_empty()) {
+        return Err(format!(
+            "{}: the mock broke the wire format where no fault or quirk says so:\n{}",
+            case.id,
+            found.join("\n")
+        )
+        .into());
+    }
     let missed: Vec<String> = case
         .checks
         .iter()

@@ -44,6 +44,24 @@ pub struct RunOptions {
     /// Multiplies every case's `max_seconds`, for clients that wait longer
     /// than the suite's authors did (`--time-scale`, `BULKMOCK_TIME_SCALE`).
     pub time_scale: f64,
+    /// Sees every case's transcript and the responses its server sent (the
+    /// server then captures them): a check of the mock's own wire format.
+    pub observer: Option<Observer>,
+}
+
+/// A function over a case's transcript and the responses its server sent,
+/// called after the client ran (see [`RunOptions::observer`]).
+#[derive(Clone)]
+pub struct Observer(pub Arc<ObserveFn>);
+
+/// The function of an [`Observer`].
+pub type ObserveFn =
+    dyn Fn(&Case, &[bulkmock_server::Exchange], Vec<bulkmock_server::capture::CapturedResponse>) + Send + Sync;
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Default for RunOptions {
@@ -58,6 +76,7 @@ impl Default for RunOptions {
             grace: Duration::from_secs(5),
             time_scale: 1.0,
             profile: None,
+            observer: None,
         }
     }
 }
@@ -154,10 +173,17 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
         Err(message) => return errored(case, message, rerun),
     };
     let mut world = world;
+    if options.observer.is_some() {
+        world.server.capture_responses();
+    }
     let (run, runs) = match &case.scenario.incremental {
         None => (run_bounded(adapter, &world, deadline, expect.max_requests).await, Vec::new()),
         Some(inc) => incremental::run(adapter, &mut world, inc, deadline, expect.max_requests).await,
     };
+    if let Some(observer) = &options.observer {
+        let responses = world.server.captured_responses().await;
+        (observer.0)(case, &world.server.transcript(), responses);
+    }
     let exchanges = world.server.transcript();
     let (job, expected) = judge::expected_job(world.server.state(), &world.ctx.client_id);
     let incremental = match case.scenario.incremental {

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::body::{corrupt, cut_at_line_end, drip, reset, stall, truncate};
 use super::capability::{Issuer, cap_param, with_capabilities};
 use super::engine::{Fired, RequestFacts};
+use super::invariants::Deliberate;
 use super::model::{ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant, RangeMode, Target};
 use super::profile::ProfilePrefix;
 use super::shape::{first_line_of_sibling, respond, rewrite_body, rewrite_json, set_header};
@@ -92,7 +93,14 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     let request = Request::from_parts(parts, body);
     let response = match (refused, fired) {
         (Some(refused), _) => refused,
-        (None, Some(Fired { fault, count, .. })) => apply(&state, fault, count, request, next).await,
+        (None, Some(Fired { fault, count, .. })) => {
+            let breaks = fault.breaks();
+            let mut response = apply(&state, fault, count, request, next).await;
+            if response.extensions().get::<NotApplied>().is_none() {
+                Deliberate::mark(&mut response, breaks);
+            }
+            response
+        }
         (None, None) => next.run(request).await,
     };
     if let Some(NotApplied(why)) = response.extensions().get::<NotApplied>().cloned() {
@@ -104,7 +112,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     if let Some(len) = axum::body::HttpBody::size_hint(response.body()).exact() {
         exchange.response.entry("content-length".into()).or_insert_with(|| len.to_string());
     }
-    let response = if is_token && response.status().is_success() {
+    let mut response = if is_token && response.status().is_success() {
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_TOKEN_BODY).await.unwrap_or_default();
         exchange.issued = issued_token(&bytes);
@@ -115,6 +123,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     exchange.duration_ms = started.elapsed().as_millis() as u64;
     let bytes = Arc::new(AtomicU64::new(0));
     let seq = state.transcript.record(exchange, Arc::clone(&bytes));
+    response.extensions_mut().insert(crate::capture::ExchangeSeq(seq));
     count_bytes(response, bytes, Finished { state, seq })
 }
 
@@ -451,19 +460,32 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             request.extensions_mut().insert(TokenFaults { skew_s, ..TokenFaults::default() });
             next.run(request).await
         }
-        Fault::Stall { after_bytes, stall_ms } => {
+        Fault::Stall { after_bytes, fraction, stall_ms } => {
             let response = next.run(request).await;
-            match beyond_body(&response, after_bytes, "stall") {
-                Some(why) => not_applied(response, why),
-                None => stall(response, after_bytes, stall_ms),
+            let offset = match fraction {
+                Some(f) => share_of_body(&response, f, "stall"),
+                None => Ok(after_bytes),
+            };
+            match offset.and_then(|n| beyond_body(&response, n, "stall").map_or(Ok(n), Err)) {
+                Err(why) => not_applied(response, why),
+                Ok(n) => stall(response, n, stall_ms),
             }
         }
-        Fault::Reset { after_bytes } => {
+        Fault::Reset { after_bytes, fraction } => {
             let peer = request.extensions().get::<axum::extract::ConnectInfo<crate::transport::Peer>>().map(|c| c.0.0);
             let response = next.run(request).await;
-            match beyond_body(&response, after_bytes, "reset").filter(|_| after_bytes > 0) {
-                Some(why) => not_applied(response, why),
-                None => reset(state, response, peer, after_bytes),
+            let offset = match fraction {
+                // At least one byte: 0 would mean before the headers.
+                Some(f) => share_of_body(&response, f, "reset").map(|n| n.max(1)),
+                None => Ok(after_bytes),
+            };
+            let offset = offset.and_then(|n| match beyond_body(&response, n, "reset") {
+                Some(why) if n > 0 => Err(why),
+                _ => Ok(n),
+            });
+            match offset {
+                Err(why) => not_applied(response, why),
+                Ok(n) => reset(state, response, peer, n),
             }
         }
         // Only valid for `jwks` (checked at the edge), where the JWKS fetch applies them.
@@ -508,11 +530,24 @@ pub(crate) fn not_applied(mut response: Response, why: String) -> Response {
     response
 }
 
+/// The length of a response's (encoded) body, when it is known before sending.
+fn body_len(response: &Response) -> Option<u64> {
+    let declared = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    declared.or_else(|| axum::body::HttpBody::size_hint(response.body()).exact())
+}
+
+/// The byte offset at `fraction` of the (encoded) body, or why there is none
+/// (a body whose length is not known before it is sent).
+fn share_of_body(response: &Response, fraction: f64, kind: &str) -> Result<u64, String> {
+    body_len(response)
+        .map(|len| (len as f64 * fraction) as u64)
+        .ok_or_else(|| format!("{kind} at a fraction needs a body of known length: sent untouched"))
+}
+
 /// Why a fault at byte `offset` cannot act on `response`: its (encoded) body
 /// ends at or before the offset. `None` when it can, or the length is unknown.
 fn beyond_body(response: &Response, offset: u64, kind: &str) -> Option<String> {
-    let declared = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let len = declared.or_else(|| axum::body::HttpBody::size_hint(response.body()).exact())?;
+    let len = body_len(response)?;
     let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     (offset >= len)
         .then(|| format!("{kind} after {offset} bytes cannot act on a {len}-byte body ({encoding}): sent untouched"))
@@ -536,13 +571,19 @@ fn relative_endpoints(v: &mut Value) {
         }
     }
     let oauth_uris = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
-    for rest in v["rest"].as_array_mut().into_iter().flatten() {
-        for ext in rest["security"]["extension"].as_array_mut().into_iter().flatten() {
-            if ext["url"] != oauth_uris {
+    // `get_mut`, never indexing: indexing a missing member would insert `null`.
+    fn array(value: Option<&mut Value>) -> impl Iterator<Item = &mut Value> {
+        value.and_then(Value::as_array_mut).into_iter().flatten()
+    }
+    for rest in array(v.get_mut("rest")) {
+        for ext in array(rest.get_mut("security").and_then(|s| s.get_mut("extension"))) {
+            if ext.get("url").and_then(Value::as_str) != Some(oauth_uris) {
                 continue;
             }
-            for uri in ext["extension"].as_array_mut().into_iter().flatten() {
-                relative(&mut uri["valueUri"]);
+            for uri in array(ext.get_mut("extension")) {
+                if let Some(value) = uri.get_mut("valueUri") {
+                    relative(value);
+                }
             }
         }
     }

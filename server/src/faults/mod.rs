@@ -7,6 +7,7 @@ mod body;
 pub mod capability;
 pub mod engine;
 pub mod file;
+pub mod invariants;
 pub mod model;
 pub mod profile;
 pub mod required;

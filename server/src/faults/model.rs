@@ -182,7 +182,12 @@ pub enum Fault {
     /// Resets the connection (TCP RST) after this many body bytes; 0 resets it before the headers.
     Reset {
         /// Body bytes sent before the reset.
+        #[serde(default)]
         after_bytes: u64,
+        /// Share of the (encoded) body sent before the reset (above 0, below 1),
+        /// instead of `after_bytes`: acts on a body of any size and encoding.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fraction: Option<f64>,
     },
     /// Send the body slowly.
     Drip {
@@ -192,7 +197,12 @@ pub enum Fault {
     /// Send part of the body, then nothing for a while, then the rest.
     Stall {
         /// Bytes sent before the pause.
+        #[serde(default)]
         after_bytes: u64,
+        /// Share of the (encoded) body sent before the pause (above 0, below 1),
+        /// instead of `after_bytes`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fraction: Option<f64>,
         /// Length of the pause.
         stall_ms: u64,
     },
@@ -419,6 +429,15 @@ impl FaultRule {
             }
             (_, Fault::Truncate { fraction: Some(f), .. }) if !(0.0..1.0).contains(f) => {
                 Err(format!("fraction must be at least 0 and below 1, got {f}"))
+            }
+            (
+                _,
+                Fault::Reset { after_bytes, fraction: Some(f) } | Fault::Stall { after_bytes, fraction: Some(f), .. },
+            ) if *after_bytes > 0 => Err(format!("give after_bytes ({after_bytes}) or fraction ({f}), not both")),
+            (_, Fault::Reset { fraction: Some(f), .. } | Fault::Stall { fraction: Some(f), .. })
+                if !(*f > 0.0 && *f < 1.0) =>
+            {
+                Err(format!("fraction must be above 0 and below 1, got {f}"))
             }
             (_, Fault::Drip { bytes_per_s: 0 }) => Err("bytes_per_s must be positive".into()),
             (_, Fault::Redirect { capability: true, ttl_s: 0, .. }) => Err("ttl_s must be positive".into()),

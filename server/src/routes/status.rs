@@ -127,7 +127,9 @@ fn poll_page_inner(
         // The same rewrite as the `manifest_variant = "v4_ballot"` fault.
         let mut v = serde_json::to_value(&body).expect("a manifest serialises");
         crate::faults::rewrite::manifest(&mut v, crate::faults::model::ManifestVariant::V4Ballot);
-        (StatusCode::OK, axum::Json(v)).into_response()
+        let mut response = (StatusCode::OK, axum::Json(v)).into_response();
+        crate::faults::invariants::Deliberate::mark(&mut response, crate::quirks::Quirk::V4BallotManifest.breaks());
+        response
     } else {
         (StatusCode::OK, axum::Json(body)).into_response()
     };
