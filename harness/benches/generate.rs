@@ -4,7 +4,8 @@
 //! a 64 KiB buffer, as a download produces it, without HTTP. Both densities
 //! generate the same resources, so the bytes per second should match; only
 //! the counts per patient differ. `BENCH_MB` (default 1000) sets the NDJSON
-//! written per density. Prints a Markdown table for BENCHMARKS.md.
+//! written per density. Prints a Markdown table for BENCHMARKS.md, with exact
+//! byte counts so that changes to the data's size show.
 
 use std::time::Instant;
 
@@ -41,15 +42,14 @@ fn generate(data: &Synthetic, target: u64) -> (u64, u64, u64, f64) {
 
 fn main() {
     let mb: u64 = std::env::var("BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    println!("| density | patients | resources | NDJSON | per patient | generation, one core |");
+    println!("| density | patients | resources | NDJSON bytes | per patient | generation, one core |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for density in Density::ALL {
         let data = Synthetic::new(42, 10_000_000, "http://127.0.0.1:8080/fhir").with_density(density);
         let (patients, resources, bytes, secs) = generate(&data, mb * 1_000_000);
         println!(
-            "| {density} | {patients} | {resources} | {:.0} MB | {:.3} MB, {:.0} resources | {:.0} MB/s ({:.2} µs per resource) |",
-            bytes as f64 / 1e6,
-            bytes as f64 / 1e6 / patients as f64,
+            "| {density} | {patients} | {resources} | {bytes} | {:.1} bytes, {:.0} resources | {:.0} MB/s ({:.2} µs per resource) |",
+            bytes as f64 / patients as f64,
             resources as f64 / patients as f64,
             bytes as f64 / 1e6 / secs,
             secs * 1e6 / resources as f64

@@ -112,7 +112,7 @@ async fn main() {
     );
     if queue.lock().unwrap().next().is_none() {
         println!(
-            "| the whole export (every file downloaded), NDJSON per patient | {:.3} MB |",
+            "| the whole export (every file downloaded), NDJSON per patient | {:.3} MB ({total} bytes in all) |",
             mb(total) / patients as f64
         );
     }

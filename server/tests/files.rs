@@ -5,7 +5,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use bulkmock_server::MockServer;
+use bulkmock_server::{Fault, FaultRule, MockServer, Target};
 use common::*;
 
 async fn first_file(server: &MockServer, query: &str) -> (String, String) {
@@ -283,5 +283,62 @@ async fn profile_bases_stream_file_bodies_without_buffering() {
         let first = file.into_body().into_data_stream().next().await.unwrap().unwrap();
         // Chunks end at a line end just past 64 KiB; a buffered body is one frame.
         assert!(first.len() < total / 2, "the file streams in chunks through {base}, not whole ({})", first.len());
+    }
+}
+
+/// A `drip` slice length whose first slice ends inside an emoji (a 4-byte
+/// character) at least `min` bytes into `text`: two of its bytes in, two out.
+fn slice_ending_inside_an_emoji(text: &str, min: usize) -> usize {
+    let emoji = text.char_indices().find(|&(i, c)| i >= min && c.len_utf8() == 4);
+    emoji.unwrap_or_else(|| panic!("an emoji past byte {min} of the file")).0 + 2
+}
+
+/// A body's chunks exactly as they came off the socket.
+async fn chunks(url: &str) -> Vec<Vec<u8>> {
+    let mut r = http().get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut out = Vec::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        out.push(chunk.to_vec());
+    }
+    out
+}
+
+/// How many chunks end inside a character of `text` (their concatenation).
+fn chunks_ending_inside_a_character(chunks: &[Vec<u8>], text: &str) -> usize {
+    let ends = chunks.iter().scan(0, |end, c| {
+        *end += c.len();
+        Some(*end)
+    });
+    ends.filter(|&end| !text.is_char_boundary(end)).count()
+}
+
+/// SRV-194, SRV-184: a file's multi-byte UTF-8 characters (the synthetic
+/// data's non-ASCII share) cross the chunks its body arrives in. Through a
+/// `drip` whose slices end inside an emoji, a received chunk ends inside a
+/// character, so decoding chunk by chunk (`chunk.toString("utf8")`) corrupts
+/// the text, while the chunks joined are the file, byte for byte.
+#[tokio::test]
+async fn multi_byte_characters_straddle_chunk_boundaries_on_the_wire() {
+    let server = MockServer::builder().open().patients(30).start().await;
+    let (_, url) = first_file(&server, "_type=Condition").await;
+    let (_, _, file) = bytes(http().get(&url)).await;
+    let text = std::str::from_utf8(&file).expect("the file is UTF-8");
+    assert!(file.len() < 64 * 1024, "one body chunk, so slices start at byte 0: {}", file.len());
+    let slice = slice_ending_inside_an_emoji(text, file.len() / 20);
+    server.faults().add(FaultRule::new(Target::File, Fault::Drip { bytes_per_s: 10 * slice as u64 }));
+    // Slices leave 100 ms apart; a reader held up that long could receive two
+    // as one chunk, so a download whose chunks all end on boundaries is tried again.
+    for attempt in 1..=3 {
+        let received = chunks(&url).await;
+        assert_eq!(received.concat(), file, "the chunks joined are the file");
+        let split = chunks_ending_inside_a_character(&received, text);
+        if split == 0 && attempt < 3 {
+            continue;
+        }
+        assert!(split >= 1, "a chunk ends inside a character ({} chunks of {slice} bytes)", received.len());
+        let chunk_by_chunk: String = received.iter().map(|c| String::from_utf8_lossy(c)).collect();
+        assert!(chunk_by_chunk.contains('\u{fffd}') && chunk_by_chunk != text, "decoding each chunk alone corrupts");
+        return;
     }
 }

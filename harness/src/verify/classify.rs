@@ -187,6 +187,11 @@ mod tests {
         );
         assert_eq!(a, b);
         assert!(a.fractions);
+        // Characters beyond the Basic Multilingual Plane, raw or as surrogate pairs.
+        let raw = digest_of(r#"{"resourceType":"Condition","id":"c","note":[{"text":"𠮷田 🩺"}]}"#.as_bytes());
+        let escaped =
+            digest_of(br#"{"resourceType":"Condition","id":"c","note":[{"text":"\ud842\udfb7\u7530 \ud83e\ude7a"}]}"#);
+        assert_eq!(raw, escaped);
     }
 
     #[test]

@@ -225,6 +225,11 @@ mod tests {
         let s = Spellings::of(&v, json);
         assert_eq!(s.text(v["b"][0].as_number().unwrap()), "1.50");
         assert_eq!(s.decimal(v["c"]["d"].as_number().unwrap()).value, "0");
+        // Strings beyond ASCII, with digits and escaped quotes inside: skipped whole.
+        let json = r#"{"note":"💊 1,5 mg — \"2\" 王","v":15.0,"名":[3,"é4"]}"#.as_bytes();
+        assert_eq!(tokens(json), vec!["15.0", "3"]);
+        let v: Value = serde_json::from_slice(json).unwrap();
+        assert_eq!(Spellings::of(&v, json).text(v["v"].as_number().unwrap()), "15.0");
         // A duplicate key drops a number: no pairing, the parsed values speak.
         let dup = br#"{"a":1.50,"a":2.50}"#;
         let v: Value = serde_json::from_slice(dup).unwrap();

@@ -143,4 +143,18 @@ mod tests {
         assert_eq!((d[2].expected.as_str(), d[2].found.as_str(), d[2].change), ("15.0", "16.0", Change::Other));
         assert_eq!(differences(a, c, 1).len(), 1);
     }
+
+    #[test]
+    fn values_beyond_ascii_are_cut_between_characters() {
+        let long = "🩺é王".repeat(30);
+        let a = format!(r#"{{"resourceType":"Condition","id":"c","note":[{{"text":"{long}"}}],"名前":"José"}}"#);
+        let b = r#"{"resourceType":"Condition","id":"c","note":[{"text":"Müller"}],"名前":"Jose"}"#;
+        let d = differences(a.as_bytes(), b.as_bytes(), 10);
+        let brief: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.found.as_str())).collect();
+        assert_eq!(brief, vec![("note[0].text", "\"Müller\""), ("名前", "\"Jose\"")]);
+        let shown = &d[0].expected;
+        assert_eq!(shown.chars().count(), SHOWN + 3, "{shown}");
+        assert!(shown.ends_with("...") && format!("\"{long}\"").starts_with(shown.trim_end_matches("...")));
+        assert_eq!(d[1].expected, "\"José\"");
+    }
 }

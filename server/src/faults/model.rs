@@ -268,7 +268,7 @@ pub enum ManifestVariant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentMutation {
-    /// Line n is cut in the middle of its JSON.
+    /// Line n is cut in the middle of its JSON, between two characters (still UTF-8).
     MalformedLine,
     /// An empty line after line n.
     BlankLine,

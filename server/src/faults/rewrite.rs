@@ -79,6 +79,15 @@ pub fn manifest(v: &mut Value, variant: ManifestVariant) {
     }
 }
 
+/// `at`, moved back to the first byte of the UTF-8 character it falls in: a
+/// cut there leaves whole characters (continuation bytes are `0b10xx_xxxx`).
+fn char_start(bytes: &[u8], mut at: usize) -> usize {
+    while at > 0 && bytes.get(at).is_some_and(|b| b & 0xc0 == 0x80) {
+        at -= 1;
+    }
+    at
+}
+
 fn strip_types(items: &mut Value) {
     if let Value::Array(items) = items {
         for item in items {
@@ -106,7 +115,7 @@ pub fn content(body: Vec<u8>, mutation: ContentMutation, line: u64) -> Vec<u8> {
     };
     match mutation {
         ContentMutation::MalformedLine => {
-            let half = lines[n].len() / 2;
+            let half = char_start(&lines[n], lines[n].len() / 2);
             lines[n].truncate(half);
         }
         ContentMutation::BlankLine => lines.insert(n + 1, Vec::new()),
@@ -176,6 +185,19 @@ mod tests {
             serde_json::from_slice(&content(patient.to_vec(), ContentMutation::MissingRequired, 1)).unwrap();
         assert_eq!(stripped, json!({"resourceType": "Patient", "id": "p1", "birthDate": "2000-01-01"}));
         assert_eq!(text(ContentMutation::DuplicateLine, 9).lines().count(), 3, "lines past the end clamp to the last");
+    }
+
+    #[test]
+    fn a_malformed_line_is_cut_between_characters() {
+        let line = format!(
+            "{{\"resourceType\":\"Condition\",\"id\":\"c\",\"note\":[{{\"text\":\"{}\"}}]}}\n",
+            "🩺".repeat(14)
+        );
+        assert!(!line.is_char_boundary(line.len() / 2), "the middle byte is inside a character");
+        let cut = content(line.as_bytes().to_vec(), ContentMutation::MalformedLine, 1);
+        let text = std::str::from_utf8(&cut).expect("still UTF-8: malformed JSON, not invalid_utf8");
+        assert!(serde_json::from_str::<Value>(text.trim_end()).is_err());
+        assert!(line.starts_with(text.trim_end()) && text.len() < line.len() / 2 + 4);
     }
 
     #[test]

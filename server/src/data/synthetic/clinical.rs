@@ -3,11 +3,19 @@
 //! Each clinical resource references its patient and one of the patient's
 //! encounters ([`Synthetic::encounter`]: in `Density::Light` patient `p` has
 //! four, `enc-(4p)..enc-(4p+3)`), and its dates follow the encounter's.
+//! The non-ASCII share ([`Synthetic::non_ascii`]) of Conditions and
+//! MedicationRequests carries a `note`, of CarePlans a narrative in another
+//! language, of DocumentReferences a comment in the attachment.
 
 use super::super::json::{JsonWriter, padded_str, u64_str};
 use super::codes::*;
-use super::datatypes::{coding, concept, concepts, reference, reference_body, references, status_concept, tho_coding};
+use super::datatypes::{
+    coding, concept, concepts, note, reference, reference_body, references, status_concept, tho_coding,
+};
 use super::{Ctx, Synthetic, T};
+
+/// The opening tag of a narrative's `div`.
+const XHTML_DIV: &str = "<div xmlns=\"http://www.w3.org/1999/xhtml\">";
 
 fn subject_and_encounter(c: &Ctx<'_>, w: &mut JsonWriter<'_>, p: u64, n: u64) {
     reference(w, "subject", T::Patient, p);
@@ -87,6 +95,10 @@ pub fn condition(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         w.instant("abatementDateTime", c.event + 21 * 86_400);
     }
     w.instant("recordedDate", c.event);
+    if c.non_ascii(T::Condition) {
+        let text = *c.pick(T::Condition, 3).choose(CLINICAL_NOTES_INTL);
+        note(w, text);
+    }
 }
 
 /// Observation: vital signs and laboratory results with UCUM quantities.
@@ -144,6 +156,10 @@ pub fn medication_request(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     subject_and_encounter(c, w, p, j);
     w.instant("authoredOn", c.event);
     reference(w, "requester", T::Practitioner, practitioner);
+    if c.non_ascii(T::MedicationRequest) {
+        let text = *c.pick(T::MedicationRequest, 3).choose(MEDICATION_NOTES_INTL);
+        note(w, text);
+    }
     w.arr("dosageInstruction", |w| {
         w.item_obj(|w| {
             w.uint("sequence", 1);
@@ -215,16 +231,24 @@ pub fn diagnostic_report(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     });
 }
 
-/// The text of DocumentReference `idx`'s attachment.
+/// The text of DocumentReference `idx`'s attachment: the patient's name, and
+/// for the non-ASCII share a patient comment beyond ASCII.
 pub fn note_text(data: &Synthetic, idx: u64) -> String {
     let (p, _) = data.owner(T::DocumentReference, idx);
     let person = data.person(p);
     let (_, display) = *data.pick(T::DocumentReference, idx, 1).choose(NOTE_TYPES);
     let (condition, _, _) = CONDITIONS[condition_index(data, p, 0)];
     let condition_name = CONDITIONS[condition_index(data, p, 0)].1;
+    let (comment_label, comment) = if data.non_ascii(T::DocumentReference, idx) {
+        ("Patient comment: ", *data.pick(T::DocumentReference, idx, 2).choose(CLINICAL_NOTES_INTL))
+    } else {
+        ("", "")
+    };
+    let comment_end = if comment.is_empty() { "" } else { "\n\n" };
     format!(
         "{display}\n\nPatient: {} {} (pat-{p})\n\nAssessment: follow-up of {condition_name} \
          (SNOMED CT {condition}). Vital signs reviewed and stable. Medications reconciled.\n\n\
+         {comment_label}{comment}{comment_end}\
          Plan: continue current treatment; return in three months or sooner if symptoms change.\n",
         person.given, person.family
     )
@@ -282,7 +306,12 @@ pub fn care_plan(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     // US Core CarePlan: a narrative and the `assess-plan` category are required.
     w.obj("text", |w| {
         w.str("status", "generated");
-        w.str("div", "<div xmlns=\"http://www.w3.org/1999/xhtml\">Chronic disease management plan</div>");
+        if c.non_ascii(T::CarePlan) {
+            let title = *c.pick(T::CarePlan, 1).choose(CARE_PLAN_TITLES_INTL);
+            w.str_parts("div", &[XHTML_DIV, "Chronic disease management plan (", title, ")</div>"]);
+        } else {
+            w.str_parts("div", &[XHTML_DIV, "Chronic disease management plan</div>"]);
+        }
     });
     w.str("status", "active");
     w.str("intent", "plan");

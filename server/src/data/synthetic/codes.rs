@@ -290,3 +290,67 @@ pub const PAYER_NAMES: &[&str] = &[
     "Evergreen Health Partners",
     "Atlantic Care Insurance",
 ];
+
+// Text beyond ASCII, for the share of resources `Synthetic::non_ascii`
+// picks: every list mixes 2-byte (accented Latin, Greek, Cyrillic), 3-byte
+// (CJK, Hangul, Vietnamese) and, where real text has them, 4-byte UTF-8
+// characters (emoji, the CJK extension B `𠮷` of the surname `𠮷田`).
+
+/// Given names beyond ASCII, female.
+pub const GIVEN_FEMALE_INTL: &[&str] =
+    &["Zoë", "Renée", "Małgorzata", "Björk", "Anaïs", "Yến", "美咲", "서연", "Αλεξάνδρα", "Наталья"];
+/// Given names beyond ASCII, male.
+pub const GIVEN_MALE_INTL: &[&str] =
+    &["José", "Łukasz", "Søren", "François", "Jürgen", "Đức", "翔太", "민준", "伟", "Δημήτρης", "Дмитрий"];
+/// Family names beyond ASCII.
+pub const FAMILY_INTL: &[&str] = &[
+    "Müller",
+    "Ørsted",
+    "Dvořák",
+    "Núñez",
+    "Wójcik",
+    "Nguyễn",
+    "Trần",
+    "王",
+    "佐藤",
+    "김",
+    "박",
+    "𠮷田",
+    "Παπαδόπουλος",
+    "Đorđević",
+];
+/// Street names beyond ASCII.
+pub const STREETS_INTL: &[&str] = &[
+    "Peña Blvd",
+    "Côte-des-Neiges Rd",
+    "Müllerstraße",
+    "Søndergade",
+    "Rua São João",
+    "中央通り",
+    "세종대로",
+    "𠮷田通り",
+];
+/// Clinical notes beyond ASCII (Condition notes, attachment comments), each with an emoji.
+pub const CLINICAL_NOTES_INTL: &[&str] = &[
+    "Douleur légère à l'effort, suivi dans trois mois 🩺",
+    "Patient reports feeling better 😊, sleeping well",
+    "患者は安定しています 🙂",
+    "Blutdruck stabil — Kontrolle in zwei Wochen 👍",
+    "혈압 안정, 3개월 후 추적 관찰 🩺",
+    "Síntomas estables; control en tres meses 🙂",
+];
+/// Medication notes beyond ASCII, each with an emoji.
+pub const MEDICATION_NOTES_INTL: &[&str] = &[
+    "💊 Take with food — à prendre avec de la nourriture",
+    "💊 食後に服用してください",
+    "💊 Einnahme morgens, nüchtern",
+    "💊 Tomar con agua; evitar el alcohol",
+];
+/// The care plan's title in other languages, for its narrative.
+pub const CARE_PLAN_TITLES_INTL: &[&str] = &[
+    "plan de soins des maladies chroniques 🩺",
+    "慢性疾患管理計画 🩺",
+    "plan de manejo de enfermedades crónicas 🩺",
+    "만성질환 관리 계획 🩺",
+    "Behandlungsplan für chronische Erkrankungen 🩺",
+];

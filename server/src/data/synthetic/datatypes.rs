@@ -51,6 +51,11 @@ pub fn coding(w: &mut JsonWriter<'_>, system: &str, code: &str, display: &str) {
     }
 }
 
+/// `"note":[{"text":<text>}]`: one Annotation (`text` is markdown).
+pub fn note(w: &mut JsonWriter<'_>, text: &str) {
+    w.arr("note", |w| w.item_obj(|w| w.str("text", text)));
+}
+
 /// `"key":{"reference":"Type/<prefix><n>"}`.
 pub fn reference(w: &mut JsonWriter<'_>, key: &str, ty: T, n: u64) {
     w.obj(key, |w| reference_body(w, ty, n));

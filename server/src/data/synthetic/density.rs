@@ -27,8 +27,8 @@ use super::{T, mix};
 #[serde(rename_all = "lowercase")]
 pub enum Density {
     /// A fixed, small number of each compartment type per patient (about 30
-    /// resources, 25 KB of NDJSON): the default, byte-identical at every
-    /// revision to the population before densities existed.
+    /// resources, 25 KB of NDJSON): the default, with the ids and layout of
+    /// the population before densities existed, at every revision.
     #[default]
     Light,
     /// Heavy-tailed counts per patient, close to a synthetic EHR population:

@@ -22,6 +22,13 @@
 //! up to `r` (about `r / 20` of them), and revision 0 walks none. New
 //! patients are appended ([`added_per_revision`] per revision), so existing
 //! index ranges never move.
+//!
+//! Text beyond ASCII: a share of resources ([`NON_ASCII_PER_MILLE`], drawn
+//! per (seed, type, index) by [`Synthetic::non_ascii`]) carry names,
+//! addresses, narratives and notes with 2-, 3- and 4-byte UTF-8 characters
+//! (accents, CJK, Hangul, emoji), so that files hold characters a download's
+//! chunks can split (SRV-194: NDJSON is UTF-8). The draw has its own stream:
+//! the other choices of a resource are the same whichever text it gets.
 
 mod clinical;
 mod codes;
@@ -55,6 +62,10 @@ const DELETED_PER_MILLE: u64 = 25;
 pub const MAX_GAP: u64 = 40;
 /// One change in this many deletes (leaf types only); the rest are updates.
 const DELETE_ONE_IN: u64 = 4;
+/// Per mille of the resources of types with text that get text beyond ASCII.
+pub const NON_ASCII_PER_MILLE: u64 = 150;
+/// The [`Pick`] stream of the non-ASCII draw ("utf8"), apart from every other choice.
+const NON_ASCII_STREAM: u64 = 0x7574_6638;
 
 /// Patients added by each revision: 8, or 1% of the population when larger
 /// (at least 8, so every built-in cohort gains a member each revision).
@@ -320,6 +331,12 @@ impl Synthetic {
         Pick(mix(self.seed ^ mix((ty as u64 + 1) << 48 ^ stream)) ^ mix(idx))
     }
 
+    /// Whether resource `idx` of `ty` is in the share whose text goes beyond
+    /// ASCII ([`NON_ASCII_PER_MILLE`]): a pure function of (seed, type, index).
+    pub(crate) fn non_ascii(&self, ty: T, idx: u64) -> bool {
+        self.pick(ty, idx, NON_ASCII_STREAM).below(1000) < NON_ASCII_PER_MILLE
+    }
+
     pub(crate) fn practitioners(&self) -> u64 {
         10 + self.base_patients / 50
     }
@@ -446,6 +463,10 @@ impl Ctx<'_> {
     }
     pub(crate) fn pick(&self, ty: T, stream: u64) -> Pick {
         self.data.pick(ty, self.idx, stream)
+    }
+    /// Whether this resource (of `ty`) is in the non-ASCII share ([`Synthetic::non_ascii`]).
+    pub(crate) fn non_ascii(&self, ty: T) -> bool {
+        self.data.non_ascii(ty, self.idx)
     }
 }
 

@@ -17,12 +17,13 @@ pub struct Person {
 }
 
 impl Synthetic {
-    /// Name and sex of patient `p`.
+    /// Name and sex of patient `p`; beyond ASCII for the non-ASCII share.
     pub(crate) fn person(&self, p: u64) -> Person {
+        let non_ascii = self.non_ascii(T::Patient, p);
         let mut r = self.pick(T::Patient, p, 4);
         let female = r.below(2) == 0;
-        let given = *r.choose(if female { GIVEN_FEMALE } else { GIVEN_MALE });
-        let family = FAMILY[r.below(FAMILY.len() as u64) as usize];
+        let given = *r.choose(given_names(female, non_ascii));
+        let family = *r.choose(family_names(non_ascii));
         Person { female, given, family }
     }
 
@@ -33,15 +34,36 @@ impl Synthetic {
     }
 }
 
-/// `"address":[{...}]` in a random city (Patient, Practitioner, Organization: Address 0..*).
-fn address(w: &mut JsonWriter<'_>, r: &mut Pick) {
-    let city = r.choose(CITIES);
-    w.arr("address", |w| w.item_obj(|w| address_fields(w, r, city)));
+/// Given names: female or male, ASCII or beyond.
+fn given_names(female: bool, non_ascii: bool) -> &'static [&'static str] {
+    match (female, non_ascii) {
+        (true, false) => GIVEN_FEMALE,
+        (false, false) => GIVEN_MALE,
+        (true, true) => GIVEN_FEMALE_INTL,
+        (false, true) => GIVEN_MALE_INTL,
+    }
 }
 
-/// The members of an Address in `city` (name, state, ZIP prefix).
-fn address_fields(w: &mut JsonWriter<'_>, r: &mut Pick, (city, state, zip): &(&str, &str, &str)) {
-    let (number, street, zip_suffix) = (r.range(1, 999) as u64, *r.choose(STREETS), r.below(100));
+/// Family names, ASCII or beyond.
+fn family_names(non_ascii: bool) -> &'static [&'static str] {
+    if non_ascii { FAMILY_INTL } else { FAMILY }
+}
+
+/// Street names, ASCII or beyond.
+fn streets(non_ascii: bool) -> &'static [&'static str] {
+    if non_ascii { STREETS_INTL } else { STREETS }
+}
+
+/// `"address":[{...}]` in a random city (Patient, Practitioner, Organization: Address 0..*).
+fn address(w: &mut JsonWriter<'_>, r: &mut Pick, non_ascii: bool) {
+    let city = r.choose(CITIES);
+    w.arr("address", |w| w.item_obj(|w| address_fields(w, r, city, non_ascii)));
+}
+
+/// The members of an Address in `city` (name, state, ZIP prefix); the street
+/// beyond ASCII for the non-ASCII share.
+fn address_fields(w: &mut JsonWriter<'_>, r: &mut Pick, (city, state, zip): &(&str, &str, &str), non_ascii: bool) {
+    let (number, street, zip_suffix) = (r.range(1, 999) as u64, *r.choose(streets(non_ascii)), r.below(100));
     let (mut nb, mut zb) = ([0; 20], [0; 20]);
     w.arr("line", |w| w.item_str_parts(&[u64_str(number, &mut nb), " ", street]));
     w.str("city", city);
@@ -95,7 +117,7 @@ pub fn patient(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     phone(w, &mut r, "home");
     w.str("gender", if person.female { "female" } else { "male" });
     w.date("birthDate", c.data.birth(p));
-    address(w, &mut r);
+    address(w, &mut r, c.non_ascii(T::Patient));
     let married = r.below(2) == 0;
     status_concept(w, "maritalStatus", "v3-MaritalStatus", if married { "M" } else { "S" });
     w.arr("communication", |w| {
@@ -107,10 +129,11 @@ pub fn patient(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
 
 /// Practitioner.
 pub fn practitioner(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let non_ascii = c.non_ascii(T::Practitioner);
     let mut r = c.pick(T::Practitioner, 1);
     let female = r.below(2) == 0;
-    let given = *r.choose(if female { GIVEN_FEMALE } else { GIVEN_MALE });
-    let family = *r.choose(FAMILY);
+    let given = *r.choose(given_names(female, non_ascii));
+    let family = *r.choose(family_names(non_ascii));
     w.arr("identifier", |w| {
         w.item_obj(|w| {
             w.str("system", NPI);
@@ -126,7 +149,7 @@ pub fn practitioner(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
         })
     });
     phone(w, &mut r, "work");
-    address(w, &mut r);
+    address(w, &mut r, non_ascii);
     w.str("gender", if female { "female" } else { "male" });
 }
 
@@ -156,19 +179,21 @@ pub fn organization(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
     concepts(w, "type", &format!("{THO}organization-type"), code, display);
     w.str("name", &name);
     phone(w, &mut r, "work");
-    w.arr("address", |w| w.item_obj(|w| address_fields(w, &mut r, city)));
+    let non_ascii = c.non_ascii(T::Organization);
+    w.arr("address", |w| w.item_obj(|w| address_fields(w, &mut r, city, non_ascii)));
 }
 
 /// Location: one per provider organisation. `address` is a single Address
 /// (0..1 in R4), in the city the name mentions.
 pub fn location(c: &Ctx<'_>, w: &mut JsonWriter<'_>) {
+    let non_ascii = c.non_ascii(T::Location);
     let mut r = c.pick(T::Location, 1);
     let city = r.choose(CITIES);
     w.str("status", "active");
-    w.str("name", &format!("{} {} Clinic", city.0, r.choose(STREETS)));
+    w.str_parts("name", &[city.0, " ", *r.choose(streets(non_ascii)), " Clinic"]);
     w.str("mode", "instance");
     phone(w, &mut r, "work");
-    w.obj("address", |w| address_fields(w, &mut r, city));
+    w.obj("address", |w| address_fields(w, &mut r, city, non_ascii));
     reference(w, "managingOrganization", T::Organization, Synthetic::provider_org(c.idx));
 }
 

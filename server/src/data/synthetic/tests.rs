@@ -1,6 +1,6 @@
 //! Properties of the synthetic population every export relies on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::*;
 use serde_json::Value;
@@ -329,4 +329,129 @@ fn realistic_revisions_add_patients_with_the_same_counts() {
             }
         }
     }
+}
+
+/// Every string inside `v`.
+fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|x| strings(x, out)),
+        Value::Object(map) => map.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// The byte widths of the characters beyond ASCII in `texts`.
+fn utf8_widths(texts: &[&str]) -> BTreeSet<usize> {
+    texts.iter().flat_map(|t| t.chars()).filter(|c| !c.is_ascii()).map(char::len_utf8).collect()
+}
+
+/// Every resource of type `name`, as written.
+fn lines_of(data: &Synthetic, name: &str) -> Vec<Vec<u8>> {
+    let ty = data.type_index(name).unwrap();
+    let indices: Vec<u64> = if data.types()[ty].in_patient_compartment {
+        (0..data.patient_count()).flat_map(|p| data.patient_resources(ty, p)).collect()
+    } else {
+        (0..data.standalone_count(ty)).collect()
+    };
+    indices
+        .into_iter()
+        .map(|idx| {
+            let mut buf = Vec::new();
+            data.write_resource(ty, idx, &mut buf).unwrap();
+            buf
+        })
+        .collect()
+}
+
+/// The texts of one kind in a resource: its names, addresses, or narrative and notes.
+fn texts_of<'v>(v: &'v Value, kind: &str) -> Vec<&'v str> {
+    let mut out = Vec::new();
+    match kind {
+        "names" => strings(&v["name"], &mut out),
+        "addresses" => strings(&v["address"], &mut out),
+        _ => {
+            strings(&v["text"]["div"], &mut out);
+            strings(&v["note"], &mut out);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_share_of_names_addresses_narratives_and_notes_goes_beyond_ascii() {
+    let data = Synthetic::new(7, 2000, "http://h/fhir");
+    let mut widths: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let kinds: [(&str, &[&str]); 3] = [
+        ("names", &["Patient", "Practitioner", "Location"]),
+        ("addresses", &["Patient", "Practitioner", "Organization", "Location"]),
+        ("narratives and notes", &["Condition", "MedicationRequest", "CarePlan"]),
+    ];
+    for (kind, types) in kinds {
+        for &ty in types {
+            let lines = lines_of(&data, ty);
+            let mut beyond = 0;
+            for line in &lines {
+                let v: Value = serde_json::from_slice(line).unwrap();
+                let found = utf8_widths(&texts_of(&v, kind));
+                beyond += usize::from(!found.is_empty());
+                widths.entry(kind).or_default().extend(found);
+            }
+            let share = beyond as f64 / lines.len() as f64;
+            if lines.len() >= 1000 {
+                assert!((0.10..=0.20).contains(&share), "{ty} {kind}: {beyond} of {} beyond ASCII", lines.len());
+            }
+        }
+    }
+    let all = BTreeSet::from([2, 3, 4]);
+    for (kind, found) in &widths {
+        assert_eq!(found, &all, "{kind}: 2-, 3- and 4-byte UTF-8 characters");
+    }
+    // Attachments: the patient's name and, for the share, a comment.
+    let beyond: Vec<BTreeSet<usize>> = (0..2000)
+        .map(|i| utf8_widths(&[&String::from_utf8(data.attachment(&format!("doc-{i}")).unwrap().1).unwrap()]))
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert!((200..=600).contains(&beyond.len()), "{} attachments beyond ASCII", beyond.len());
+    assert!(beyond.iter().any(|w| w.contains(&4)), "an attachment with an emoji");
+}
+
+#[test]
+fn resources_outside_the_share_are_ascii_and_the_share_is_a_function_of_seed_type_and_index() {
+    let data = Synthetic::new(5, 300, "http://h/fhir");
+    let patients = lines_of(&data, "Patient");
+    for (p, line) in patients.iter().enumerate() {
+        assert_eq!(!line.is_ascii(), data.non_ascii(T::Patient, p as u64), "pat-{p}");
+    }
+    // The same name at another revision, density and population size; another seed, another share.
+    let timeline = crate::data::revision::Timeline::default();
+    let later = Synthetic::at(5, 300, "http://h/fhir", timeline, 3).with_density(Density::Realistic);
+    let smaller = Synthetic::new(5, 40, "http://h/fhir");
+    for p in 0..40 {
+        let (a, b, c) = (data.person(p), later.person(p), smaller.person(p));
+        assert_eq!((a.given, a.family), (b.given, b.family), "pat-{p} at revision 3, realistic");
+        assert_eq!((a.given, a.family), (c.given, c.family), "pat-{p} in 40 patients");
+    }
+    let other = Synthetic::new(6, 300, "http://h/fhir");
+    let share = |d: &Synthetic| (0..300).filter(|&p| d.non_ascii(T::Patient, p)).collect::<Vec<_>>();
+    assert_ne!(share(&data), share(&other));
+}
+
+#[test]
+fn the_same_seed_writes_the_same_bytes_for_every_type() {
+    let ndjson = |seed: u64| {
+        let data = Synthetic::new(seed, 120, "http://h/fhir");
+        let mut out = Vec::new();
+        for info in data.types() {
+            for line in lines_of(&data, &info.name) {
+                out.extend(line);
+                out.push(b'\n');
+            }
+        }
+        out
+    };
+    let (a, b) = (ndjson(9), ndjson(9));
+    assert!(std::str::from_utf8(&a).unwrap().chars().any(|c| c.len_utf8() == 4));
+    assert!(a == b, "same seed, same bytes");
+    assert!(a != ndjson(10));
 }
