@@ -34,7 +34,11 @@ impl SuiteArgs {
             Some(path) => std::iter::once(PathBuf::from(path)).chain(self.paths.iter().cloned()).collect(),
             None if !self.paths.is_empty() => self.paths.clone(),
             None if Path::new("scenarios").is_dir() => {
-                let loaded = suite::from_paths(&[PathBuf::from("scenarios")]).map_err(|e| e.to_string())?;
+                let loaded = suite::from_paths(&[PathBuf::from("scenarios")]).map_err(|e| {
+                    format!(
+                        "{e}\n(./scenarios is read when no paths are given; --suite builtin uses the built-in suite)"
+                    )
+                })?;
                 let why = "./scenarios found here; --suite builtin for the built-in suite";
                 return Ok((loaded, describe(&SuiteSource::Paths(vec!["scenarios".into()]), Some(why))));
             }

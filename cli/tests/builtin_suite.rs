@@ -114,6 +114,17 @@ fn a_scenarios_folder_here_comes_first_and_suite_builtin_forces_the_builtin_one(
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--suite builtin takes no paths"), "{}", stderr(&out));
 
+    // A bad file in an implicit ./scenarios says how to get the built-in suite instead.
+    std::fs::write(dir.path().join("scenarios/own/bad.toml"), "title = 1\n").unwrap();
+    let out = bulkmock(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("scenarios/own/bad.toml:1") && err.contains("--suite builtin uses the built-in suite"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("scenarios/own/bad.toml")).unwrap();
+
     // A run from ./scenarios reports it as paths.
     let out = bulkmock(dir.path(), &["run", "--json", "result.json"]);
     assert!(out.status.success(), "{}", stderr(&out));
