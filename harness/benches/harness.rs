@@ -1,4 +1,4 @@
-//! Harness overhead and throughput (`cargo bench -p bulkmock --bench harness`):
+//! Harness overhead and throughput (`cargo bench -p bulkmock-harness --bench harness`):
 //!
 //! 1. Per-case overhead: server start, key generation and registration, folder,
 //!    verification, checks and teardown, with a client that does nothing

@@ -2,7 +2,8 @@
 //! scripted fault scenarios and judge it, check by check, against the
 //! requirement IDs (CLI-nnn) of the project's requirements list.
 //!
-//! Data flows one way: [`scenario`] (files -> typed scenarios -> cases) ->
+//! Data flows one way: [`scenario`] (files -> typed scenarios -> cases; the
+//! built-in [`suite`] or files on disk) ->
 //! [`runner`] (a server and a folder per case, the adapter, deadlines) ->
 //! [`adapter`] (builtin, command, your own) -> [`verify`] (output vs the job's
 //! export) and [`checks`] (pure functions of transcript + run + case) ->
@@ -11,9 +12,9 @@
 //! ```no_run
 //! # async fn demo() {
 //! use std::sync::Arc;
-//! use bulkmock_harness::{adapter, runner, scenario};
-//! let files = scenario::load_paths(&["scenarios/status".into()]).unwrap();
-//! let cases = files.into_iter().flat_map(|f| f.cases).collect();
+//! use bulkmock_harness::{adapter, runner, suite};
+//! // The built-in suite (or `suite::from_paths(&["scenarios/status".into()])`).
+//! let cases = suite::builtin().area("status").into_cases();
 //! let report = runner::run(cases, Arc::new(adapter::Builtin::default()), &runner::RunOptions::default(), &|_| {})
 //!     .await
 //!     .unwrap();
@@ -29,4 +30,5 @@ pub mod report;
 pub mod requirements;
 pub mod runner;
 pub mod scenario;
+pub mod suite;
 pub mod verify;

@@ -71,7 +71,7 @@ fn sample() -> RunReport {
     ];
     let mut report: RunReport = serde_json::from_value(json!({
         "seed": 7, "client": "my-client --x '<a & b>'", "bulkmock_version": "0.1.0",
-        "suite": {"cases_total": 5, "digest": "sha256:00112233445566778899"},
+        "suite": {"cases_total": 5, "digest": "sha256:00112233445566778899", "source": "builtin"},
         "cases": cases, "summary": {"cases": 0, "passed": 0, "failed": 0, "warned": 0, "errors": 0, "timeouts": 0,
             "must": {"passed": 0, "total": 0}, "should": {"passed": 0, "total": 0}},
     }))
@@ -245,6 +245,7 @@ fn junit_is_valid_against_junit_10_and_carries_the_evidence() {
     assert_eq!(props["seed"], "7");
     assert_eq!(props["client"], "my-client --x '<a & b>'");
     assert_eq!(props["suite_digest"], "sha256:00112233445566778899");
+    assert_eq!(props["suite_source"], "builtin");
     let by_name: BTreeMap<&str, &quick_junit::TestCase> =
         status.test_cases.iter().map(|c| (c.name.as_str(), c)).collect();
     let failed = by_name["status/retry#form=date"];
@@ -295,7 +296,7 @@ fn junit_of_an_empty_report_is_valid() {
 fn markdown_groups_by_requirement_then_scenario_with_working_links() {
     let md = markdown::render(&sample());
     assert!(md.starts_with("## bulkmock conformance report: ❌ fail\n"), "{md}");
-    assert!(md.contains("suite `sha256:001122334455` (5 cases)"), "{md}");
+    assert!(md.contains("suite `sha256:001122334455` (built-in, 5 cases)"), "{md}");
     assert!(md.contains("| 5 | 1 | 1 | 1 | 1 | 1 | 0 | 3/5 | 0/1 |"), "{md}");
     // Requirement rows: strength and text from the requirements list, counts per case, links.
     let row = md.lines().find(|l| l.starts_with("| CLI-020 |")).expect("a CLI-020 row");

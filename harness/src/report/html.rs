@@ -112,6 +112,9 @@ fn summary(out: &mut String, report: &RunReport) {
         let short = suite.digest.trim_start_matches("sha256:").get(..12).unwrap_or(&suite.digest);
         out.push_str("<dt>suite</dt><dd>");
         let _ = write!(out, "<span class=\"mono\" title=\"{}\">{}</span>", E(&suite.digest), E(short));
+        if let Some(origin) = suite.origin() {
+            let _ = write!(out, " <span class=\"muted\">{}</span>", E(&origin));
+        }
         if suite.cases_total != s.cases {
             let _ =
                 write!(out, " <span class=\"muted\">(a part: {} of its {} cases)</span>", s.cases, suite.cases_total);

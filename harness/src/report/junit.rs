@@ -53,6 +53,9 @@ fn properties(report: &RunReport) -> Vec<Property> {
     if let Some(suite) = &report.suite {
         p.push(Property::new("suite_digest", suite.digest.as_str()));
         p.push(Property::new("suite_cases_total", suite.cases_total.to_string()));
+        if let Some(source) = &suite.source {
+            p.push(Property::new("suite_source", source.as_str()));
+        }
     }
     p
 }

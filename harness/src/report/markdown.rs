@@ -40,7 +40,8 @@ fn header(out: &mut String, report: &RunReport) {
         facts.push(format!("time scale {}", report.time_scale));
     }
     if let Some(suite) = &report.suite {
-        facts.push(format!("suite {} ({} cases)", code(short_digest(&suite.digest)), suite.cases_total));
+        let origin = suite.origin().map(|o| format!("{o}, ")).unwrap_or_default();
+        facts.push(format!("suite {} ({origin}{} cases)", code(short_digest(&suite.digest)), suite.cases_total));
     }
     let _ = writeln!(out, "{}\n", facts.join(" · "));
     let _ = writeln!(

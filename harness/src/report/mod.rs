@@ -215,11 +215,19 @@ pub struct Suite {
     /// `sha256:` and the hex SHA-256 of every case id in the selection and
     /// every scenario file's bytes.
     pub digest: String,
+    /// Where the scenarios came from: `builtin` (compiled into bulkmock) or
+    /// `paths` (files and folders); absent in results of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// With `source = "paths"`: the files and folders, as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 impl Suite {
     /// The identity of `cases` (in any order), hashing the case ids and the
-    /// bytes of their scenario files (unreadable files count as empty).
+    /// bytes of their scenario files (built-in ones from the build; unreadable
+    /// files count as empty); no source (see `suite::ScenarioSuite::identity`).
     pub fn of(cases: &[crate::scenario::Case]) -> Suite {
         let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
         ids.sort_unstable();
@@ -234,7 +242,7 @@ impl Suite {
             ctx.update(b"\0");
         }
         for (scenario, path) in files {
-            let bytes = std::fs::read(path).unwrap_or_default();
+            let bytes = crate::suite::scenario_bytes(path);
             ctx.update(b"file\0");
             ctx.update(scenario.as_bytes());
             ctx.update(b"\0");
@@ -242,7 +250,7 @@ impl Suite {
             ctx.update(&bytes);
         }
         let hex: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Suite { cases_total: ids.len() as u64, digest: format!("sha256:{hex}") }
+        Suite { cases_total: ids.len() as u64, digest: format!("sha256:{hex}"), source: None, paths: Vec::new() }
     }
 }
 

@@ -69,6 +69,11 @@ pub fn summary(report: &RunReport) -> String {
     let s = &report.summary;
     let mut out = String::new();
     let _ = writeln!(out, "\nseed {}  client {}", report.seed, report.client);
+    if let Some(suite) = &report.suite {
+        let short = suite.digest.get(..19).unwrap_or(&suite.digest);
+        let origin = suite.origin().map(|o| format!("{o} ")).unwrap_or_default();
+        let _ = writeln!(out, "suite {origin}{short} ({} cases)", suite.cases_total);
+    }
     if let Some(profile) = &report.client_profile {
         let _ = writeln!(out, "client profile {profile}");
     }

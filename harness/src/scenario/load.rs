@@ -76,15 +76,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, ScenarioError>
     files.dedup_by(|a, b| a.0 == b.0);
     let mut out: Vec<ScenarioFile> = Vec::with_capacity(files.len());
     for (file, base) in files {
-        let mut loaded = load_file(&file)?;
-        let id = scenario_id_under(&file, &base);
-        if id != loaded.id {
-            loaded.id = id.clone();
-            for case in &mut loaded.cases {
-                case.id = case.id.replacen(&case.scenario_id, &id, 1);
-                case.scenario_id = id.clone();
-            }
-        }
+        let loaded = with_id(load_file(&file)?, &scenario_id_under(&file, &base));
         if let Some(other) = out.iter().find(|f| f.id == loaded.id) {
             return Err(ScenarioError {
                 file: file.clone(),
@@ -97,6 +89,18 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, ScenarioError>
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
+}
+
+/// `loaded` with the scenario id `id`, its cases' ids renamed to match.
+pub(crate) fn with_id(mut loaded: ScenarioFile, id: &str) -> ScenarioFile {
+    if id != loaded.id {
+        loaded.id = id.to_string();
+        for case in &mut loaded.cases {
+            case.id = case.id.replacen(&case.scenario_id, id, 1);
+            case.scenario_id = id.to_string();
+        }
+    }
+    loaded
 }
 
 /// The id of `file` found under `base`: its path under the nearest `scenarios`

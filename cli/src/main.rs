@@ -50,7 +50,7 @@ enum Command {
     Export(Box<export::ExportArgs>),
     /// Run a client against scenarios and judge it against the requirement IDs.
     Run(Box<run::RunArgs>),
-    /// List or validate scenario files; list the checks.
+    /// List, validate or export scenarios (files, or the suite built into bulkmock); list the checks.
     Scenarios(scenarios::ScenariosArgs),
     /// Judge a client the harness did not launch, from `serve --scenario`'s transcript and its output folder.
     Judge(Box<judge::JudgeArgs>),

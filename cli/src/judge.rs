@@ -9,13 +9,14 @@ use bulkmock_harness::report::{RunReport, terminal};
 use bulkmock_harness::runner::RunOptions;
 use bulkmock_harness::runner::judge::{self, CaseEvidence};
 use bulkmock_harness::runner::record::{self, JudgeFile};
-use bulkmock_harness::scenario;
+use bulkmock_harness::suite;
 use clap::Args;
 
 /// Flags of `bulkmock judge`.
 #[derive(Args, Debug)]
 pub struct JudgeArgs {
-    /// The scenario file the case was served from (`bulkmock serve --scenario`).
+    /// The scenario file the case was served from (`bulkmock serve --scenario`):
+    /// a path, or `builtin:<path>` for one of the built-in suite (`builtin:happy/patient-export`).
     #[arg(long)]
     scenario: PathBuf,
     /// The case id, or its matrix part (`form=retry_after_s`), when the scenario has a matrix.
@@ -70,7 +71,7 @@ pub fn run(args: JudgeArgs) -> ExitCode {
 }
 
 fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
-    let files = scenario::load_paths(std::slice::from_ref(&args.scenario)).map_err(|e| e.to_string())?;
+    let files = suite::load_scenario(&args.scenario).map_err(|e| e.to_string())?;
     let case = judge::pick_case(files.into_iter().flat_map(|f| f.cases).collect(), args.case.as_deref())?;
     judge::single_run(&case)?;
     let judge_path = args.judge_file.clone().unwrap_or_else(|| record::judge_path(&args.transcript));
@@ -115,6 +116,12 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
     bulkmock_harness::runner::not_the_request_asked(&mut result);
     let mut report = RunReport::new(file.seed, args.client_name.clone(), vec![result]);
     // The suite of a one-case run, as `bulkmock run --filter <case>` would name it.
-    report.suite = Some(bulkmock_harness::report::Suite::of(std::slice::from_ref(&case)));
+    let mut identity = bulkmock_harness::report::Suite::of(std::slice::from_ref(&case));
+    let builtin = case.path.to_str().is_some_and(|p| p.starts_with(suite::BUILTIN_PREFIX));
+    identity.source = Some(if builtin { "builtin" } else { "paths" }.to_string());
+    if !builtin {
+        identity.paths = vec![args.scenario.display().to_string()];
+    }
+    report.suite = Some(identity);
     Ok(report)
 }

@@ -144,6 +144,13 @@ fn refusals(dir: &Path, shards: &[PathBuf]) {
     refused(&[a, b, &version], &[], "differ in bulkmock_version");
     let suite = altered("suite.json", &|v| v["suite"]["digest"] = json!("sha256:00"));
     refused(&[a, b, &suite], &[], "differ in suite");
+    // The same scenarios named otherwise (built in, or a path spelled otherwise) are the same suite.
+    let renamed = altered("renamed.json", &|v| {
+        v["suite"]["source"] = json!("builtin");
+        v["suite"].as_object_mut().unwrap().remove("paths");
+    });
+    let out = merge(&[a, b, &renamed], &[]);
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&out.stderr));
     let old = altered("old.json", &|v| {
         v.as_object_mut().unwrap().remove("suite");
     });

@@ -168,11 +168,34 @@ fn comparable(case: &Value) -> Value {
 }
 
 async fn same_verdicts(file: &str, matrix: &[(&str, &str)]) {
-    let case = case_of(file, matrix);
+    same_verdicts_of(case_of(file, matrix)).await;
+}
+
+async fn same_verdicts_of(case: Case) {
     let run = by_run(&case).await;
     let (judged, passed) = by_judge(&case).await;
     assert_eq!(comparable(&judged), comparable(&serde_json::to_value(&run).unwrap()), "{}", case.id);
     assert_eq!(passed, RunReport::new(SEED, "x".into(), vec![run]).passed(false), "exit code of bulkmock judge");
+}
+
+/// A case of the built-in suite, named `builtin:happy/patient-export.toml` to
+/// both `serve --scenario` and `judge --scenario`, as a case of files is.
+#[tokio::test]
+async fn a_builtin_scenario_is_served_and_judged_like_run() {
+    let case = bulkmock_harness::suite::builtin().case("happy/patient-export#post=false").cloned().unwrap();
+    assert_eq!(case.path, Path::new("builtin:happy/patient-export.toml"));
+    same_verdicts_of(case).await;
+}
+
+#[test]
+fn judge_names_a_builtin_scenario_that_does_not_exist() {
+    let out = Command::new(BIN)
+        .args(["judge", "--scenario", "builtin:happy/no-such", "--transcript", "t.ndjson", "--out", "."])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("builtin:happy/no-such: no such scenario in the built-in suite"), "{stderr}");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bulkmock_harness::adapter::CaseContext;
 use bulkmock_harness::runner::record::{self, JudgeFile};
 use bulkmock_harness::runner::{folder_name, judge, setup};
-use bulkmock_harness::scenario::{self, Case};
+use bulkmock_harness::scenario::Case;
 use bulkmock_server::app::{AppState, serve_with_grace};
 
 use super::ServeArgs;
@@ -20,7 +20,7 @@ use super::ServeArgs;
 /// the client's job changes, and once more at the end.
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let file = args.scenario.clone().expect("called with --scenario");
-    let files = scenario::load_paths(std::slice::from_ref(&file)).map_err(|e| e.to_string())?;
+    let files = bulkmock_harness::suite::load_scenario(&file).map_err(|e| e.to_string())?;
     let case = judge::pick_case(files.into_iter().flat_map(|f| f.cases).collect(), args.case.as_deref())?;
     judge::single_run(&case)?;
     let dir = args.state_dir.join("cases").join(folder_name(&case.id));

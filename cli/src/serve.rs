@@ -147,7 +147,8 @@ pub struct ServeArgs {
     #[arg(long, env = "BULKMOCK_QUIRKS", value_parser = parse_quirks)]
     quirks: Option<bulkmock_server::quirks::Quirks>,
     /// Serve exactly one scenario case (its [server] settings and [[fault]] rules) to a freshly
-    /// registered client, keeping the transcript and a judge file for `bulkmock judge`.
+    /// registered client, keeping the transcript and a judge file for `bulkmock judge`: a file,
+    /// or `builtin:<path>` for one of the built-in suite (`builtin:happy/patient-export`).
     #[arg(long, conflicts_with_all = [
         "patients", "resources_per_file", "job_duration", "job_ttl", "manifest_page_size", "data", "open",
         "client_key", "client_alg", "clients", "allow_alg", "token_lifetime", "faults", "lenient_headers", "clock_skew",

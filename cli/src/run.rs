@@ -6,17 +6,17 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use bulkmock_harness::adapter::{Builtin, ClientAdapter, Command};
-use bulkmock_harness::report::{Suite, terminal};
+use bulkmock_harness::report::terminal;
 use bulkmock_harness::runner::{self, Identity, Progress, RunOptions};
-use bulkmock_harness::scenario;
+use bulkmock_harness::suite::ScenarioSuite;
 use clap::Args;
 
 /// Flags of `bulkmock run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Scenario files or folders (searched recursively for *.toml).
-    #[arg(default_value = "scenarios")]
-    paths: Vec<PathBuf>,
+    /// The scenarios: paths, `--suite builtin`, or (neither) ./scenarios when present, else the built-in suite.
+    #[command(flatten)]
+    suite: crate::scenarios::SuiteArgs,
     /// The client: `builtin` (the in-process reference client).
     #[arg(long, default_value = "builtin", conflicts_with = "client_cmd")]
     client: String,
@@ -128,9 +128,9 @@ fn identity(args: &RunArgs) -> Result<Option<Identity>, String> {
     Ok(Some(Identity { client_id: id.clone(), jwks, private_key_pem: args.client_key.clone(), kid }))
 }
 
-fn rerun_prefix(args: &RunArgs) -> String {
+fn rerun_prefix(args: &RunArgs, suite: &ScenarioSuite) -> String {
     let mut parts = vec!["bulkmock run".to_string()];
-    parts.extend(args.paths.iter().map(|p| p.display().to_string()));
+    parts.extend(crate::scenarios::SuiteArgs::rerun_args(suite));
     if let Some(cmd) = &args.client_cmd {
         parts.push(format!("--client-cmd {}", bulkmock_harness::adapter::template::shell_quote(cmd)));
     }
@@ -155,9 +155,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("bulkmock run: {message}");
         ExitCode::from(2)
     };
-    let files = match scenario::load_paths(&args.paths) {
-        Ok(f) => f,
-        Err(e) => return usage(e.to_string()),
+    let (suite, suite_text) = match args.suite.load() {
+        Ok(s) => s,
+        Err(e) => return usage(e),
     };
     let adapter = match adapter(&args) {
         Ok(a) => a,
@@ -177,10 +177,10 @@ pub fn run(args: RunArgs) -> ExitCode {
     // A --time-scale given wins over the profile's.
     let time_scale = args.time_scale.or(profile.as_ref().map(|p| p.time_scale)).unwrap_or(1.0);
     // The suite is the selection before sharding: every shard of a run carries the same one.
-    let selected = runner::select(files.into_iter().flat_map(|f| f.cases).collect(), &args.filter, None);
-    let suite = Suite::of(&selected);
+    let selected = runner::select(suite.cases().cloned().collect(), &args.filter, None);
+    let suite_identity = suite.identity_of(&selected);
     if selected.is_empty() {
-        return usage("no case matches (check the paths and --filter)".into());
+        return usage(format!("no case matches (check the paths and --filter): {suite_text}"));
     }
     // An empty shard is a valid (empty) result: `report merge` still needs it.
     let cases = runner::select(selected, &[], args.shard);
@@ -190,13 +190,14 @@ pub fn run(args: RunArgs) -> ExitCode {
         keep: args.keep,
         work_dir: args.work_dir.clone(),
         identity,
-        rerun_prefix: rerun_prefix(&args),
+        rerun_prefix: rerun_prefix(&args, &suite),
         time_scale,
         profile,
         ..RunOptions::default()
     };
     let total = cases.len();
     let profile_name = options.profile.as_ref().map(|p| format!(", profile {:?}", p.name)).unwrap_or_default();
+    eprintln!("bulkmock run: {suite_text}, digest {}", suite_identity.digest);
     eprintln!(
         "bulkmock run: {total} cases, seed {}, client {}{profile_name}, time scale {time_scale}",
         args.seed,
@@ -211,7 +212,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(format!("cannot create the case folders: {e}")),
     };
-    report.suite = Some(suite);
+    report.suite = Some(suite_identity);
     report.client_profile = options.profile.as_ref().map(|p| p.name.clone());
     live.finish();
     print!("{}", terminal::summary(&report));
