@@ -1063,3 +1063,33 @@ fn a_fraction_is_checked() {
     let whole = rule(Target::File, Fault::Stall { after_bytes: 0, fraction: Some(1.0), stall_ms: 1 });
     assert!(whole.validate().unwrap_err().contains("above 0 and below 1"));
 }
+
+/// Through a profile base, a body fault on a JSON document acts as it does on
+/// the plain base: a manifest truncated after 100 bytes arrives cut (its
+/// announced length above what is sent, its URLs still carrying the profile),
+/// never as a 500 from the layer that restores the profile's URLs.
+#[tokio::test]
+async fn a_truncated_manifest_through_a_profile_base_arrives_cut() {
+    use bulkmock_server::faults::FaultPlan;
+    use bulkmock_server::faults::profile::encode;
+    let server = MockServer::builder().open().patients(3).start().await;
+    let cut = Fault::Truncate { after_bytes: Some(200), fraction: None, at_line_end: false };
+    let plan = FaultPlan { rules: vec![rule(Target::Status, cut).times(1)] };
+    let origin = server.fhir_base().trim_end_matches("/fhir").to_string();
+    let base = format!("{origin}/p/{}/fhir", encode(&plan));
+    let r = export_get(format!("{base}/$export?_type=Patient")).send().await.unwrap();
+    let status = r.headers()["content-location"].to_str().unwrap().to_string();
+    poll_until_done(&status.replace(&base, &format!("{origin}/fhir"))).await;
+    let (received, ended) = raw_get_until_end(&status).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let announced: usize = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+        .expect("a length");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    assert!(body.len() < announced, "cut: {} of {announced} bytes ({ended:?})", body.len());
+    assert!(body.contains(&format!("{origin}/p/eyJ")), "URLs keep the profile: {body}");
+    let exchange = server.transcript().into_iter().find(|e| e.target == Some(Target::Status) && e.fault.is_some());
+    assert!(exchange.is_some(), "the truncate fired");
+}

@@ -12,6 +12,19 @@ use futures_util::StreamExt;
 use super::shape::MAX_REWRITE;
 use crate::app::AppState;
 
+/// Splits a response, its exact body length made explicit in `Content-Length`
+/// (a body wrapped in a stream loses the size hint hyper would announce, and a
+/// JSON document's handler sets no header): the length, when known.
+fn with_length(response: Response) -> (axum::http::response::Parts, Body, Option<u64>) {
+    let (mut parts, body) = response.into_parts();
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let len = declared.or_else(|| axum::body::HttpBody::size_hint(&body).exact());
+    if let (None, Some(n)) = (declared, len) {
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    (parts, body, len)
+}
+
 /// A truncation whose cut falls just after a newline: complete lines, fewer than promised.
 pub(super) async fn cut_at_line_end(response: Response, after_bytes: Option<u64>, fraction: Option<f64>) -> Response {
     if response.status() != StatusCode::OK {
@@ -36,8 +49,8 @@ pub(super) async fn cut_at_line_end(response: Response, after_bytes: Option<u64>
 
 /// Flips bytes in the middle of the (compressed) body, keeping its length.
 pub(super) fn corrupt(response: Response) -> Response {
-    let (parts, body) = response.into_parts();
-    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+    let (parts, body, len) = with_length(response);
+    let len = len.unwrap_or(0);
     let target = len / 2;
     let mut offset = 0u64;
     let stream = body.into_data_stream().map(move |chunk| {
@@ -62,8 +75,7 @@ pub(super) fn corrupt(response: Response) -> Response {
 /// Sends `Content-Length` for the whole body but only its first bytes, then
 /// fails the body so the connection closes: the client sees fewer bytes than promised.
 pub(super) fn truncate(response: Response, after_bytes: Option<u64>, fraction: Option<f64>) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let (mut parts, body, declared) = with_length(response);
     let Some(total) = declared else {
         return Response::from_parts(parts, body);
     };
@@ -95,7 +107,7 @@ pub(super) fn truncate(response: Response, after_bytes: Option<u64>, fraction: O
 
 /// Sends the body at `bytes_per_s`, in ten slices a second.
 pub(super) fn drip(response: Response, bytes_per_s: u64) -> Response {
-    let (parts, body) = response.into_parts();
+    let (parts, body, _) = with_length(response);
     let slice = (bytes_per_s / 10).max(1) as usize;
     let stream = body.into_data_stream().flat_map(move |chunk| {
         let pieces: Vec<Result<Bytes, axum::Error>> = match chunk {
@@ -129,7 +141,7 @@ pub(super) fn reset(
         trip(); // the headers' write fails: a reset before any byte
         return response;
     }
-    let (parts, body) = response.into_parts();
+    let (parts, body, _) = with_length(response);
     let limit = after_bytes;
     let stream = futures_util::stream::unfold(
         (body.into_data_stream(), 0u64, Some(trip)),
@@ -158,7 +170,7 @@ pub(super) fn reset(
 
 /// Sends `after_bytes`, pauses `stall_ms`, then sends the rest.
 pub(super) fn stall(response: Response, after_bytes: u64, stall_ms: u64) -> Response {
-    let (parts, body) = response.into_parts();
+    let (parts, body, _) = with_length(response);
     let mut sent = 0u64;
     let mut stalled = false;
     let stream = body.into_data_stream().flat_map(move |chunk| {

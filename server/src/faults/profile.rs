@@ -285,17 +285,53 @@ async fn keep_prefix(state: &AppState, inner_path: &str, response: Response, pre
     if is_data || too_large || !is_json_document(&parts.headers) {
         return Response::from_parts(parts, body);
     }
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_JSON).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
+    let (bytes, cut) = read_document(body).await;
     let rewritten = match content_encoding(&parts.headers).as_deref() {
         None | Some("identity") => fix.body(&bytes),
-        Some("gzip" | "x-gzip") => gunzip(&bytes).and_then(|plain| fix.body(&plain).and_then(|b| gzip(&b))),
-        Some(_) => None, // an encoding this layer does not read: sent as it came
+        Some("gzip" | "x-gzip") if cut.is_none() => {
+            gunzip(&bytes).and_then(|plain| fix.body(&plain).and_then(|b| gzip(&b)))
+        }
+        Some(_) => None, // an encoding this layer does not read, or a cut gzip body: sent as it came
     };
     let body = rewritten.unwrap_or_else(|| bytes.to_vec());
-    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Response::from_parts(parts, Body::from(body))
+    match cut {
+        None => {
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            Response::from_parts(parts, Body::from(body))
+        }
+        // A body fault (truncate, reset) cut the document: what arrived goes out,
+        // rewritten, and the body fails there as it did inside, its announced
+        // length (grown by the rewrite) still above what is sent.
+        Some(error) => {
+            let grown = body.len().saturating_sub(bytes.len()) as u64;
+            let announced = declared.map_or(body.len() as u64 + 1, |n| (n + grown).max(body.len() as u64 + 1));
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
+            use futures_util::StreamExt;
+            let sent = futures_util::stream::once(async move { Ok::<_, axum::Error>(axum::body::Bytes::from(body)) });
+            let failed = futures_util::stream::once(async move {
+                // As the fault does: time for the connection to write what was sent.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Err(error)
+            });
+            Response::from_parts(parts, Body::from_stream(sent.chain(failed)))
+        }
+    }
+}
+
+/// Reads a JSON document's body (within [`MAX_JSON`]): the bytes, and the
+/// error that cut it part way, if one did.
+async fn read_document(body: Body) -> (Vec<u8>, Option<axum::Error>) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) if bytes.len() + chunk.len() <= MAX_JSON => bytes.extend_from_slice(&chunk),
+            Ok(_) => return (bytes, Some(axum::Error::new("a JSON document over 64 MiB"))),
+            Err(e) => return (bytes, Some(e)),
+        }
+    }
+    (bytes, None)
 }
 
 /// Rewrites this server's URLs (`{origin}/fhir`, `{origin}/auth`) to a profile's.
