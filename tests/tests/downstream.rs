@@ -43,6 +43,14 @@ fn main() {
 }
 "#;
 
+/// The complete test file of docs/rust.md: its first `rust` block after "## A complete test file".
+fn guide_file(workspace: &Path) -> String {
+    let guide = std::fs::read_to_string(workspace.join("docs/rust.md")).expect("docs/rust.md");
+    let section = guide.split("\n## A complete test file\n").nth(1).expect("the section");
+    let block = section.split("\n```rust\n").nth(1).expect("a rust block");
+    block.split("\n```\n").next().expect("its end").to_string() + "\n"
+}
+
 fn manifest(workspace: &Path) -> String {
     let path = |p: &str| workspace.join(p).display().to_string().replace('\\', "/");
     // The workspace's profile, so the dependencies compiled for it are reused.
@@ -59,6 +67,10 @@ bulkmock-client = {{ path = "{}" }}
 
 [[test]]
 name = "conformance"
+harness = false
+
+[[test]]
+name = "guide"
 harness = false
 
 [workspace]
@@ -88,10 +100,13 @@ struct Run {
 fn cargo_test(dir: &Path, target: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    let test = env.iter().find(|(k, _)| *k == "TEST").map_or("conformance", |(_, v)| v);
     cmd.current_dir(dir)
-        .args(["test", "--offline", "--quiet", "--test", "conformance"])
+        .args(["test", "--offline", "--quiet", "--test", test])
         .args(args)
-        .env("CARGO_TARGET_DIR", target)
+        // Dependencies from the workspace's build folder; this crate's outputs apart.
+        .env("CARGO_BUILD_BUILD_DIR", target)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
         .env_remove("CI")
         .env_remove("DOWNSTREAM_REQUIRE_PASS");
     for (k, v) in env {
@@ -117,6 +132,7 @@ fn a_downstream_crate_runs_the_builtin_cases_as_trials_with_snapshots() {
     std::fs::create_dir_all(dir.path().join("tests")).unwrap();
     std::fs::write(dir.path().join("Cargo.toml"), manifest(&workspace)).unwrap();
     std::fs::write(dir.path().join("tests/conformance.rs"), TEST_FILE).unwrap();
+    std::fs::write(dir.path().join("tests/guide.rs"), guide_file(&workspace)).unwrap();
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/lib.rs"), "//! A throwaway crate.\n").unwrap();
     // The workspace's lock: the same versions, all in the local registry cache.
@@ -153,5 +169,20 @@ fn a_downstream_crate_runs_the_builtin_cases_as_trials_with_snapshots() {
     assert!(one.stdout.contains("1 passed; 0 failed; 0 ignored; 0 measured; 2 filtered out"), "{}", show(&one));
     let listed = cargo_test(dir.path(), &target, &["--", "--list", "--format", "terse"], &[]);
     assert_eq!(listed.stdout.lines().filter(|l| l.ends_with(": test")).count(), 3, "{}", show(&listed));
-    eprintln!("downstream crate: built and run five times in {:.1} s", started.elapsed().as_secs_f64());
+
+    // The guide's complete test file, as it stands, on one case of the whole built-in suite.
+    let guide = cargo_test(
+        dir.path(),
+        &target,
+        &["--", "--exact", "happy/group-empty"],
+        &[("TEST", "guide"), ("INSTA_UPDATE", "always")],
+    );
+    assert_eq!(guide.code, Some(0), "{}", show(&guide));
+    let others = bulkmock_harness::suite::builtin().len() - 1;
+    assert!(
+        guide.stdout.contains(&format!("1 passed; 0 failed; 0 ignored; 0 measured; {others} filtered out")),
+        "{}",
+        show(&guide)
+    );
+    eprintln!("downstream crate: built and run six times in {:.1} s", started.elapsed().as_secs_f64());
 }

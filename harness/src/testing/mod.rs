@@ -56,12 +56,12 @@ pub enum Require {
 impl Require {
     /// Whether `verdict` meets the requirement.
     pub fn met_by(self, verdict: CaseVerdict) -> bool {
-        match (self, verdict) {
-            (Require::Snapshot, _) => true,
-            (_, CaseVerdict::Pass | CaseVerdict::NotApplicable) => true,
-            (Require::Pass, CaseVerdict::Warn) => true,
-            _ => false,
-        }
+        matches!(
+            (self, verdict),
+            (Require::Snapshot, _)
+                | (_, CaseVerdict::Pass | CaseVerdict::NotApplicable)
+                | (Require::Pass, CaseVerdict::Warn)
+        )
     }
 }
 
