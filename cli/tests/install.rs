@@ -63,6 +63,11 @@ fn cargo_install_from_git() {
         return;
     };
     let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let shallow = Command::new("git").args(["rev-parse", "--is-shallow-repository"]).current_dir(&root).output();
+    if shallow.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true") {
+        eprintln!("skipped: a shallow clone (CI checkouts often are) cannot be cloned from");
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("file://{}", root.display());
     let out = cargo_install(tmp.path(), &["--git", &url, "--rev", &head, "bulkmock"]);
