@@ -21,14 +21,20 @@
 //! assert!(report.passed(false));
 //! # }
 //! ```
+//!
+//! From `cargo test`, the feature `testing` gives [`testing::Conformance`]:
+//! one trial per case, each snapshotted (docs/rust.md).
 
 pub mod adapter;
 pub mod checks;
 pub mod coverage;
+pub mod prelude;
 pub mod profile;
 pub mod report;
 pub mod requirements;
 pub mod runner;
 pub mod scenario;
 pub mod suite;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verify;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use bulkmock_harness::adapter::Builtin;
 use bulkmock_harness::checks::Verdict;
-use bulkmock_harness::report::snapshot::Snapshot;
+use bulkmock_harness::report::snapshot::{Snapshot, snapshot_name};
 use bulkmock_harness::report::{CaseResult, CaseVerdict};
 use bulkmock_harness::runner::{self, Observer, RunOptions};
 use bulkmock_harness::scenario::{self, SnapshotDetail};
@@ -123,11 +123,6 @@ fn judge(result: Option<&CaseResult>, wire: Option<&Vec<String>>, detail: Snapsh
             .unwrap_or_default()
             .into()
     })
-}
-
-/// The snapshot name of a case id (`auth/x#alg=RS384` -> `auth__x_alg_RS384`).
-fn snapshot_name(id: &str) -> String {
-    id.replace('/', "__").replace(['#', ',', '='], "_")
 }
 
 /// Every snapshot file belongs to a case of the library (a renamed or removed
