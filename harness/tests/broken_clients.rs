@@ -590,11 +590,21 @@ async fn a_parallel_client_renewing_once_for_many_refusals_is_not_a_loop() {
     // file request, so every request in flight is refused with it.
     let s = with("[[fault]]\non = \"file\"\nwhen = { nth = 1 }\nfault = { kind = \"revoke\" }\n")
         .replace("patients = 4\n", "patients = 4\nresources_per_file = 1\n");
-    let case = run_one(&s, Arc::new(correct(Manner::Parallel))).await;
-    let refusals = case.exchanges.iter().filter(|e| e.status == 401).count();
-    assert!(refusals > 5, "the case must refuse more requests than a loop allows: {refusals}");
-    assert_verdicts("a parallel client", &case, &[("auth.token_renewed", Verdict::Pass)]);
-    assert_eq!(case.verdict, CaseVerdict::Pass);
+    // How many requests are in flight when the token is revoked depends on
+    // scheduling: every run must pass, and one of three must show more
+    // refusals than a loop allows (on a loaded machine a run may see fewer).
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let case = run_one(&s, Arc::new(correct(Manner::Parallel))).await;
+        assert_verdicts("a parallel client", &case, &[("auth.token_renewed", Verdict::Pass)]);
+        assert_eq!(case.verdict, CaseVerdict::Pass);
+        let refusals = case.exchanges.iter().filter(|e| e.status == 401).count();
+        if refusals > 5 {
+            return;
+        }
+        seen.push(refusals);
+    }
+    panic!("the case must refuse more requests than a loop allows; refusals in three runs: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
