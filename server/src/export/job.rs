@@ -51,8 +51,8 @@ pub struct Job {
     url_generation: std::sync::atomic::AtomicU64,
     partial_failure: AtomicBool,
     on_done: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    /// Cached byte layouts of files, filled on first download.
-    pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
+    /// Byte layouts of files, measured once, on first download.
+    pub layouts: crate::stream::Layouts,
     /// SHA-256 of files (plan order), computed on first need (`file_digests`).
     digests: Mutex<HashMap<usize, String>>,
 }
@@ -115,7 +115,7 @@ impl Job {
             counting_done: OnceLock::new(),
             failure: OnceLock::new(),
             cancelled: AtomicBool::new(false),
-            layouts: Mutex::new(HashMap::new()),
+            layouts: crate::stream::Layouts::default(),
             digests: Mutex::new(HashMap::new()),
             url_generation: std::sync::atomic::AtomicU64::new(0),
             partial_failure: AtomicBool::new(false),
