@@ -25,6 +25,7 @@ use std::io;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
@@ -639,6 +640,23 @@ impl Emitter<'_> {
     }
 }
 
+/// Measures the plain layouts of `job`'s files in plan order while the job
+/// still reads as in progress (its configured duration), so that their first
+/// downloads are as fast as later ones; stops when the job is cancelled or
+/// due. Files a download measures meanwhile are not measured twice.
+pub fn measure_ahead(job: &Arc<Job>) {
+    let due = job.due();
+    for file in 0..job.plan.files.len() {
+        if job.is_cancelled() || Instant::now() >= due {
+            return;
+        }
+        let body = FileBody { job: Arc::clone(job), source: Arc::clone(&job.source), file, gzip: false };
+        if body.layout().is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -751,5 +769,22 @@ mod tests {
         }
         let part = send(&gzip_body, &layout, None, second - 5, second + 5);
         assert_eq!(part, &compressed[second as usize - 5..second as usize + 5]);
+    }
+
+    #[test]
+    fn files_are_measured_while_the_job_runs() {
+        let job = job(50, "Observation,Condition", Duration::from_secs(60));
+        job.count_now();
+        measure_ahead(&job);
+        for index in 0..job.plan.files.len() {
+            let measured = job.layouts.slot((index, false)).lock().unwrap().clone().expect("measured ahead");
+            let body = FileBody { file: index, ..file(&job, false) };
+            assert_eq!(measured.len, send(&body, &measured, None, 0, u64::MAX).len() as u64);
+            assert!(job.layouts.slot((index, true)).lock().unwrap().is_none(), "gzip is measured on demand");
+        }
+        let due = self::job(50, "Observation", Duration::ZERO);
+        due.count_now();
+        measure_ahead(&due);
+        assert!(due.layouts.slot((0, false)).lock().unwrap().is_none(), "nothing once the job is due");
     }
 }
