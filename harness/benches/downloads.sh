@@ -46,7 +46,8 @@ measure() {
         "$base/\$export?_type=Observation" | tr -d '\r' | sed -n 's/^[Cc]ontent-[Ll]ocation: //p')
     local url=
     for _ in $(seq 600); do
-        url=$(curl -s "$status" | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' | head -1)
+        # The first file URL (`sed -n 1p` reads to the end: no SIGPIPE under pipefail).
+        url=$(curl -s "$status" | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p' | sed -n 1p)
         [ -n "$url" ] && break
         sleep 0.1
     done
