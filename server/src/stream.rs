@@ -358,7 +358,12 @@ impl FileBody {
                                 loop {
                                     // The queue is locked only while taking a segment.
                                     let Ok(job) = jobs.lock().expect("segment queue").recv() else { return };
-                                    let result = compress_segment(&job.dict, &job.data, false);
+                                    // A panic becomes an error, so the segment it owed is never waited for.
+                                    let result =
+                                        std::panic::catch_unwind(|| compress_segment(&job.dict, &job.data, false))
+                                            .unwrap_or_else(|_| {
+                                                Err(io::Error::other("compressing a segment panicked"))
+                                            });
                                     if done.send((job.index, result, job.data)).is_err() {
                                         return;
                                     }
