@@ -51,8 +51,9 @@ pub struct Job {
     url_generation: std::sync::atomic::AtomicU64,
     partial_failure: AtomicBool,
     on_done: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    /// Cached byte layouts of files, filled on first download.
-    pub layouts: Mutex<HashMap<(usize, bool), Arc<super::super::stream::Layout>>>,
+    /// Byte layouts of files, measured once: ahead while the job runs
+    /// ([`crate::stream::measure_ahead`]) or on first download.
+    pub layouts: crate::stream::Layouts,
     /// SHA-256 of files (plan order), computed on first need (`file_digests`).
     digests: Mutex<HashMap<usize, String>>,
 }
@@ -115,17 +116,33 @@ impl Job {
             counting_done: OnceLock::new(),
             failure: OnceLock::new(),
             cancelled: AtomicBool::new(false),
-            layouts: Mutex::new(HashMap::new()),
+            layouts: crate::stream::Layouts::default(),
             digests: Mutex::new(HashMap::new()),
             url_generation: std::sync::atomic::AtomicU64::new(0),
             partial_failure: AtomicBool::new(false),
         })
     }
 
-    /// Starts the counting work on a blocking thread.
+    /// Starts the counting work on a blocking thread; once counted, the
+    /// files are measured for download while the job's duration lasts.
     pub fn start_counting(self: &Arc<Self>) {
         let job = Arc::clone(self);
-        tokio::task::spawn_blocking(move || job.count_all());
+        tokio::task::spawn_blocking(move || {
+            job.count_all();
+            if job.failure().is_none() {
+                crate::stream::measure_ahead(&job);
+            }
+        });
+    }
+
+    /// When the job's configured duration ends.
+    pub fn due(&self) -> Instant {
+        self.started + self.duration
+    }
+
+    /// Whether the job was cancelled (DELETE).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// Does the counting work here and now (blocking the caller), so a job

@@ -153,7 +153,7 @@ async fn download_inner(
     let gzip = wants_gzip(headers);
     let file = FileBody { job: Arc::clone(&job), source: Arc::clone(&job.source), file: index, gzip };
     let measuring = file.clone();
-    let layout = tokio::task::spawn_blocking(move || measuring.layout())
+    let (layout, retained) = tokio::task::spawn_blocking(move || measuring.measured())
         .await
         .map_err(|e| FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, e.to_string()))?
         .map_err(|e| FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, e.to_string()))?;
@@ -177,7 +177,7 @@ async fn download_inner(
             return Ok(response);
         }
     };
-    let body = if start == end { Body::empty() } else { file.body(layout, start, end) };
+    let body = if start == end { Body::empty() } else { file.body(layout, retained, start, end) };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
