@@ -58,6 +58,8 @@ enum Flaw {
     /// Polls every 200 ms without Retry-After, never backing off (CLI-061):
     /// this simple client's own manner, so the flaw needs no code of its own.
     FixedPollInterval,
+    /// Fetches a new token for every request, though each lives 300 s (CLI-027).
+    TokenPerRequest,
     /// No flaw: a correct client, in the manner its [`Manner`] says.
     None,
 }
@@ -102,7 +104,7 @@ impl Flawed {
     async fn token(&self) -> Result<String, String> {
         let mut current = self.token.lock().await;
         // Renewing ahead of expiry: with short tokens, before every request.
-        let ahead = self.manner == Manner::RenewsAheadOfExpiry;
+        let ahead = self.manner == Manner::RenewsAheadOfExpiry || self.flaw == Flaw::TokenPerRequest;
         if let Some(t) = current.as_ref().filter(|_| !ahead) {
             return Ok(t.clone());
         }
@@ -435,6 +437,13 @@ fn with(extra: &str) -> String {
 async fn a_reused_jti_is_caught() {
     let s = with("[[fault]]\non = \"status\"\nwhen = { nth = 1 }\nfault = { kind = \"revoke\" }\n");
     caught(Flaw::ReusesJti, &s, "auth.fresh_jti", Verdict::Fail).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_for_every_request_is_caught() {
+    // One revocation, so that a correct client needs a second token too.
+    let s = with("[[fault]]\non = \"status\"\nwhen = { nth = 1 }\nfault = { kind = \"revoke\" }\n");
+    caught(Flaw::TokenPerRequest, &s, "auth.token_reused", Verdict::Warn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

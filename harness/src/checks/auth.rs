@@ -191,7 +191,10 @@ const RENEWAL_MARGIN_S: u64 = 60;
 
 fn token_reused(input: &Input) -> Finding {
     let mut last_issued: Option<(&Exchange, u64, String)> = None;
-    let mut rejected_since = false;
+    // Refusals not yet answered by a token request: a parallel client may have
+    // several requests refused and renew once for each, some after a newer
+    // token was issued (each renewal answers one refusal).
+    let mut unanswered_refusals = 0u64;
     let mut used_since = false;
     let mut exercised = false;
     // Each run of an incremental case is a new start of the client: its first token is no reuse question.
@@ -207,7 +210,7 @@ fn token_reused(input: &Input) -> Finding {
                 exercised = true;
                 let left_ms = (issued_at.unix_ms + lifetime_s * 1000).saturating_sub(e.unix_ms);
                 let plenty = left_ms > lifetime_s * 500 && left_ms > RENEWAL_MARGIN_S * 1000;
-                if !rejected_since && used_since && plenty {
+                if unanswered_refusals == 0 && used_since && plenty {
                     return Finding::miss(
                         format!(
                             "a new token was requested {:.1} s after the last one, which was valid for {lifetime_s} s and not refused",
@@ -217,6 +220,7 @@ fn token_reused(input: &Input) -> Finding {
                     );
                 }
             }
+            unanswered_refusals = unanswered_refusals.saturating_sub(1);
             if let Some(issued) = &e.issued {
                 let lifetime = issued["expires_in"]
                     .as_u64()
@@ -224,11 +228,10 @@ fn token_reused(input: &Input) -> Finding {
                     .unwrap_or(300);
                 let fp = issued["fingerprint"].as_str().unwrap_or_default().to_string();
                 last_issued = Some((e, lifetime, fp));
-                rejected_since = false;
                 used_since = false;
             }
         } else if e.status == 401 {
-            rejected_since = true;
+            unanswered_refusals += 1;
         } else if let Some((_, _, fp)) = &last_issued
             && super::wire::token_fingerprint(e) == Some(fp.as_str())
         {
