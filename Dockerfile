@@ -12,6 +12,10 @@ RUN cargo build --release --locked -p bulkmock \
  && strip /usr/local/bin/bulkmock
 
 FROM debian:bookworm-slim
+# CA certificates, for https JWKS URLs and https clients' servers.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/bulkmock /usr/local/bin/bulkmock
 RUN useradd --create-home --uid 10001 bulkmock
 USER bulkmock

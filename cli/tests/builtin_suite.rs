@@ -186,3 +186,32 @@ fn export_overwrites_nothing_without_force_and_writes_nothing_half() {
     assert_eq!(written["notes.txt"], b"mine\n");
     assert_eq!(written.len(), suite::builtin_files().len() + 1);
 }
+
+/// A minimal container image (Debian slim) has no CA certificates: the binary
+/// must still serve and run cases (found building the Dockerfile's image,
+/// where `run` panicked building its HTTP client). `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` pointing at nothing make this system look like one.
+#[test]
+fn runs_where_the_system_has_no_ca_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("no-certs")).unwrap();
+    std::fs::write(dir.path().join("no-certs.pem"), "").unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--suite", "builtin", "--filter", QUICK, "--filter", "auth/jwks-url", "--json", "result.json"])
+        .current_dir(dir.path())
+        .env("SSL_CERT_FILE", dir.path().join("no-certs.pem"))
+        .env("SSL_CERT_DIR", dir.path().join("no-certs"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("BULKMOCK_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let report = json(&dir.path().join("result.json"));
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.len() >= 2, "the quick case and a JWKS URL case: {cases:?}");
+    for case in cases {
+        assert_eq!(case["verdict"], "pass", "{case}");
+    }
+}

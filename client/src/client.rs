@@ -129,13 +129,21 @@ impl ClientBuilder {
             }
             roots.extend(certs);
         }
-        let client = reqwest::Client::builder()
-            .tls_certs_merge(roots)
-            .redirect(reqwest::redirect::Policy::none())
-            .read_timeout(self.policy.read_timeout)
-            .connect_timeout(self.policy.connect_timeout)
-            .build()
-            .map_err(|source| ClientError::Transport { url: self.fhir_base.clone(), source })?;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .read_timeout(self.policy.read_timeout)
+                .connect_timeout(self.policy.connect_timeout)
+        };
+        // On a system without CA certificates (a minimal container image),
+        // http and the `--ca-cert` roots still work.
+        let client = match builder().tls_certs_merge(roots.clone()).build() {
+            Ok(client) => client,
+            Err(_) => builder()
+                .tls_certs_only(roots)
+                .build()
+                .map_err(|source| ClientError::Transport { url: self.fhir_base.clone(), source })?,
+        };
         let mut base = url::Url::parse(&self.fhir_base)
             .map_err(|e| ClientError::Protocol(format!("bad FHIR base URL {:?}: {e}", self.fhir_base)))?;
         if !base.path().ends_with('/') {

@@ -36,9 +36,17 @@ impl JwksCache {
     /// JWKS URLs. A certificate that does not parse is left out (configs check
     /// them at the edge with [`check_roots`]).
     pub fn with_roots(timeout: Duration, roots: &[String]) -> Self {
-        let certs =
-            roots.iter().flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()).unwrap_or_default());
-        let http = reqwest::Client::builder().timeout(timeout).tls_certs_merge(certs).build().expect("HTTP client");
+        let certs: Vec<reqwest::Certificate> = roots
+            .iter()
+            .flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()).unwrap_or_default())
+            .collect();
+        let builder = || reqwest::Client::builder().timeout(timeout);
+        let http = builder().tls_certs_merge(certs.clone()).build().unwrap_or_else(|e| {
+            // A system without CA certificates (a minimal container image):
+            // http JWKS URLs and the configured roots still work.
+            tracing::warn!("the system's CA certificates could not be loaded ({e}); https JWKS URLs are trusted only with --jwks-ca-cert");
+            builder().tls_certs_only(certs).build().expect("HTTP client without the system's CA certificates")
+        });
         JwksCache { http, timeout, entries: Mutex::new(HashMap::new()) }
     }
 
