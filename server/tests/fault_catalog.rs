@@ -177,7 +177,9 @@ fn each_kind_says_whether_it_works_through_the_proxy() {
         } else if marker.starts_with("**serve only**") {
             false
         } else {
-            panic!("section {kind}: the line after the heading should say **serve and proxy** or **serve only**, not {marker:?}")
+            panic!(
+                "section {kind}: the line after the heading should say **serve and proxy** or **serve only**, not {marker:?}"
+            )
         };
         assert_eq!(documented, support(&rule.fault) == Support::ServeAndProxy, "section {kind} says {marker:?}");
         if !documented {
