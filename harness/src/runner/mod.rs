@@ -4,6 +4,7 @@
 
 mod incremental;
 pub mod judge;
+pub mod proxied;
 pub mod record;
 pub mod setup;
 

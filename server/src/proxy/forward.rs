@@ -107,7 +107,21 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let has_body = headers.contains_key(header::CONTENT_LENGTH) || headers.contains_key(header::TRANSFER_ENCODING);
     let mut builder = upstream.http.request(parts.method.clone(), &url).headers(headers);
-    if has_body {
+    let mut kickoff_body = None;
+    if has_body && target == Some(Target::Kickoff) && upstream.record.is_some() {
+        // A kick-off's Parameters (small: within the kick-off body limit) go into the record too.
+        let limit = state.config.limits.kickoff_body_bytes;
+        match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) => {
+                kickoff_body = serde_json::from_slice(&bytes).ok();
+                builder = builder.body(bytes);
+            }
+            Err(_) => {
+                let message = crate::limits::too_large_message("a kick-off", limit);
+                return FhirError::new(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong, message).into_response();
+            }
+        }
+    } else if has_body {
         builder = builder.body(reqwest::Body::wrap_stream(body.into_data_stream()));
     }
     let answer = match builder.send().await {
@@ -149,7 +163,8 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
             upstream.learned.kickoff(&path, local.split('?').next().unwrap_or_default());
         }
         if let Some(record) = &upstream.record {
-            record.write(&Entry::Kickoff { url, status_url: location.to_string() });
+            let method = parts.method.to_string();
+            record.write(&Entry::Kickoff { method, url, body: kickoff_body, status_url: location.to_string() });
         }
         return streamed(status, out, answer, None);
     }
@@ -162,7 +177,15 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
         && matches!(status, StatusCode::OK | StatusCode::PARTIAL_CONTENT))
     .then(|| {
         let encoding = out.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_string);
-        (Digest::new(url, status.as_u16(), range, encoding), Arc::clone(&upstream))
+        // The decoded body is kept for the judge (pieces of a file cut upstream are put together there).
+        let keep = upstream.record.as_ref().and_then(|r| r.body_file());
+        let plain = encoding.as_deref().is_none_or(|e| e == "identity");
+        let (offset, total) = match content_range(&out) {
+            Some((start, total)) => (start, total),
+            None => (0, if plain { answer.content_length() } else { None }),
+        };
+        let digest = Digest::new(url, status.as_u16(), range, encoding, keep).at(offset, total);
+        (digest, Arc::clone(&upstream))
     });
     streamed(status, out, answer, digest)
 }
@@ -304,6 +327,14 @@ impl hyper::body::Body for Streamed {
     fn size_hint(&self) -> SizeHint {
         self.remaining.map(SizeHint::with_exact).unwrap_or_default()
     }
+}
+
+/// The start and total of a `Content-Range: bytes a-b/total` (total `None` for `*`).
+fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+    let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let start = range.split_once('-')?.0.trim().parse().ok()?;
+    Some((start, total.trim().parse().ok()))
 }
 
 /// The bearer token of a request, if any.

@@ -119,7 +119,16 @@ pub fn state(mut config: ServerConfig, origin: &str, proxy: &ProxyConfig) -> Res
     let upstream = Arc::new(Upstream::new(proxy)?);
     config.open = true;
     config.patients = 1;
-    AppState::for_proxy(config, origin, upstream).map_err(|e| e.to_string())
+    let seed = config.seed;
+    let state = AppState::for_proxy(config, origin, Arc::clone(&upstream)).map_err(|e| e.to_string())?;
+    if let Some(record) = &upstream.record {
+        record.write(&record::Entry::Started {
+            fhir_base: state.fhir_base.clone(),
+            upstream: upstream.base.clone(),
+            seed,
+        });
+    }
+    Ok(state)
 }
 
 /// The proxy's router: the classification and fault layers around the
