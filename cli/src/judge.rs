@@ -130,6 +130,13 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
 /// Judges an export that went through `bulkmock proxy`, from its transcript and record.
 fn judge_proxied(args: &JudgeArgs, case: &Case, record: &std::path::Path) -> Result<RunReport, String> {
     let export = proxied::read(record).map_err(|e| format!("--proxy-record {e}"))?;
+    if !export.unread.is_empty() {
+        eprintln!(
+            "bulkmock judge: {} file(s) of the manifest never passed the proxy whole; their lines are unknown: {}",
+            export.unread.len(),
+            export.unread.join(", ")
+        );
+    }
     if !args.out.is_dir() {
         return Err(format!("--out {}: not a folder", args.out.display()));
     }

@@ -176,3 +176,64 @@ async fn transient_status_errors_at_the_upstream() {
     ))
     .await;
 }
+
+/// `bulkmock run` with `args`; its JSON report's cases by id.
+fn run_report(args: &[&str], json: &Path) -> BTreeMap<String, Value> {
+    let status =
+        Command::new(BIN).arg("run").args(args).arg("--json").arg(json).stdout(Stdio::null()).status().unwrap();
+    assert_ne!(status.code(), Some(2), "bulkmock run refused {args:?}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    report["cases"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap().to_string(), c.clone())).collect()
+}
+
+/// `bulkmock run --upstream`: the cases run against a separate `bulkmock serve`
+/// through a proxy with their faults, judged from the proxy's evidence, give the
+/// verdicts of the same cases on their own mock; those that need the mock's data
+/// or settings are not applicable, saying what they need.
+#[test]
+fn run_upstream_gives_the_verdicts_of_a_direct_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = procs::upstream(dir.path(), &["--patients", "10"]);
+    let filters = [
+        "happy/system-export#alg=RS384",
+        "files/truncated-by-fraction",
+        "files/connection-reset",
+        "status/transient-error-then-recover",
+        "kickoff/transient-5xx-then-success",
+        "happy/group-export",
+        "happy/system-export#alg=ES384,post=false",
+    ];
+    let mut args: Vec<&str> = filters.iter().flat_map(|f| ["--filter", *f]).collect();
+    args.extend(["--jobs", "4"]);
+    let direct = run_report(&args, &dir.path().join("direct.json"));
+    let jwks = up.key.with_file_name("jwks.json");
+    let (key, jwks) = (up.key.to_str().unwrap(), jwks.to_str().unwrap());
+    args.extend(["--upstream", &up.server.fhir_base, "--client-id", &up.client_id]);
+    args.extend(["--client-jwks", jwks, "--client-key", key]);
+    let proxied = run_report(&args, &dir.path().join("proxied.json"));
+    assert_eq!(direct.keys().collect::<Vec<_>>(), proxied.keys().collect::<Vec<_>>());
+    let mut ran = 0;
+    for (id, case) in &proxied {
+        let reason = case["not_applicable"].as_str().unwrap_or_default();
+        if id.starts_with("happy/group-export") {
+            assert_eq!(case["verdict"], "not_applicable", "{id}");
+            assert!(reason.contains("Group \"") && reason.contains("synthetic data"), "{id}: {reason}");
+            continue;
+        }
+        if id.contains("alg=ES384") {
+            // The upstream's demo client has an RS384 key: a case about ES384 cannot run.
+            assert!(reason.contains("signs with ES384"), "{id}: {reason}");
+            continue;
+        }
+        ran += 1;
+        assert_eq!(case["verdict"], direct[id]["verdict"], "{id}: {case:#}");
+        // The upstream's data is its own (another seed): the differences, not the sizes, must agree.
+        for field in ["missing", "extra", "duplicated", "corrupted"] {
+            assert_eq!(case["outcome"]["output"][field], direct[id]["outcome"]["output"][field], "{id}: {field}");
+        }
+        let output = &case["outcome"]["output"];
+        assert!(output["expected_resources"].as_u64().unwrap() > 0, "{id}: the upstream's lines are known");
+        assert!(case["rerun"].as_str().unwrap().contains("--upstream"), "{id}");
+    }
+    assert!(ran >= 8, "{ran} cases ran against the upstream");
+}

@@ -99,6 +99,23 @@ impl Upstream {
         &self.base_path
     }
 
+    /// The upstream's token endpoint, from its discovery document
+    /// (`.well-known/smart-configuration`), or what went wrong, naming the URL.
+    pub async fn token_endpoint(&self) -> Result<String, String> {
+        let url = format!("{}/.well-known/smart-configuration", self.base);
+        let answer = self
+            .http
+            .get(&url)
+            .header("Accept", "application/json")
+            .timeout(std::time::Duration::from_secs(15))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("{url}: {e}"))?;
+        let discovery: serde_json::Value = answer.json().await.map_err(|e| format!("{url}: not JSON: {e}"))?;
+        discovery["token_endpoint"].as_str().map(str::to_string).ok_or_else(|| format!("{url}: no token_endpoint"))
+    }
+
     /// The job a request path belongs to vanishes: 404 for it and its files from now on.
     pub fn vanish(&self, path: &str) {
         let job = self.learned.job_of(path, None).unwrap_or_else(|| path.to_string());
