@@ -466,3 +466,30 @@ fault = { kind = "drip", bytes_per_s = 20000 }"#,
     let sent = file["bytes"].as_u64().unwrap();
     assert!(sent < total, "the upstream had sent {sent} of {total} bytes when the client got its first bytes");
 }
+
+/// An upstream base with the SMART reference server's settings in its path
+/// (`/{base64url JSON}/fhir`, which `serve` accepts too): the proxy keeps the
+/// path, its discovery names the upstream's prefixed token endpoint, and the
+/// export equals one straight from that base.
+#[test]
+fn reference_server_settings_urls_keep_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream(dir.path(), UPSTREAM);
+    // {"dur":0,"page":200,"tlt":15}
+    const SETTINGS: &str = "eyJkdXIiOjAsInBhZ2UiOjIwMCwidGx0IjoxNX0";
+    let base = up.server.fhir_base.replacen("/fhir", &format!("/{SETTINGS}/fhir"), 1);
+    let p = proxy(&base, &[], None, &[]);
+    assert!(p.fhir_base.ends_with(&format!("/{SETTINGS}/fhir")), "{}", p.fhir_base);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let discovery: Value = runtime.block_on(async {
+        reqwest::get(format!("{}/.well-known/smart-configuration", p.fhir_base)).await.unwrap().json().await.unwrap()
+    });
+    assert_eq!(discovery["token_endpoint"], format!("{}/{SETTINGS}/auth/token", up.server.origin()));
+    let (via, direct) = (dir.path().join("via"), dir.path().join("direct"));
+    let out = export(&up, &p.fhir_base, &via, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(export(&up, &base, &direct, &[]).status.success());
+    assert_eq!(ndjson_files(&via), ndjson_files(&direct));
+    let manifest = std::fs::read_to_string(via.join("manifest.json")).unwrap();
+    assert!(manifest.contains(&format!("{}/{SETTINGS}/fhir/", p.origin())), "{manifest}");
+}
