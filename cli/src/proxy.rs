@@ -56,6 +56,9 @@ pub struct ProxyArgs {
     /// Require `Authorization: Bearer <token>` on admin requests.
     #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
     admin_token: Option<String>,
+    /// On Ctrl-C or SIGTERM: stop accepting, let requests in flight finish this long, then cut them.
+    #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::serve::parse_duration)]
+    shutdown_grace: std::time::Duration,
 }
 
 fn tls_identity(args: &ProxyArgs) -> Result<Option<(TlsIdentity, String)>, String> {
@@ -138,8 +141,22 @@ pub fn run(args: ProxyArgs) -> Result<(), String> {
             println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());
         }
         println!("Press Ctrl-C to stop.");
-        proxy::serve(listener, state, crate::serve::stop_signal(std::time::Duration::ZERO))
-            .await
-            .map_err(|e| e.to_string())
+        let grace = args.shutdown_grace;
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = proxy::serve(listener, state, async move {
+            crate::serve::stop_signal(grace).await;
+            let _ = stopping.send(());
+        });
+        // Downloads in flight get the grace, then the runtime's shutdown cuts them.
+        let grace_over = async move {
+            match stopped.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = served => served.map_err(|e| e.to_string()),
+            () = grace_over => Ok(()),
+        }
     })
 }

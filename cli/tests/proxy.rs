@@ -54,7 +54,7 @@ fn a_clean_export_through_the_proxy_equals_a_direct_one() {
             assert!(o["url"].as_str().unwrap().starts_with(&p.origin()), "{o}");
         }
     }
-    p.stop();
+    assert!(p.terminate(), "SIGTERM stops the proxy with exit code 0");
     // gzip went through as gzip; Range was not needed; DELETE reached the upstream.
     let exchanges = transcript(&t);
     let files: Vec<&Value> = exchanges.iter().filter(|e| e["target"] == "file").collect();

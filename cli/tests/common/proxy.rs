@@ -34,6 +34,13 @@ impl Running {
         self.fhir_base[..end].to_string()
     }
 
+    /// SIGTERM, then waits: whether it exited with 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap().success()
+    }
+
     /// Stops the process (as Ctrl-C would not matter here) and waits for it.
     pub fn stop(mut self) {
         let _ = self.child.kill();
