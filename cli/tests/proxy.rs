@@ -356,6 +356,21 @@ fault = { kind = "expire_urls" }"#,
     assert!(stderr.contains("rule 2 (false jti replay)") && stderr.contains("token endpoint"), "{stderr}");
     assert!(stderr.contains("rule 3") && stderr.contains("`expire_urls`"), "{stderr}");
     assert!(!stderr.contains("rule 1"), "{stderr}");
+    // The admin API refuses such a rule too, and takes the others.
+    let p = proxy("http://127.0.0.1:9/fhir", &["--admin"], None, &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (refused, taken) = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let url = format!("{}/_admin/faults", p.origin());
+        let rule = r#"{"on":"token","fault":{"kind":"token_lifetime","lifetime_s":5}}"#;
+        let refused = http.post(&url).body(rule).send().await.unwrap();
+        let refused = (refused.status().as_u16(), refused.text().await.unwrap());
+        let rule = r#"{"on":"file","fault":{"kind":"drip","bytes_per_s":1000}}"#;
+        (refused, http.post(&url).body(rule).send().await.unwrap().status().as_u16())
+    });
+    assert_eq!(refused.0, 400, "{}", refused.1);
+    assert!(refused.1.contains("`token_lifetime`") && refused.1.contains("bulkmock serve"), "{}", refused.1);
+    assert_eq!(taken, 201);
     let out = std::process::Command::new(procs::BIN)
         .args(["proxy", "--port", "0", "--upstream", "ftp://example/fhir"])
         .output()
