@@ -155,11 +155,11 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
         && status == StatusCode::ACCEPTED
         && let Some(location) = answer.headers().get(header::CONTENT_LOCATION).and_then(|v| v.to_str().ok())
     {
-        if let Some(local) = out
-            .get(header::CONTENT_LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix(map.proxy.as_str()))
-        {
+        // An absolute status URL now on the proxy, or a path (a relative one, as some servers send).
+        let local = out.get(header::CONTENT_LOCATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+            v.strip_prefix(map.proxy.as_str()).filter(|p| p.starts_with('/')).or(v.starts_with('/').then_some(v))
+        });
+        if let Some(local) = local {
             upstream.learned.kickoff(&path, local.split('?').next().unwrap_or_default());
         }
         if let Some(record) = &upstream.record {
