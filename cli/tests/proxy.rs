@@ -508,3 +508,36 @@ fn reference_server_settings_urls_keep_their_path() {
     let manifest = std::fs::read_to_string(via.join("manifest.json")).unwrap();
     assert!(manifest.contains(&format!("{}/{SETTINGS}/fhir/", p.origin())), "{manifest}");
 }
+
+/// HTTPS on both sides: an upstream `serve --tls`, the proxy trusting its CA
+/// (`--upstream-ca-cert`) and serving `--tls` itself (the same local CA, in the
+/// same state folder), the client trusting that CA. Every URL it is handed is https.
+#[test]
+fn https_upstream_and_https_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = UPSTREAM.to_vec();
+    args.push("--tls");
+    let up = upstream(dir.path(), &args);
+    assert!(up.server.fhir_base.starts_with("https://"), "{}", up.server.fhir_base);
+    let state = dir.path().join("upstream-state");
+    let ca = state.join("tls").join("ca.pem");
+    let proxy_args = ["--tls", "--state-dir", state.to_str().unwrap(), "--upstream-ca-cert", ca.to_str().unwrap()];
+    let p = proxy(&up.server.fhir_base, &proxy_args, None, &[]);
+    assert!(p.fhir_base.starts_with("https://"), "{}", p.fhir_base);
+    let (via, direct) = (dir.path().join("via"), dir.path().join("direct"));
+    let out = export(&up, &p.fhir_base, &via, &["--ca-cert", ca.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(export(&up, &up.server.fhir_base, &direct, &["--ca-cert", ca.to_str().unwrap()]).status.success());
+    assert_eq!(ndjson_files(&via), ndjson_files(&direct));
+    let manifest = std::fs::read_to_string(via.join("manifest.json")).unwrap();
+    assert!(manifest.contains(&format!("{}/fhir/bulkfiles/", p.origin())), "{manifest}");
+    // Without the upstream's CA the proxy cannot reach it, and says so.
+    let q = proxy(&up.server.fhir_base, &[], None, &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, body) = runtime.block_on(async {
+        let r = reqwest::get(format!("{}/metadata", q.fhir_base)).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("did not answer") && body.contains("certificate"), "{body}");
+}
