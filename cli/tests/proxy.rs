@@ -434,7 +434,7 @@ async fn a_slow_upstream_reaches_the_client_as_it_comes() {
         "drip.toml",
         r#"[[fault]]
 on = "file"
-fault = { kind = "drip", bytes_per_s = 20000 }"#,
+fault = { kind = "drip", bytes_per_s = 5000 }"#,
     );
     let args = [
         "--open",
