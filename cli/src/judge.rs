@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use bulkmock_harness::report::{RunReport, terminal};
 use bulkmock_harness::runner::RunOptions;
 use bulkmock_harness::runner::judge::{self, CaseEvidence};
+use bulkmock_harness::runner::proxied;
 use bulkmock_harness::runner::record::{self, JudgeFile};
+use bulkmock_harness::scenario::Case;
 use bulkmock_harness::suite;
 use clap::Args;
 
@@ -28,6 +30,11 @@ pub struct JudgeArgs {
     /// The judge file `bulkmock serve --scenario` wrote (default: next to the transcript, `*.judge.json`).
     #[arg(long)]
     judge_file: Option<PathBuf>,
+    /// Judge an export that went through `bulkmock proxy`: the record it wrote
+    /// (`--record`), what the upstream really served. `--transcript` is then the
+    /// proxy's; no judge file is read.
+    #[arg(long, conflicts_with = "judge_file")]
+    proxy_record: Option<PathBuf>,
     /// The client's output folder.
     #[arg(long)]
     out: PathBuf,
@@ -74,6 +81,9 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
     let files = suite::load_scenario(&args.scenario).map_err(|e| e.to_string())?;
     let case = judge::pick_case(files.into_iter().flat_map(|f| f.cases).collect(), args.case.as_deref())?;
     judge::single_run(&case)?;
+    if let Some(record) = &args.proxy_record {
+        return judge_proxied(args, &case, record);
+    }
     let judge_path = args.judge_file.clone().unwrap_or_else(|| record::judge_path(&args.transcript));
     let file = JudgeFile::read(&judge_path)?;
     if file.case != case.id {
@@ -114,14 +124,66 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
     let mut result = judge::judge(evidence, rerun, None);
     // No profile here: a request other than the case's is not applicable, as in `run`.
     bulkmock_harness::runner::not_the_request_asked(&mut result);
-    let mut report = RunReport::new(file.seed, args.client_name.clone(), vec![result]);
+    Ok(one_case_report(args, &case, file.seed, result))
+}
+
+/// Judges an export that went through `bulkmock proxy`, from its transcript and record.
+fn judge_proxied(args: &JudgeArgs, case: &Case, record: &std::path::Path) -> Result<RunReport, String> {
+    let export = proxied::read(record).map_err(|e| format!("--proxy-record {e}"))?;
+    if !export.unread.is_empty() {
+        eprintln!(
+            "bulkmock judge: {} file(s) of the manifest never passed the proxy whole; their lines are unknown: {}",
+            export.unread.len(),
+            export.unread.join(", ")
+        );
+    }
+    if !args.out.is_dir() {
+        return Err(format!("--out {}: not a folder", args.out.display()));
+    }
+    let exchanges = record::read_transcript(&args.transcript)?;
+    let stderr = match &args.stderr {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("--stderr {}: {e}", path.display()))?,
+        None => String::new(),
+    };
+    let run = judge::run_from_transcript(case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
+    let timed_out = run.timed_out;
+    let rerun = format!(
+        "bulkmock proxy --upstream {} --seed {} --record ...  (then: bulkmock judge --proxy-record ...)",
+        export.upstream, export.seed
+    );
+    let evidence = CaseEvidence {
+        case,
+        exchanges,
+        run,
+        job: export.job.clone(),
+        expected: export.expected,
+        out_dir: &args.out,
+        fhir_base: &export.fhir_base,
+        token_url: "",
+        client_id: "",
+        incremental: None,
+    };
+    let mut result = judge::judge(evidence, rerun, None);
+    proxied::skip_token_endpoint(&mut result, timed_out);
+    bulkmock_harness::runner::not_the_request_asked(&mut result);
+    Ok(one_case_report(args, case, export.seed, result))
+}
+
+/// The run report of one judged case, its suite named as `bulkmock run --filter <case>` would.
+fn one_case_report(
+    args: &JudgeArgs,
+    case: &Case,
+    seed: u64,
+    result: bulkmock_harness::report::CaseResult,
+) -> RunReport {
+    let mut report = RunReport::new(seed, args.client_name.clone(), vec![result]);
     // The suite of a one-case run, as `bulkmock run --filter <case>` would name it.
-    let mut identity = bulkmock_harness::report::Suite::of(std::slice::from_ref(&case));
+    let mut identity = bulkmock_harness::report::Suite::of(std::slice::from_ref(case));
     let builtin = case.path.to_str().is_some_and(|p| p.starts_with(suite::BUILTIN_PREFIX));
     identity.source = Some(if builtin { "builtin" } else { "paths" }.to_string());
     if !builtin {
         identity.paths = vec![args.scenario.display().to_string()];
     }
     report.suite = Some(identity);
-    Ok(report)
+    report
 }

@@ -5,6 +5,7 @@ mod export;
 mod judge;
 mod keys;
 mod progress;
+mod proxy;
 mod report_cli;
 mod run;
 mod scenarios;
@@ -56,6 +57,8 @@ enum Command {
     Judge(Box<judge::JudgeArgs>),
     /// Merge shard results into one report (JSON, JUnit, Markdown, HTML).
     Report(report_cli::ReportArgs),
+    /// Put faults into the traffic of a real Bulk Data server: forward to --upstream, with a fault plan.
+    Proxy(Box<proxy::ProxyArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Scenarios(args) => return scenarios::run(args),
         Command::Judge(args) => return judge::run(*args),
         Command::Report(args) => return report_cli::run(args),
+        Command::Proxy(args) => proxy::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -72,6 +72,26 @@ pub struct RunArgs {
     /// Show every check, passed and skipped ones too.
     #[arg(long, short)]
     verbose: bool,
+    /// Run the cases against this real Bulk Data server (its FHIR base) through
+    /// a proxy with each case's faults, instead of each case's own mock; the
+    /// upstream's client comes from --client-id, --client-jwks and --client-key.
+    /// Cases that need the mock's data or settings are `not applicable`.
+    #[arg(long, env = "BULKMOCK_UPSTREAM", requires = "client_key")]
+    upstream: Option<String>,
+    /// Trust this CA certificate (PEM) for an https --upstream; repeatable.
+    #[arg(long = "upstream-ca-cert", requires = "upstream")]
+    upstream_ca_cert: Vec<PathBuf>,
+}
+
+/// The `--upstream` target, its CA certificates read.
+fn upstream(args: &RunArgs) -> Result<Option<runner::upstream::UpstreamTarget>, String> {
+    let Some(base) = &args.upstream else { return Ok(None) };
+    let mut ca_certs = Vec::new();
+    for path in &args.upstream_ca_cert {
+        ca_certs
+            .push(std::fs::read_to_string(path).map_err(|e| format!("--upstream-ca-cert {}: {e}", path.display()))?);
+    }
+    Ok(Some(runner::upstream::UpstreamTarget { base: base.trim_end_matches('/').to_string(), ca_certs }))
 }
 
 fn parse_time_scale(s: &str) -> Result<f64, String> {
@@ -167,6 +187,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage(e),
     };
+    let upstream = match upstream(&args) {
+        Ok(u) => u,
+        Err(e) => return usage(e),
+    };
     let profile = match &args.client_profile {
         Some(path) => match bulkmock_harness::profile::ClientProfile::load(path) {
             Ok(p) => Some(p),
@@ -193,6 +217,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         rerun_prefix: rerun_prefix(&args, &suite),
         time_scale,
         profile,
+        upstream,
         ..RunOptions::default()
     };
     let total = cases.len();

@@ -235,7 +235,7 @@ pub(crate) fn tls_identity(args: &ServeArgs, wanted: bool) -> Result<Option<(Tls
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h` or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (number, unit) = s.split_at(split);

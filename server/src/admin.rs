@@ -76,7 +76,8 @@ async fn add_faults(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
         },
     };
     for (i, rule) in rules.iter().enumerate() {
-        if let Err(message) = rule.validate() {
+        let proxied = s.proxy.as_ref().map_or(Ok(()), |_| crate::proxy::support::check_rule(rule));
+        if let Err(message) = rule.validate().and(proxied) {
             return error(StatusCode::BAD_REQUEST, format!("fault rule {}: {message}", i + 1));
         }
     }

@@ -47,14 +47,36 @@ pub struct AppState {
     pub capabilities: crate::faults::capability::Capabilities,
     /// Responses as sent, when capture is on (off by default).
     pub captured: crate::capture::ResponseLog,
+    /// The upstream when this server is a proxy (`bulkmock proxy`), else `None`.
+    pub proxy: Option<Arc<crate::proxy::Upstream>>,
 }
 
 impl AppState {
     /// State for a server whose public origin is `origin` (`http://host:port`,
     /// or `https://host:port` when `config.tls` is set).
     pub fn new(config: ServerConfig, origin: &str) -> std::io::Result<Arc<AppState>> {
+        Self::build(config, origin, None)
+    }
+
+    /// State for a proxy in front of `upstream` (see [`crate::proxy`]).
+    pub fn for_proxy(
+        config: ServerConfig,
+        origin: &str,
+        upstream: Arc<crate::proxy::Upstream>,
+    ) -> std::io::Result<Arc<AppState>> {
+        Self::build(config, origin, Some(upstream))
+    }
+
+    fn build(
+        config: ServerConfig,
+        origin: &str,
+        proxy: Option<Arc<crate::proxy::Upstream>>,
+    ) -> std::io::Result<Arc<AppState>> {
         let origin = config.public_url.clone().unwrap_or_else(|| origin.to_string());
-        let fhir_base = format!("{}/fhir", origin.trim_end_matches('/'));
+        let fhir_base = match &proxy {
+            Some(upstream) => format!("{}{}", origin.trim_end_matches('/'), upstream.base_path()),
+            None => format!("{}/fhir", origin.trim_end_matches('/')),
+        };
         let timeline = crate::data::revision::Timeline::new(
             config.revisions.epoch.unwrap_or_else(|| crate::export::job::unix_now() + config.clock_offset),
             match config.revisions.auto {
@@ -90,6 +112,7 @@ impl AppState {
             captured: Default::default(),
             fhir_base,
             auth,
+            proxy,
         }))
     }
 
@@ -137,6 +160,14 @@ impl AppState {
 
     /// The public origin (scheme, host, port) of the FHIR base.
     pub fn origin(&self) -> &str {
+        if self.proxy.is_some() {
+            // A proxy's base is the upstream's path on the proxy's origin: the origin is scheme and authority.
+            let start = self.fhir_base.find("://").map_or(0, |i| i + 3);
+            return match self.fhir_base[start..].find('/') {
+                Some(slash) => &self.fhir_base[..start + slash],
+                None => &self.fhir_base,
+            };
+        }
         self.fhir_base.trim_end_matches("/fhir")
     }
 }

@@ -19,6 +19,7 @@ pub mod faults;
 mod handle;
 pub mod limits;
 pub mod media;
+pub mod proxy;
 pub mod quirks;
 pub mod routes;
 pub mod stream;

@@ -153,3 +153,40 @@ fn the_page_lists_the_invariants_each_kind_breaks() {
         assert!(PAGE.contains(&format!("| `{}` |", invariant.name())), "{} is not described", invariant.name());
     }
 }
+
+/// Each kind's section says where it works, as `proxy::support` decides:
+/// "**serve and proxy**" or "**serve only**", on the line after the heading;
+/// and every rule of a serve-only kind is refused by the proxy's check.
+#[test]
+fn each_kind_says_whether_it_works_through_the_proxy() {
+    use bulkmock_server::proxy::support::{Support, check_rule, support};
+    let mut faults = std::collections::BTreeMap::new();
+    for block in toml_blocks() {
+        for rule in file::parse(block, "docs", false).unwrap().rules {
+            faults.entry(rule.fault.kind_name()).or_insert(rule);
+        }
+    }
+    let lines: Vec<&str> = PAGE.lines().collect();
+    let mut seen = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(kind) = line.strip_prefix("### `").and_then(|r| r.strip_suffix('`')) else { continue };
+        let marker = lines.get(i + 2).copied().unwrap_or_default();
+        let rule = &faults[kind];
+        let documented = if marker.starts_with("**serve and proxy**") {
+            true
+        } else if marker.starts_with("**serve only**") {
+            false
+        } else {
+            panic!(
+                "section {kind}: the line after the heading should say **serve and proxy** or **serve only**, not {marker:?}"
+            )
+        };
+        assert_eq!(documented, support(&rule.fault) == Support::ServeAndProxy, "section {kind} says {marker:?}");
+        if !documented {
+            let refused = check_rule(rule).expect_err(kind);
+            assert!(refused.contains(&format!("`{kind}`")) && refused.contains("bulkmock serve"), "{refused}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, faults.len(), "every kind has a section with its marker");
+}

@@ -45,13 +45,18 @@ impl Server {
 
     /// Starts `bulkmock serve` with `args` and waits for its banner's FHIR base.
     pub fn spawn(args: &[&str]) -> Server {
+        Server::spawn_command("serve", args)
+    }
+
+    /// Starts `bulkmock {command}` (`serve`, `proxy`) with `args` and waits for its banner's FHIR base.
+    pub fn spawn_command(command: &str, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bulkmock"))
-            .arg("serve")
+            .arg(command)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn bulkmock serve");
+            .expect("spawn bulkmock");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let fhir_base = loop {
             let line = lines.next().expect("banner").unwrap();

@@ -47,7 +47,8 @@ pub(super) async fn run(
         let first_seq = world.server.request_count();
         let jobs_before = state.jobs.history().len();
         let remaining = deadline.saturating_sub(started.elapsed());
-        let mut run = super::run_bounded(adapter, world, remaining, max_requests).await;
+        let count = || world.server.request_count();
+        let mut run = super::run_bounded(adapter, &world.ctx, &count, remaining, max_requests).await;
         runs.push(RunFacts {
             run: world.ctx.variables.get("run").cloned().unwrap_or_default(),
             revision: state.revisions.revision(),

@@ -4,8 +4,10 @@
 
 mod incremental;
 pub mod judge;
+pub mod proxied;
 pub mod record;
 pub mod setup;
+pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub struct RunOptions {
     /// Sees every case's transcript and the responses its server sent (the
     /// server then captures them): a check of the mock's own wire format.
     pub observer: Option<Observer>,
+    /// Run every case against this real server through a proxy instead of the
+    /// case's own mock (`bulkmock run --upstream`, see [`upstream`]).
+    pub upstream: Option<upstream::UpstreamTarget>,
 }
 
 /// A function over a case's transcript and the responses its server sent,
@@ -77,6 +82,7 @@ impl Default for RunOptions {
             time_scale: 1.0,
             profile: None,
             observer: None,
+            upstream: None,
         }
     }
 }
@@ -164,6 +170,9 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
     if let Some(needs) = options.profile.as_ref().map(|p| p.unsupported(case)).filter(|n| !n.is_empty()) {
         return not_applicable(case, needs, rerun);
     }
+    if let Some(target) = &options.upstream {
+        return upstream::run_case(case, adapter, dir, options, target, rerun).await;
+    }
     let world = match std::fs::create_dir_all(&dir).map_err(|e| e.to_string()) {
         Ok(()) => setup::start(case, &dir, options.seed, deadline, options.identity.as_ref()).await,
         Err(e) => Err(e),
@@ -177,7 +186,10 @@ pub async fn run_case(case: &Case, adapter: &dyn ClientAdapter, dir: PathBuf, op
         world.server.capture_responses();
     }
     let (run, runs) = match &case.scenario.incremental {
-        None => (run_bounded(adapter, &world, deadline, expect.max_requests).await, Vec::new()),
+        None => {
+            let count = || world.server.request_count();
+            (run_bounded(adapter, &world.ctx, &count, deadline, expect.max_requests).await, Vec::new())
+        }
         Some(inc) => incremental::run(adapter, &mut world, inc, deadline, expect.max_requests).await,
     };
     if let Some(observer) = &options.observer {
@@ -245,14 +257,15 @@ fn not_applicable(case: &Case, needs: Vec<String>, rerun: String) -> CaseResult 
 /// hangs or floods is judged, and never stops the run.
 pub(crate) async fn run_bounded(
     adapter: &dyn ClientAdapter,
-    world: &setup::World,
+    ctx: &crate::adapter::CaseContext,
+    requests: &(dyn Fn() -> u64 + Sync),
     deadline: Duration,
     max_requests: u64,
 ) -> ClientRun {
     let started = std::time::Instant::now();
     let flood = judge::flood_bound(max_requests);
     let watch = async {
-        while world.server.request_count() <= flood {
+        while requests() <= flood {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -264,7 +277,7 @@ pub(crate) async fn run_bounded(
         Duration::ZERO
     };
     let mut run = tokio::select! {
-        run = tokio::time::timeout(deadline + grace, adapter.run(&world.ctx)) => match run {
+        run = tokio::time::timeout(deadline + grace, adapter.run(ctx)) => match run {
             Ok(run) => run,
             Err(_) => ClientRun { timed_out: true, seconds: deadline.as_secs_f64(), ..ClientRun::default() },
         },
@@ -284,7 +297,7 @@ fn unix_ms_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
+pub(crate) fn errored(case: &Case, message: String, rerun: String) -> CaseResult {
     CaseResult {
         id: case.id.clone(),
         scenario: case.scenario_id.clone(),

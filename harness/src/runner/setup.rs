@@ -280,7 +280,7 @@ pub async fn client(
     Ok((ctx, jwks_host))
 }
 
-fn write(path: &Path, content: &str) -> Result<(), String> {
+pub(crate) fn write(path: &Path, content: &str) -> Result<(), String> {
     std::fs::write(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -291,7 +291,7 @@ fn prefer(spec: &crate::scenario::ClientSpec) -> String {
 
 /// The rest of the case's request as variables, and all of it as one JSON
 /// document (`request_json`): an adapter never needs to read scenario files.
-fn request_variables(spec: &crate::scenario::ClientSpec) -> [(&'static str, String); 7] {
+pub(crate) fn request_variables(spec: &crate::scenario::ClientSpec) -> [(&'static str, String); 7] {
     let request = serde_json::json!({
         "level": spec.level.as_str(),
         "group_id": spec.group,

@@ -33,9 +33,16 @@ const MAX_TOKEN_BODY: usize = 64 * 1024;
 pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let mut facts = classify(parts.method.as_str(), parts.uri.path());
-    facts.client_id = bearer_client(&state, &parts.headers);
-    job_facts(&state, parts.uri.path(), &mut facts);
+    // The proxy classifies its requests itself (from the URLs it has seen the upstream hand out).
+    let mut facts = match parts.extensions.get::<Classified>() {
+        Some(Classified(facts)) => facts.clone(),
+        None => {
+            let mut facts = classify(parts.method.as_str(), parts.uri.path());
+            facts.client_id = bearer_client(&state, &parts.headers);
+            job_facts(&state, parts.uri.path(), &mut facts);
+            facts
+        }
+    };
     // A request that followed a redirect capability is not redirected again.
     facts.redirected =
         cap_param(parts.uri.query()).is_some_and(|c| state.capabilities.issuer(&c) == Some(Issuer::Redirect));
@@ -126,6 +133,12 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     response.extensions_mut().insert(crate::capture::ExchangeSeq(seq));
     count_bytes(response, bytes, Finished { state, seq })
 }
+
+/// A request already classified by an outer layer (the proxy's, which knows
+/// the upstream's URLs from the answers it forwarded): [`layer`] takes these
+/// facts instead of classifying the path as this server's own routes.
+#[derive(Debug, Clone)]
+pub struct Classified(pub RequestFacts);
 
 /// Tells the transcript that an exchange's body is done when dropped.
 struct Finished {
@@ -329,6 +342,11 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
                 Err(_) => response,
             }
         }
+        Fault::Vanish if state.proxy.is_some() => {
+            let proxy = state.proxy.as_ref().expect("proxy");
+            proxy.vanish(request.uri().path());
+            crate::error::FhirError::not_found("there is no such export job (vanished: injected fault)").into_response()
+        }
         Fault::Vanish => {
             let id = request.uri().path().split('/').nth(3).unwrap_or_default().to_string();
             state.jobs.forget(&id);
@@ -344,6 +362,9 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
         Fault::Revoke => {
             if let (Some(auth), Some(token)) = (&state.auth, bearer_token(request.headers())) {
                 auth.revoke(&token);
+            }
+            if let (Some(proxy), Some(token)) = (&state.proxy, bearer_token(request.headers())) {
+                proxy.faults.revoke(&token);
             }
             next.run(request).await
         }
@@ -434,7 +455,14 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             let prefix = request.extensions().get::<ProfilePrefix>().map(|p| format!("/{}", p.0)).unwrap_or_default();
             let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let mut location = format!("{scheme}://{host}:{port}{prefix}{path}");
-            if capability {
+            if let (true, Some(proxy)) = (capability, &state.proxy) {
+                // The proxy cannot tell who may read the upstream's URL: the
+                // capability carries the caller's credentials to the upstream.
+                let cap = state.capabilities.issue(request.uri().path(), Duration::from_secs(ttl_s), Issuer::Redirect);
+                proxy.faults.remember_credentials(&cap, request.headers().get(header::AUTHORIZATION));
+                let sep = if location.contains('?') { '&' } else { '?' };
+                location = format!("{location}{sep}cap={cap}");
+            } else if capability {
                 // Like presigned storage URLs: the target works without the token
                 // (CLI-031). Handed out only to a caller who may read the original.
                 let scope = capability_scope(request.uri().path());
