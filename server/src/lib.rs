@@ -17,6 +17,7 @@ pub mod error;
 pub mod export;
 pub mod faults;
 mod handle;
+mod http_client;
 pub mod limits;
 pub mod media;
 pub mod proxy;

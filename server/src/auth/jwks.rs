@@ -40,13 +40,8 @@ impl JwksCache {
             .iter()
             .flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()).unwrap_or_default())
             .collect();
-        let builder = || reqwest::Client::builder().timeout(timeout);
-        let http = builder().tls_certs_merge(certs.clone()).build().unwrap_or_else(|e| {
-            // A system without CA certificates (a minimal container image):
-            // http JWKS URLs and the configured roots still work.
-            tracing::warn!("the system's CA certificates could not be loaded ({e}); https JWKS URLs are trusted only with --jwks-ca-cert");
-            builder().tls_certs_only(certs).build().expect("HTTP client without the system's CA certificates")
-        });
+        let http = crate::http_client::with_roots(|| reqwest::Client::builder().timeout(timeout), certs)
+            .expect("HTTP client with the configured CA certificates");
         JwksCache { http, timeout, entries: Mutex::new(HashMap::new()) }
     }
 

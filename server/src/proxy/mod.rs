@@ -79,12 +79,15 @@ impl Upstream {
             }
             roots.extend(certs);
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .tls_certs_merge(roots)
-            .build()
-            .map_err(|e| format!("cannot build the upstream's HTTP client: {e}"))?;
+        let http = crate::http_client::with_roots(
+            || {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(std::time::Duration::from_secs(10))
+            },
+            roots,
+        )
+        .map_err(|e| format!("cannot build the upstream's HTTP client: {e}"))?;
         let record = config.record_file.as_deref().map(record::Record::create).transpose()?;
         Ok(Upstream { base, origin, base_path, http, learned: Default::default(), faults: Default::default(), record })
     }
