@@ -106,13 +106,25 @@ pub fn finish(result: &mut CaseResult, export: &ProxiedExport, timed_out: bool) 
             export.unread.join(", ")
         )
     });
+    // Files on another host (cloud storage) are fetched directly, never through the proxy.
+    let elsewhere = off_host(export);
+    let fetched_directly = (!elsewhere.is_empty() && elsewhere.len() == export.unread.len()).then(|| {
+        format!(
+            "the manifest lists {} file(s) on another host than the upstream, which the client fetches directly, \
+             not through the proxy, so whether it received them is not known: {}",
+            elsewhere.len(),
+            elsewhere.join(", ")
+        )
+    });
     for check in &mut result.checks {
+        let failed = matches!(check.verdict, Verdict::Fail | Verdict::Warn);
         let reason = match NEEDS_A_SCENARIO.iter().find(|(id, _)| *id == check.id) {
             Some((_, why)) => Some(why.to_string()),
             None if check.id == "outcome.recovered" && check.verdict != Verdict::Pass => {
                 Some(RECOVERY_UNKNOWN.to_string())
             }
             None if check.id == "output.matches_export" && check.verdict != Verdict::Pass => unread.clone(),
+            None if check.id == "files.each_downloaded" && failed => fetched_directly.clone(),
             None => None,
         };
         if let Some(message) = reason {
@@ -123,6 +135,18 @@ pub fn finish(result: &mut CaseResult, export: &ProxiedExport, timed_out: bool) 
     if result.verdict != CaseVerdict::Error {
         result.verdict = CaseResult::verdict_of(timed_out, false, &result.checks);
     }
+}
+
+/// The files of the manifest the record holds no body of whose URLs are not
+/// on the upstream's origin (the proxy rewrites only those to itself).
+fn off_host(export: &ProxiedExport) -> Vec<&str> {
+    let origin = |url: &str| -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+    };
+    let upstream = origin(&export.upstream);
+    export.unread.iter().map(String::as_str).filter(|u| origin(u) != upstream).collect()
 }
 
 /// Appends to a failed `output.matches_export` the upstream files that held
@@ -171,5 +195,18 @@ mod tests {
         assert!(!s.server.auth, "no token passed the proxy");
         assert_eq!(s.expect.outcome, ExpectedOutcome::Complete);
         assert_eq!(s.expect.recovery.as_ref().map(|r| r.level), Some(RecoveryLevel::May));
+    }
+
+    #[test]
+    fn files_in_cloud_storage_are_off_host() {
+        let export = ProxiedExport {
+            upstream: "https://EHR.example:8443/fhir/R4".into(),
+            unread: vec![
+                "https://ehr.example:8443/files/1.ndjson".into(),
+                "https://bucket.s3.example/2.ndjson?sig=x".into(),
+            ],
+            ..ProxiedExport::default()
+        };
+        assert_eq!(off_host(&export), ["https://bucket.s3.example/2.ndjson?sig=x"]);
     }
 }
