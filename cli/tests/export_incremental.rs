@@ -61,7 +61,9 @@ fn incremental_runs_keep_the_folder_equal_to_the_servers_current_revision() {
     let export = |extra: &[&str]| -> Output {
         Command::new(env!("CARGO_BIN_EXE_bulkmock"))
             .args(["export", "--fhir-url", server.fhir_base(), "--client-id", server.client_id()])
-            .args(["--key", pem.to_str().unwrap(), "--kid", &server.client_key().kid])
+            .args(["--key", pem.to_str().unwrap()])
+            // `--kid=`: a random kid may start with `-`, which clap would take for a flag.
+            .arg(format!("--kid={}", server.client_key().kid))
             .args(["--incremental", "--out", state.to_str().unwrap()])
             .args(extra)
             .output()

@@ -5,6 +5,8 @@
 //! `cli/tests/judge.rs` shows equal to `bulkmock run`), once from the proxy's
 //! transcript and record alone. The verdicts are the same, but for the checks
 //! of token requests, which no proxy sees: those are skipped, saying why.
+//! Without a scenario (`bulkmock judge --proxy-record FILE --out DIR`), a
+//! proxied export of `bulkmock export` is judged as the record shows it.
 
 #[path = "common/proxy.rs"]
 mod procs;
@@ -236,4 +238,177 @@ fn run_upstream_gives_the_verdicts_of_a_direct_run() {
         assert!(case["rerun"].as_str().unwrap().contains("--upstream"), "{id}");
     }
     assert!(ran >= 8, "{ran} cases ran against the upstream");
+}
+
+/// The reference client (`bulkmock export`) through a proxy with `plan` (a
+/// fault plan's TOML, or none; `client`: the client's extra flags) in front of a separate `bulkmock serve`: the
+/// temporary folder, the record, the client's output folder and exit code.
+fn proxied_export(plan: Option<&str>, client: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = procs::upstream(dir.path(), &["--patients", "10", "--resources-per-file", "100"]);
+    let (t, record) = (dir.path().join("proxy.ndjson"), dir.path().join("record.ndjson"));
+    let mut args = vec!["--transcript", t.to_str().unwrap(), "--record", record.to_str().unwrap()];
+    let file = plan.map(|toml| procs::plan(dir.path(), "plan.toml", toml));
+    if let Some(file) = &file {
+        args.extend(["--faults", file.to_str().unwrap()]);
+    }
+    let proxy = procs::proxy(&up.server.fhir_base, &args, None, &[]);
+    let out = dir.path().join("out");
+    let export = procs::export(&up, &proxy.fhir_base, &out, client);
+    proxy.stop();
+    up.server.stop();
+    let code = export.status.code().unwrap();
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert!(code == 0 || !stderr.trim().is_empty(), "the client failed without saying why");
+    (dir, record, out, code)
+}
+
+/// `bulkmock judge --proxy-record FILE --out DIR` with no scenario and no
+/// transcript (the record names it): its exit code and the report's one case.
+fn judge_bare(record: &Path, out: &Path, exit_code: i32) -> (i32, Value) {
+    let json = record.with_file_name("bare.json");
+    let output = Command::new(BIN)
+        .args(["judge", "--exit-code", &exit_code.to_string(), "--proxy-record"])
+        .arg(record)
+        .arg("--out")
+        .arg(out)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let code = output.status.code().unwrap();
+    assert_ne!(code, 2, "bulkmock judge refused its input: {}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    (code, report["cases"][0].clone())
+}
+
+/// No check fails (a SHOULD may warn), skipped ones say why; the
+/// token-endpoint and scenario-only checks are among them.
+fn assert_passes(case: &Value, code: i32) {
+    let checks = verdicts(case);
+    let failed: Vec<_> = checks.iter().filter(|(_, (v, _))| v == "fail").collect();
+    assert!(failed.is_empty() && code == 0, "the bare judge failed a client that did right: {failed:#?}");
+    assert!(matches!(case["verdict"].as_str(), Some("pass" | "warn")), "{case:#}");
+    for id in ["kickoff.matches_request", "etiquette.request_bound", "auth.token_request_form"] {
+        assert_eq!(checks[id].0, "skip", "{id}");
+    }
+    assert!(checks["kickoff.matches_request"].1.contains("no scenario"), "{:?}", checks["kickoff.matches_request"]);
+    assert_eq!(checks["output.matches_export"].0, "pass");
+    assert!(case["outcome"]["output"]["expected_resources"].as_u64().unwrap() > 0, "the upstream's lines are known");
+}
+
+#[test]
+fn the_bare_form_passes_a_clean_proxied_export() {
+    let (_dir, record, out, code) = proxied_export(None, &[]);
+    assert_eq!(code, 0);
+    let (judged, case) = judge_bare(&record, &out, code);
+    assert_passes(&case, judged);
+    assert_eq!(case["verdict"], "pass", "{case:#}");
+    assert_eq!(case["id"], "proxy/recorded-export");
+}
+
+#[test]
+fn the_bare_form_fails_an_output_that_lost_lines_naming_the_file() {
+    let (_dir, record, out, code) = proxied_export(None, &[]);
+    // Tamper with the client's output: the last three lines of one file are gone.
+    let (name, bytes) =
+        procs::ndjson_files(&out).into_iter().find(|(_, b)| b.split(|&c| c == b'\n').count() > 4).unwrap();
+    let lines: Vec<&[u8]> = bytes.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+    let kept: Vec<u8> = lines[..lines.len() - 3].iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
+    std::fs::write(out.join(&name), kept).unwrap();
+    let (judged, case) = judge_bare(&record, &out, code);
+    assert_eq!(judged, 1);
+    assert_eq!(case["verdict"], "fail");
+    let checks = verdicts(&case);
+    let (verdict, message) = &checks["output.matches_export"];
+    assert_eq!(verdict, "fail", "{message}");
+    assert_eq!(case["outcome"]["output"]["missing"], 3, "{:#}", case["outcome"]["output"]);
+    // The file the lines came from, as the upstream served it (its URL in the record).
+    let ty = name.trim_end_matches(".ndjson");
+    let upstream_file = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "file")
+        .map(|e| e["url"].as_str().unwrap().to_string())
+        .find(|u| u.split('?').next().unwrap().ends_with(&format!("{ty}.ndjson")))
+        .expect("the upstream's file of that type");
+    assert!(message.contains(&upstream_file), "the evidence names {upstream_file}: {message}");
+}
+
+#[test]
+fn the_bare_form_passes_a_client_that_recovers_from_a_503() {
+    let plan = r#"[[fault]]
+on = "status"
+times = 2
+fault = { kind = "respond", status = 503, body = "transient", retry_after_s = 0 }
+[[fault]]
+on = "file"
+times = 1
+fault = { kind = "respond", status = 503, body = "transient", retry_after_s = 0 }"#;
+    let (_dir, record, out, code) = proxied_export(Some(plan), &[]);
+    assert_eq!(code, 0);
+    let (judged, case) = judge_bare(&record, &out, code);
+    assert_passes(&case, judged);
+    assert_eq!(case["verdict"], "pass", "{case:#}");
+    let checks = verdicts(&case);
+    assert_eq!(checks["status.transient_retried"].0, "pass", "{:?}", checks["status.transient_retried"]);
+    // The judge knew the plan and found the transcript from the record's `started` entry.
+    let started: Value =
+        serde_json::from_str(std::fs::read_to_string(&record).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(started["faults"].as_array().map(Vec::len), Some(2), "{started}");
+    assert_eq!(started["transcript"], "proxy.ndjson", "relative to the record's folder");
+}
+
+/// A body cut in the middle, which the client resumes with a Range request:
+/// the record pieces the file together from both bodies, and the output passes
+/// (the case may warn: `--no-gzip` misses the SHOULD of asking for gzip).
+#[test]
+fn the_bare_form_passes_a_client_that_resumes_with_range() {
+    let plan = r#"[[fault]]
+on = "file"
+resource_type = "Observation"
+times = 1
+fault = { kind = "truncate", fraction = 0.5 }"#;
+    let (_dir, record, out, code) = proxied_export(Some(plan), &["--no-gzip"]);
+    assert_eq!(code, 0);
+    let transcript = procs::transcript(&record.with_file_name("proxy.ndjson"));
+    assert!(transcript.iter().any(|e| e["headers"]["range"].is_string()), "the client resumed with Range");
+    let (judged, case) = judge_bare(&record, &out, code);
+    assert_passes(&case, judged);
+}
+
+/// A client that gives up, saying why, on a fatal answer (a 500 `processing`
+/// on every poll) failed cleanly: no MUST fails, and whether it could have
+/// completed is not judged without a scenario.
+#[test]
+fn the_bare_form_passes_a_client_that_gives_up_cleanly_on_a_fatal_fault() {
+    let plan = r#"[[fault]]
+on = "status"
+fault = { kind = "respond", status = 500, body = "outcome", code = "processing" }"#;
+    let (_dir, record, out, code) = proxied_export(Some(plan), &[]);
+    assert_ne!(code, 0, "the client should stop on a fatal answer");
+    let (judged, case) = judge_bare(&record, &out, code);
+    let checks = verdicts(&case);
+    let failed: Vec<_> = checks.iter().filter(|(_, (v, _))| v == "fail").collect();
+    assert!(failed.is_empty(), "a clean failure was failed: {failed:#?}");
+    assert_eq!((judged, case["verdict"].as_str()), (0, Some("pass")), "{case:#}");
+    assert_eq!(checks["outcome.expected"].0, "pass");
+    let (verdict, message) = &checks["outcome.recovered"];
+    assert!(verdict == "skip" && message.contains("no scenario"), "{verdict}: {message}");
+    assert_eq!(checks["output.matches_export"].0, "skip");
+}
+
+#[test]
+fn without_a_transcript_in_the_record_the_bare_form_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.ndjson");
+    let started =
+        serde_json::json!({"kind": "started", "fhir_base": "http://p/fhir", "upstream": "http://u/fhir", "seed": 1});
+    std::fs::write(&record, format!("{started}\n")).unwrap();
+    let output =
+        Command::new(BIN).args(["judge", "--proxy-record"]).arg(&record).arg("--out").arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("names no transcript") && stderr.contains("--transcript"), "{stderr}");
 }

@@ -1,6 +1,8 @@
 //! The proxy as a library (`bulkmock_server::proxy`) in front of an in-process
 //! `MockServer` with authorization on: byte ranges and gzip bodies arrive as
 //! the upstream sends them, URLs point at the proxy, tokens pass unchanged.
+//! In front of a tiny upstream that gzips its JSON documents unasked: they are
+//! decoded, rewritten and sent on unencoded; a damaged one is a 502.
 
 use std::sync::Arc;
 
@@ -9,9 +11,18 @@ use bulkmock_server::{MockServer, ServerConfig};
 
 /// A proxy in front of `upstream` on port 0; its FHIR base. It stops with the test's runtime.
 async fn start_proxy(upstream: &MockServer) -> (String, Arc<bulkmock_server::app::AppState>) {
+    start_proxy_for(upstream.fhir_base(), None).await
+}
+
+/// A proxy in front of the FHIR base `upstream` on port 0, writing `record`
+/// when given; its FHIR base.
+async fn start_proxy_for(
+    upstream: &str,
+    record: Option<std::path::PathBuf>,
+) -> (String, Arc<bulkmock_server::app::AppState>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
-    let config = ProxyConfig { upstream: upstream.fhir_base().to_string(), ..ProxyConfig::default() };
+    let config = ProxyConfig { upstream: upstream.to_string(), record_file: record, ..ProxyConfig::default() };
     let state = proxy::state(ServerConfig::default(), &origin, &config).unwrap();
     tokio::spawn(proxy::serve(listener, Arc::clone(&state), std::future::pending()));
     (state.fhir_base.clone(), state)
@@ -79,4 +90,141 @@ async fn ranges_and_gzip_bodies_pass_as_the_upstream_sends_them() {
     let (via, at_upstream) = (fingerprints(state.transcript.exchanges()), fingerprints(upstream.transcript()));
     assert_eq!(via.len(), 1);
     assert_eq!(via, at_upstream);
+}
+
+/// The body `json` gzip-encoded, as a response with `Content-Encoding: gzip`.
+fn gzipped(status: u16, json: &serde_json::Value) -> axum::response::Response {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(json.to_string().as_bytes()).unwrap();
+    let body = encoder.finish().unwrap();
+    axum::response::Response::builder()
+        .status(status)
+        .header("content-type", "application/fhir+json")
+        .header("content-encoding", "gzip")
+        .header("content-length", body.len())
+        .body(axum::body::Body::from(body))
+        .unwrap()
+}
+
+/// A tiny Bulk Data upstream on port 0 that gzips every JSON document although
+/// nobody asked (no `Accept-Encoding`): kick-off, status with a manifest,
+/// metadata, one NDJSON file, and a status URL whose "gzip" body is damaged.
+/// Its FHIR base.
+async fn gzipping_upstream() -> String {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    let b = base.clone();
+    let app = axum::Router::new()
+        .route(
+            "/fhir/$export",
+            get({
+                let b = b.clone();
+                move || async move {
+                    let mut r = gzipped(202, &serde_json::json!({"resourceType": "OperationOutcome", "issue": []}));
+                    r.headers_mut().insert("content-location", format!("{b}/status/1").parse().unwrap());
+                    r
+                }
+            }),
+        )
+        .route(
+            "/fhir/status/1",
+            get({
+                let b = b.clone();
+                move || async move {
+                    gzipped(
+                        200,
+                        &serde_json::json!({
+                            "transactionTime": "2026-01-01T00:00:00Z",
+                            "request": format!("{b}/$export"),
+                            "requiresAccessToken": false,
+                            "output": [{"type": "Patient", "url": format!("{b}/files/1.ndjson")}],
+                            "error": []
+                        }),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/fhir/metadata",
+            get({
+                let b = b.clone();
+                move || async move {
+                    gzipped(
+                        200,
+                        &serde_json::json!({"resourceType": "CapabilityStatement", "implementation": {"url": b}}),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/fhir/status/damaged",
+            get(|| async {
+                axum::response::Response::builder()
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .body(axum::body::Body::from("this is not gzip"))
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/fhir/files/1.ndjson",
+            get(|| async {
+                ([("content-type", "application/fhir+ndjson")], "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n")
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_encoded_documents_are_decoded_rewritten_and_sent_unencoded() {
+    let upstream = gzipping_upstream().await;
+    let dir = std::env::temp_dir().join(format!("bulkmock-gzip-documents-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("record.ndjson");
+    let (base, _state) = start_proxy_for(&upstream, Some(record.clone())).await;
+    let http = reqwest::Client::new();
+    // The answer, after checking it came unencoded with its true length.
+    let plain = |r: reqwest::Response| async move {
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        let body = r.bytes().await.unwrap();
+        assert!(headers.get("content-encoding").is_none(), "still encoded: {headers:?}");
+        assert_eq!(headers["content-length"].to_str().unwrap(), body.len().to_string());
+        (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+    };
+    let kickoff = http
+        .get(format!("{base}/$export"))
+        .header("Accept", "application/fhir+json")
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    let status_url = kickoff.headers()["content-location"].to_str().unwrap().to_string();
+    assert_eq!(status_url, format!("{base}/status/1"));
+    assert_eq!(plain(kickoff).await, (202, serde_json::json!({"resourceType": "OperationOutcome", "issue": []})));
+    let (status, manifest) = plain(http.get(&status_url).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(manifest["request"], format!("{base}/$export"), "the manifest's URLs are the proxy's");
+    let file = manifest["output"][0]["url"].as_str().unwrap();
+    assert_eq!(file, format!("{base}/files/1.ndjson"));
+    let lines = http.get(file).send().await.unwrap().text().await.unwrap();
+    assert_eq!(lines, "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n", "the file arrives through the proxy");
+    // The record holds the manifest decoded, as the upstream wrote it.
+    let entries = bulkmock_server::proxy::record::Record::read(&record).unwrap();
+    let recorded = entries.iter().find_map(|e| match e {
+        bulkmock_server::proxy::record::Entry::Manifest { manifest, .. } => Some(manifest.clone()),
+        _ => None,
+    });
+    assert_eq!(recorded.unwrap()["request"], format!("{upstream}/$export"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (_, metadata) = plain(http.get(format!("{base}/metadata")).send().await.unwrap()).await;
+    assert_eq!(metadata["implementation"]["url"], base);
+    // A body marked gzip that is not: a 502 OperationOutcome saying so.
+    let damaged = http.get(format!("{base}/status/damaged")).send().await.unwrap();
+    assert_eq!(damaged.status(), 502);
+    let outcome: serde_json::Value = damaged.json().await.unwrap();
+    let text = outcome["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+    assert!(text.contains("not valid gzip") && text.contains("/fhir/status/damaged"), "{outcome}");
 }

@@ -6,6 +6,7 @@ mod incremental;
 pub mod judge;
 pub mod proxied;
 pub mod record;
+pub mod recorded;
 pub mod setup;
 pub mod upstream;
 

@@ -38,10 +38,18 @@ pub struct ProxiedExport {
     pub upstream: String,
     /// The seed of the proxy's faults.
     pub seed: u64,
+    /// The fault plan the proxy started with.
+    pub faults: Vec<bulkmock_server::FaultRule>,
+    /// The proxy's transcript, when the record names it (resolved against the record's folder).
+    pub transcript: Option<std::path::PathBuf>,
+    /// The method of the last kick-off (`GET` or `POST`; empty without one).
+    pub method: String,
     /// The job, as far as its kick-off and manifests tell.
     pub job: Option<JobFacts>,
     /// The lines of the job's files as the upstream served them (manifest order).
     pub expected: Vec<Vec<u8>>,
+    /// Each file's URL (on the upstream) and how many lines of `expected` it holds, in order.
+    pub sources: Vec<(String, usize)>,
     /// Files of the manifest no body of which passed the proxy whole (the
     /// client never fetched them, or only ranges with gaps): their lines are
     /// unknown, so they add none to `expected`; `files.each_downloaded` names them.
@@ -56,8 +64,10 @@ pub fn read(path: &Path) -> Result<ProxiedExport, String> {
     let mut last_kickoff = None;
     for (i, entry) in entries.iter().enumerate() {
         match entry {
-            Entry::Started { fhir_base, upstream, seed } => {
+            Entry::Started { fhir_base, upstream, seed, faults, transcript } => {
                 (export.fhir_base, export.upstream, export.seed) = (fhir_base.clone(), upstream.clone(), *seed);
+                export.faults = faults.clone();
+                export.transcript = transcript.as_deref().map(|t| record::transcript_path(path, t));
             }
             Entry::Kickoff { .. } => last_kickoff = Some(i),
             _ => {}
@@ -68,6 +78,7 @@ pub fn read(path: &Path) -> Result<ProxiedExport, String> {
     }
     let Some(start) = last_kickoff else { return Ok(export) };
     let Entry::Kickoff { method, url, body, .. } = &entries[start] else { unreachable!("a kick-off") };
+    export.method = method.clone();
     let later = &entries[start + 1..];
     let mut urls = Vec::new();
     for entry in later {
@@ -96,7 +107,9 @@ pub fn read(path: &Path) -> Result<ProxiedExport, String> {
         };
         match file_bytes(&dir, &of_url)? {
             Some(bytes) => {
-                export.expected.extend(bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec))
+                let before = export.expected.len();
+                export.expected.extend(bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+                export.sources.push((u.clone(), export.expected.len() - before));
             }
             None => unread.push(u.clone()),
         }
@@ -144,6 +157,30 @@ fn file_bytes(dir: &Path, entries: &[&FileEntry]) -> Result<Option<Vec<u8>>, Str
         }
     }
     Ok((bytes.len() as u64 == total).then_some(bytes))
+}
+
+impl ProxiedExport {
+    /// The upstream's files (URLs, in manifest order) whose lines hold any of
+    /// `resources` (`Type/id`, as a verifier's examples name them).
+    pub fn files_holding(&self, resources: &[&str]) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (url, count) in &self.sources {
+            let lines = &self.expected[start..start + count];
+            start += count;
+            let holds = lines.iter().any(|line| {
+                serde_json::from_slice::<Value>(line).ok().is_some_and(|r| {
+                    let (ty, id) =
+                        (r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default());
+                    resources.contains(&format!("{ty}/{id}").as_str())
+                })
+            });
+            if holds {
+                out.push(url.as_str());
+            }
+        }
+        out
+    }
 }
 
 /// The job's facts from its kick-off (URL and `Parameters`) and its files' URLs.

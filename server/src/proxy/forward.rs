@@ -164,13 +164,28 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
         }
         if let Some(record) = &upstream.record {
             let method = parts.method.to_string();
-            record.write(&Entry::Kickoff { method, url, body: kickoff_body, status_url: location.to_string() });
+            record.write(&Entry::Kickoff {
+                method,
+                url: url.clone(),
+                body: kickoff_body,
+                status_url: location.to_string(),
+            });
+        }
+        // A gzip OperationOutcome the client did not ask for is decoded as any document.
+        if is_json_document(&out) && document_encoding(&out) == DocumentEncoding::Gzip {
+            return document(&upstream, &map, target, &path, url, status, out, answer, true).await;
         }
         return streamed(status, out, answer, None);
     }
-    let encoded = out.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity");
-    if is_json_document(&out) && !encoded && !matches!(target, Some(Target::File | Target::Attachment)) {
-        return document(&upstream, &map, target, &path, url, status, out, answer).await;
+    // Documents are asked unencoded, but an upstream may gzip them all the same:
+    // those are decoded to be rewritten; another encoding passes as it came.
+    let encoding = document_encoding(&out);
+    if is_json_document(&out)
+        && encoding != DocumentEncoding::Other
+        && !matches!(target, Some(Target::File | Target::Attachment))
+    {
+        let gzip = encoding == DocumentEncoding::Gzip;
+        return document(&upstream, &map, target, &path, url, status, out, answer, gzip).await;
     }
     let digest = (upstream.record.is_some()
         && target == Some(Target::File)
@@ -190,7 +205,52 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
     streamed(status, out, answer, digest)
 }
 
-/// A JSON document: read (within [`MAX_DOCUMENT`]), its URLs on the proxy, learned from.
+/// How a JSON document's body is encoded, as far as the proxy rewrites it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocumentEncoding {
+    /// No `Content-Encoding`, or `identity`.
+    Plain,
+    /// `gzip` or `x-gzip`: decoded to be rewritten, sent on unencoded.
+    Gzip,
+    /// Anything else (`br`, `deflate`, several): passed on as it came.
+    Other,
+}
+
+fn document_encoding(headers: &HeaderMap) -> DocumentEncoding {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else { return DocumentEncoding::Plain };
+    match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Ok("" | "identity") => DocumentEncoding::Plain,
+        Ok("gzip" | "x-gzip") => DocumentEncoding::Gzip,
+        _ => DocumentEncoding::Other,
+    }
+}
+
+/// What decoding a gzip document found.
+#[derive(Debug, PartialEq, Eq)]
+enum Gunzipped {
+    /// The decoded document.
+    Document(Vec<u8>),
+    /// It decodes to more than the limit: not rewritten.
+    TooLarge,
+    /// Not gzip, or damaged: what the decoder said.
+    Bad(String),
+}
+
+/// Decodes a gzip body (every member), reading at most `limit` decoded bytes.
+fn gunzip(bytes: &[u8], limit: usize) -> Gunzipped {
+    use std::io::Read;
+    let mut decoded = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(bytes).take(limit as u64 + 1);
+    match decoder.read_to_end(&mut decoded) {
+        Ok(_) if decoded.len() > limit => Gunzipped::TooLarge,
+        Ok(_) => Gunzipped::Document(decoded),
+        Err(e) => Gunzipped::Bad(e.to_string()),
+    }
+}
+
+/// A JSON document: read (within [`MAX_DOCUMENT`]), its URLs on the proxy,
+/// learned from. A `gzip` one is decoded (within [`MAX_DOCUMENT`] too) and
+/// sent on unencoded; a damaged one is answered 502, saying so.
 #[allow(clippy::too_many_arguments)]
 async fn document(
     upstream: &Upstream,
@@ -201,6 +261,7 @@ async fn document(
     status: StatusCode,
     mut headers: HeaderMap,
     answer: reqwest::Response,
+    gzip: bool,
 ) -> Response {
     if answer.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
         return streamed(status, headers, answer, None);
@@ -212,6 +273,33 @@ async fn document(
                 StatusCode::BAD_GATEWAY,
                 IssueType::Transient,
                 format!("the upstream's answer broke off: {}", error_chain(&e)),
+            )
+            .into_response();
+        }
+    };
+    let bytes = match gzip.then(|| gunzip(&bytes, MAX_DOCUMENT)) {
+        None => bytes,
+        Some(Gunzipped::Document(plain)) => {
+            headers.remove(header::CONTENT_ENCODING);
+            Bytes::from(plain)
+        }
+        Some(Gunzipped::TooLarge) => {
+            tracing::warn!("{url}: a gzip document of more than {MAX_DOCUMENT} bytes decoded, passed on as it came");
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            return response;
+        }
+        Some(Gunzipped::Bad(why)) => {
+            return FhirError::new(
+                StatusCode::BAD_GATEWAY,
+                IssueType::Processing,
+                format!(
+                    "the upstream answered {} {path} with a body marked Content-Encoding: gzip that is not valid \
+                     gzip ({why}); the proxy cannot rewrite its URLs",
+                    status.as_u16()
+                ),
             )
             .into_response();
         }
@@ -378,4 +466,38 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_documents_decode_within_the_limit() {
+        let doc = br#"{"resourceType":"OperationOutcome"}"#;
+        assert_eq!(gunzip(&gz(doc), 1024), Gunzipped::Document(doc.to_vec()));
+        assert_eq!(gunzip(&gz(doc), doc.len()), Gunzipped::Document(doc.to_vec()));
+        assert_eq!(gunzip(&gz(doc), doc.len() - 1), Gunzipped::TooLarge);
+        assert!(matches!(gunzip(b"not gzip", 1024), Gunzipped::Bad(_)));
+        let mut cut = gz(doc);
+        cut.truncate(cut.len() - 4);
+        assert!(matches!(gunzip(&cut, 1024), Gunzipped::Bad(_)), "a body cut short is no document");
+    }
+
+    #[test]
+    fn encodings_are_told_apart() {
+        let with = |v: &str| HeaderMap::from_iter([(header::CONTENT_ENCODING, HeaderValue::from_str(v).unwrap())]);
+        assert_eq!(document_encoding(&HeaderMap::new()), DocumentEncoding::Plain);
+        assert_eq!(document_encoding(&with("identity")), DocumentEncoding::Plain);
+        assert_eq!(document_encoding(&with("GZIP")), DocumentEncoding::Gzip);
+        assert_eq!(document_encoding(&with("x-gzip")), DocumentEncoding::Gzip);
+        assert_eq!(document_encoding(&with("br")), DocumentEncoding::Other);
+    }
 }

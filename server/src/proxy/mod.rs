@@ -140,12 +140,19 @@ pub fn state(mut config: ServerConfig, origin: &str, proxy: &ProxyConfig) -> Res
     config.open = true;
     config.patients = 1;
     let seed = config.seed;
+    let faults = config.faults.rules.clone();
+    let transcript = match (&config.transcript_file, &proxy.record_file) {
+        (Some(transcript), Some(record)) => Some(record::transcript_name(record, transcript)),
+        _ => None,
+    };
     let state = AppState::for_proxy(config, origin, Arc::clone(&upstream)).map_err(|e| e.to_string())?;
     if let Some(record) = &upstream.record {
         record.write(&record::Entry::Started {
             fhir_base: state.fhir_base.clone(),
             upstream: upstream.base.clone(),
             seed,
+            faults,
+            transcript,
         });
     }
     Ok(state)

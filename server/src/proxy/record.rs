@@ -18,7 +18,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
-    /// The proxy started: its FHIR base, the upstream's, the seed of its faults.
+    /// The proxy started: its FHIR base, the upstream's, the seed and plan of
+    /// its faults, and where its transcript goes.
     Started {
         /// The proxy's FHIR base (what the client used).
         fhir_base: String,
@@ -26,6 +27,14 @@ pub enum Entry {
         upstream: String,
         /// The seed of the proxy's probabilistic faults.
         seed: u64,
+        /// The fault plan the proxy started with (`--faults`); rules added later
+        /// through the admin API show in the transcript as the faults that fired.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        faults: Vec<crate::FaultRule>,
+        /// The proxy's transcript file (`--transcript`): relative to the
+        /// record's folder when it lies under it, else absolute.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transcript: Option<String>,
     },
     /// A kick-off the upstream accepted.
     Kickoff {
@@ -96,6 +105,24 @@ pub struct Record {
     file: Mutex<std::fs::File>,
     dir: std::path::PathBuf,
     bodies: std::sync::atomic::AtomicU64,
+}
+
+/// How a record names its transcript: relative to the record's folder when
+/// the transcript lies under it (the two can move together), else absolute.
+pub fn transcript_name(record: &Path, transcript: &Path) -> String {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (record, transcript) = (absolute(record), absolute(transcript));
+    let folder = record.parent().unwrap_or(Path::new("/"));
+    transcript.strip_prefix(folder).unwrap_or(&transcript).display().to_string()
+}
+
+/// The transcript a record names ([`transcript_name`]), resolved against the record's folder.
+pub fn transcript_path(record: &Path, named: &str) -> std::path::PathBuf {
+    let named = Path::new(named);
+    match named.is_absolute() {
+        true => named.to_path_buf(),
+        false => record.parent().unwrap_or(Path::new("")).join(named),
+    }
 }
 
 /// The folder of a record's file bodies: `{record}.files`.
@@ -289,6 +316,15 @@ impl Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_transcript_is_named_relative_to_the_record_when_beside_it() {
+        let record = Path::new("/data/run/record.ndjson");
+        assert_eq!(transcript_name(record, Path::new("/data/run/t/proxy.ndjson")), "t/proxy.ndjson");
+        assert_eq!(transcript_name(record, Path::new("/elsewhere/t.ndjson")), "/elsewhere/t.ndjson");
+        assert_eq!(transcript_path(record, "t/proxy.ndjson"), Path::new("/data/run/t/proxy.ndjson"));
+        assert_eq!(transcript_path(record, "/elsewhere/t.ndjson"), Path::new("/elsewhere/t.ndjson"));
+    }
 
     #[test]
     fn gzip_bodies_are_hashed_as_sent_and_decoded() {
