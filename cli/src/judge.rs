@@ -175,6 +175,7 @@ fn judge_proxied(args: &JudgeArgs, case: Option<&Case>, record: &std::path::Path
     let exchanges = record::read_transcript(&transcript)?;
     let stderr = read_stderr(args)?;
     let bare = case.is_none().then(|| recorded::case_of(&export, record, &exchanges));
+    let running = recorded::stopped_while_running(&exchanges);
     let case = case.or(bare.as_ref()).expect("a case or the record's");
     let run = judge::run_from_transcript(case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
     let timed_out = run.timed_out;
@@ -197,7 +198,7 @@ fn judge_proxied(args: &JudgeArgs, case: Option<&Case>, record: &std::path::Path
     let mut result = judge::judge(evidence, rerun, None);
     proxied::skip_token_endpoint(&mut result, timed_out);
     if bare.is_some() {
-        recorded::finish(&mut result, &export, timed_out);
+        recorded::finish(&mut result, &export, timed_out, running.as_deref());
         // No scenario, no suite: the report's one case is the record's export.
         let mut report = RunReport::new(export.seed, args.client_name.clone(), vec![result]);
         report.suite = None;

@@ -412,3 +412,51 @@ fn without_a_transcript_in_the_record_the_bare_form_asks_for_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("names no transcript") && stderr.contains("--transcript"), "{stderr}");
 }
+
+/// A client that stops while the upstream still answers its export as in
+/// progress (a job of an hour, no fault; the client is stopped after its
+/// second poll, as one with its own deadline stops) spent the time it gives an
+/// export: no requirement says how long to wait for a real server, so the
+/// bare judge does not fail it for not completing, and says why.
+#[test]
+fn the_bare_form_does_not_fail_a_client_that_stops_while_the_export_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = procs::upstream(dir.path(), &["--patients", "10", "--job-duration", "1h"]);
+    let (t, record) = (dir.path().join("proxy.ndjson"), dir.path().join("record.ndjson"));
+    let args = ["--transcript", t.to_str().unwrap(), "--record", record.to_str().unwrap()];
+    let proxy = procs::proxy(&up.server.fhir_base, &args, None, &[]);
+    let out = dir.path().join("out");
+    let mut client = Command::new(BIN)
+        .args(["export", "--fhir-url", &proxy.fhir_base, "--client-id", &up.client_id, "--key"])
+        .arg(&up.key)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("BULKMOCK_FHIR_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The proxy writes its transcript live: stop the client once it polled twice.
+    let polls = || {
+        let text = std::fs::read_to_string(&t).unwrap_or_default();
+        // Whole lines only: the last may be half written.
+        let lines = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok());
+        lines.filter(|e| e["target"] == "status" && e["status"] == 202).count()
+    };
+    while polls() < 2 {
+        assert!(client.try_wait().unwrap().is_none(), "the client ended on its own while the export ran");
+        std::thread::yield_now();
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    proxy.stop();
+    up.server.stop();
+    let (judged, case) = judge_bare(&record, &out, 1);
+    let checks = verdicts(&case);
+    let failed: Vec<_> = checks.iter().filter(|(_, (v, _))| v == "fail").collect();
+    assert!(failed.is_empty(), "a client that stopped while the export ran was failed: {failed:#?}");
+    assert_eq!(judged, 0, "{case:#}");
+    let (verdict, message) = &checks["outcome.expected"];
+    assert_eq!(verdict, "skip", "{message}");
+    assert!(message.contains("still answered the export as in progress") && message.contains("-> 202"), "{message}");
+}

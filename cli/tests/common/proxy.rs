@@ -92,7 +92,10 @@ pub struct Upstream {
 pub fn upstream(dir: &Path, extra: &[&str]) -> Upstream {
     let state = dir.join("upstream-state");
     let state = state.to_str().unwrap();
-    let mut args = vec!["serve", "--seed", "7", "--job-duration", "0s", "--state-dir", state];
+    let mut args = vec!["serve", "--seed", "7", "--state-dir", state];
+    if !extra.contains(&"--job-duration") {
+        args.extend(["--job-duration", "0s"]);
+    }
     args.extend_from_slice(extra);
     let server = start(&args, None, &[]);
     // Empty when the upstream is open (no authorization).

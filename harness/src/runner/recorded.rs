@@ -10,9 +10,10 @@
 use std::path::Path;
 
 use bulkmock_server::Exchange;
+use bulkmock_server::faults::Target;
 
 use super::proxied::ProxiedExport;
-use crate::checks::{Evidence, Verdict};
+use crate::checks::{Evidence, ExchangeRef, Verdict};
 use crate::report::{CaseResult, CaseVerdict};
 use crate::scenario::{
     Case, ClientSpec, Expect, ExpectedOutcome, LevelName, Recovery, RecoveryLevel, Scenario, ServerSpec,
@@ -42,6 +43,16 @@ const NEEDS_A_SCENARIO: &[(&str, &str)] = &[
 /// Why `outcome.recovered` is skipped for a client that did not complete.
 const RECOVERY_UNKNOWN: &str = "no scenario: whether the export could still complete after these faults and \
                                 answers is not known, so giving up cleanly is not held against the client";
+
+/// When the client's last status answer said the export was still running
+/// (202): that answer, described. A client that stops then has spent the time
+/// it gives an export; a real upstream's job takes what it takes, and no
+/// requirement says how long a client must wait.
+pub fn stopped_while_running(exchanges: &[Exchange]) -> Option<String> {
+    let kickoff = exchanges.iter().rposition(|e| e.target == Some(Target::Kickoff) && e.status == 202)?;
+    let last = exchanges[kickoff..].iter().rfind(|e| e.target == Some(Target::Status))?;
+    (last.status == 202).then(|| ExchangeRef::from(last).to_string())
+}
 
 /// The case a record is judged as: its kick-off as the request (level,
 /// Group, `_type`, method), the proxy's fault plan, authorization on when the
@@ -96,7 +107,9 @@ pub fn case_of(export: &ProxiedExport, record: &Path, exchanges: &[Exchange]) ->
 /// may not have allowed, and the comparison of files whose lines the record
 /// does not hold. A failed output comparison names the upstream's files the
 /// lost or changed resources came from. The verdict is taken again from the checks left.
-pub fn finish(result: &mut CaseResult, export: &ProxiedExport, timed_out: bool) {
+/// `running` is [`stopped_while_running`]'s account: a client that then ended
+/// without completing is not blamed for it.
+pub fn finish(result: &mut CaseResult, export: &ProxiedExport, timed_out: bool, running: Option<&str>) {
     name_the_files(result, export);
     let unread = (!export.unread.is_empty()).then(|| {
         format!(
@@ -125,6 +138,13 @@ pub fn finish(result: &mut CaseResult, export: &ProxiedExport, timed_out: bool) 
             }
             None if check.id == "output.matches_export" && check.verdict != Verdict::Pass => unread.clone(),
             None if check.id == "files.each_downloaded" && failed => fetched_directly.clone(),
+            None if check.id == "outcome.expected" && failed => running.map(|last| {
+                format!(
+                    "the client ended without completing while the upstream still answered the export as in \
+                     progress (its last status answer: {last}); how long to wait for a real server's export is \
+                     the client's choice, and no requirement sets it, so completion is not judged"
+                )
+            }),
             None => None,
         };
         if let Some(message) = reason {
