@@ -47,6 +47,8 @@ pub struct AppState {
     pub capabilities: crate::faults::capability::Capabilities,
     /// Responses as sent, when capture is on (off by default).
     pub captured: crate::capture::ResponseLog,
+    /// The live dashboard's hooks (`/_dashboard`, when `config.dashboard`).
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 impl AppState {
@@ -88,6 +90,7 @@ impl AppState {
             revisions,
             created_groups: Default::default(),
             captured: Default::default(),
+            dashboard: Default::default(),
             fhir_base,
             auth,
         }))
@@ -194,6 +197,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     if admin_enabled {
         app = app.nest("/_admin", crate::admin::router(Arc::clone(&state)));
     }
+    if state.config.dashboard {
+        app = app.nest("/_dashboard", crate::dashboard::router(Arc::clone(&state)));
+    }
     let inner = app.with_state(Arc::clone(&state));
     // Profile URLs are rewritten before routing, so the outer router only has a fallback.
     Router::new()
@@ -214,6 +220,12 @@ pub async fn serve(
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
     let limits = state.config.limits.clone();
     let tls = state.config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
+    // Dashboard event streams never end on their own: they end as the server stops.
+    let dashboard = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown.await;
+        dashboard.dashboard.stop();
+    };
     crate::conn::run(listener, router(state), &limits, tls, shutdown).await;
     Ok(())
 }

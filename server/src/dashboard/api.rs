@@ -1,0 +1,229 @@
+//! The JSON the page reads and the controls it calls: jobs, clients, the
+//! fault plan with counters (add in plan-file syntax, switch, delete), the
+//! data revision, the transcript (download per client, clear), live checks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::export::job::Gone;
+use crate::transcript::Exchange;
+
+/// Jobs listed at most (the latest).
+const MAX_JOBS: usize = 50;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+/// `GET api/state`: everything but the timeline.
+pub async fn state(State(s): State<Arc<AppState>>) -> Response {
+    axum::Json(json!({
+        "fhir_base": s.fhir_base,
+        "auth": s.auth.is_some(),
+        "revision": revision(&s),
+        "jobs": jobs(&s),
+        "clients": clients(&s),
+        "faults": s.faults.list(),
+        "scenario": s.dashboard.scenario(),
+        "exchanges": s.transcript.count(),
+        "live_checks": s.dashboard.live_checks().is_some(),
+    }))
+    .into_response()
+}
+
+fn revision(s: &AppState) -> Value {
+    let data = s.current_data();
+    json!({
+        "revision": data.revision(),
+        "time": data.revision_time().map(crate::data::clock::instant_string),
+        "patients": data.patient_count(),
+    })
+}
+
+fn jobs(s: &AppState) -> Vec<Value> {
+    let history = s.jobs.history();
+    history
+        .iter()
+        .rev()
+        .take(MAX_JOBS)
+        .map(|job| {
+            let progress = job.progress();
+            let state = match s.jobs.get(&job.id) {
+                Err(Some(Gone::Deleted)) => "deleted",
+                Err(Some(Gone::Expired)) => "expired",
+                Err(None) => "gone",
+                Ok(_) if job.failure().is_some() => "failed",
+                Ok(_) if progress.complete => "complete",
+                Ok(_) => "in progress",
+            };
+            let files: Vec<Value> = job
+                .plan
+                .files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    json!({
+                        "name": crate::export::manifest::file_name(&*job.source, f.kind, i),
+                        "lines": job.count(i),
+                    })
+                })
+                .collect();
+            json!({
+                "id": job.id,
+                "owner": job.owner,
+                "level": match &job.plan.level {
+                    crate::export::plan::Level::System => "system".to_string(),
+                    crate::export::plan::Level::Patient => "patient".to_string(),
+                    crate::export::plan::Level::Group(id) => format!("group {id}"),
+                },
+                "state": state,
+                "failure": job.failure(),
+                "progress": (progress.fraction * 100.0).round(),
+                "ready_files": progress.ready_files,
+                "total_files": progress.total_files,
+                "files": files,
+            })
+        })
+        .collect()
+}
+
+fn clients(s: &AppState) -> Vec<Value> {
+    let Some(auth) = &s.auth else { return Vec::new() };
+    auth.registry
+        .list()
+        .iter()
+        .map(|c| {
+            let keys = match &c.keys {
+                crate::auth::registry::ClientKeys::Inline(set) => format!("inline JWKS ({} key(s))", set.keys.len()),
+                crate::auth::registry::ClientKeys::Url(url) => format!("JWKS URL {url}"),
+            };
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "keys": keys,
+                "fault_rules": c.faults.as_ref().map_or(0, |f| f.list().len()),
+                "quirks": c.quirks.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The exchanges of each client (`""`: without one), in order of arrival.
+fn by_client(exchanges: Vec<Exchange>) -> BTreeMap<String, Vec<Exchange>> {
+    let mut out: BTreeMap<String, Vec<Exchange>> = BTreeMap::new();
+    for e in exchanges {
+        out.entry(e.client_id.clone().unwrap_or_default()).or_default().push(e);
+    }
+    out
+}
+
+/// `GET api/checks`: the live checks per client, when the binary installed them.
+pub async fn checks(State(s): State<Arc<AppState>>) -> Response {
+    let Some(checks) = s.dashboard.live_checks().cloned() else {
+        return axum::Json(json!({"available": false, "clients": {}})).into_response();
+    };
+    let auth = s.auth.is_some();
+    let exchanges = s.transcript.exchanges();
+    // The checks read whole transcripts: off the async workers.
+    let clients = tokio::task::spawn_blocking(move || {
+        by_client(exchanges)
+            .into_iter()
+            .map(|(client, list)| {
+                let id = (!client.is_empty()).then_some(client.as_str());
+                let results = checks.check(id, &list, auth);
+                (client, json!(results))
+            })
+            .collect::<serde_json::Map<String, Value>>()
+    })
+    .await
+    .unwrap_or_default();
+    axum::Json(json!({"available": true, "clients": clients})).into_response()
+}
+
+/// Query of `GET api/transcript`.
+#[derive(serde::Deserialize)]
+pub struct TranscriptQuery {
+    client: Option<String>,
+}
+
+/// `GET api/transcript[?client=ID]`: NDJSON as `serve --transcript` writes it
+/// (what `bulkmock judge --transcript` reads), as a download.
+pub async fn download_transcript(State(s): State<Arc<AppState>>, Query(q): Query<TranscriptQuery>) -> Response {
+    let mut body = Vec::new();
+    for e in s.transcript.exchanges() {
+        if q.client.as_deref().is_some_and(|c| e.client_id.as_deref().unwrap_or_default() != c) {
+            continue;
+        }
+        serde_json::to_writer(&mut body, &e).expect("serialisable");
+        body.push(b'\n');
+    }
+    let name: String = match &q.client {
+        Some(c) => c.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' { ch } else { '_' }).collect(),
+        None => "all".into(),
+    };
+    let disposition = format!("attachment; filename=\"transcript-{name}.ndjson\"");
+    ([(header::CONTENT_TYPE, "application/x-ndjson".to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response()
+}
+
+/// `DELETE api/transcript`.
+pub async fn clear_transcript(State(s): State<Arc<AppState>>) -> Response {
+    s.transcript.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST api/faults`: rules in plan-file syntax (TOML `[[fault]]` tables, or a
+/// JSON plan when the text starts with `{`), parsed and validated as plan
+/// files are, errors naming the line.
+pub async fn add_faults(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the rule is not UTF-8 text");
+    };
+    let json = text.trim_start().starts_with('{');
+    let plan = match crate::faults::file::parse(text, "rule", json) {
+        Ok(plan) => plan,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    if plan.rules.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "no rule: write one [[fault]] table (as in a plan file)");
+    }
+    let ids: Vec<u64> = plan.rules.into_iter().map(|r| s.faults.add(r)).collect();
+    (StatusCode::CREATED, axum::Json(json!({"ids": ids}))).into_response()
+}
+
+/// `POST api/faults/{id}` with `{"enabled": bool}`.
+pub async fn toggle_fault(State(s): State<Arc<AppState>>, Path(id): Path<u64>, body: Bytes) -> Response {
+    let enabled = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("enabled")?.as_bool());
+    let Some(enabled) = enabled else {
+        return error(StatusCode::BAD_REQUEST, "expected {\"enabled\": true} or {\"enabled\": false}");
+    };
+    if s.faults.set_enabled(id, enabled) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("no fault rule {id}"))
+    }
+}
+
+/// `DELETE api/faults/{id}`.
+pub async fn remove_fault(State(s): State<Arc<AppState>>, Path(id): Path<u64>) -> Response {
+    if s.faults.remove(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, format!("no fault rule {id}"))
+    }
+}
+
+/// `POST api/revision`: the data set's next revision.
+pub async fn advance_revision(State(s): State<Arc<AppState>>) -> Response {
+    match s.revisions.advance() {
+        Ok(_) => axum::Json(revision(&s)).into_response(),
+        Err(message) => error(StatusCode::CONFLICT, message),
+    }
+}
