@@ -165,6 +165,9 @@ async fn fault_rules_are_added_in_plan_syntax_switched_and_deleted() {
     let message = refused.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
     assert_eq!(message, faults::file::parse(bad, "rule", false).unwrap_err(), "the plan files' message");
     assert!(message.starts_with("rule:3:"), "{message}");
+    let checked = change(&server, reqwest::Method::POST, "validate", bad).await;
+    assert_eq!(checked.status(), 200, "validation answers 200 either way");
+    assert_eq!(checked.json::<Value>().await.unwrap()["error"].as_str(), Some(message.as_str()));
     let invalid =
         "[[fault]]\non = \"file\"\nwhen = { probability = 2.0 }\nfault = { kind = \"delay\", delay_ms = 1 }\n";
     let refused = change(&server, reqwest::Method::POST, "faults", invalid).await;

@@ -183,19 +183,33 @@ pub async fn clear_transcript(State(s): State<Arc<AppState>>) -> Response {
 /// JSON plan when the text starts with `{`), parsed and validated as plan
 /// files are, errors naming the line.
 pub async fn add_faults(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error(StatusCode::BAD_REQUEST, "the rule is not UTF-8 text");
-    };
-    let json = text.trim_start().starts_with('{');
-    let plan = match crate::faults::file::parse(text, "rule", json) {
+    let plan = match parse_rules(&body) {
         Ok(plan) => plan,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if plan.rules.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "no rule: write one [[fault]] table (as in a plan file)");
-    }
     let ids: Vec<u64> = plan.rules.into_iter().map(|r| s.faults.add(r)).collect();
     (StatusCode::CREATED, axum::Json(json!({"ids": ids}))).into_response()
+}
+
+/// Rules in plan-file syntax; the plan parser's error (naming the line) otherwise.
+fn parse_rules(body: &[u8]) -> Result<crate::faults::FaultPlan, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the rule is not UTF-8 text".to_string())?;
+    let json = text.trim_start().starts_with('{');
+    let plan = crate::faults::file::parse(text, "rule", json)?;
+    if plan.rules.is_empty() {
+        return Err("no rule: write one [[fault]] table (as in a plan file)".into());
+    }
+    Ok(plan)
+}
+
+/// `POST api/validate`: whether `api/faults` would take these rules, answered
+/// 200 either way (`{"rules": n}` or `{"error": "rule:3: ..."}`), so the page
+/// checks a rule before adding it without a failed request in the console.
+pub async fn validate_faults(body: Bytes) -> Response {
+    match parse_rules(&body) {
+        Ok(plan) => axum::Json(json!({"rules": plan.rules.len()})).into_response(),
+        Err(message) => axum::Json(json!({"error": message})).into_response(),
+    }
 }
 
 /// `POST api/faults/{id}` with `{"enabled": bool}`.

@@ -95,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/checks", get(api::checks))
         .route("/api/transcript", get(api::download_transcript).delete(api::clear_transcript))
         .route("/api/faults", post(api::add_faults))
+        .route("/api/validate", post(api::validate_faults))
         .route("/api/faults/{id}", post(api::toggle_fault).delete(api::remove_fault))
         .route("/api/revision", post(api::advance_revision))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::limits::admin_body))

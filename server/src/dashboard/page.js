@@ -271,14 +271,15 @@
     const c = await getJson("checks");
     const box = document.getElementById("checks");
     if (!c.available) { box.replaceChildren(el("p", "note", "No live checks on this server (they come with the bulkmock binary).")); return; }
-    const clients = Object.keys(c.clients);
+    // Requests without a client (discovery before a token, an open server) last.
+    const clients = Object.keys(c.clients).sort((a, b) => (a === "") - (b === "") || a.localeCompare(b));
     if (clients.length === 0) { box.replaceChildren(el("p", "note", "No client yet.")); return; }
     box.replaceChildren(...clients.map(id => {
       const results = c.clients[id];
       const count = v => results.filter(r => r.verdict === v).length;
       const d = el("details");
       d.dataset.client = id;
-      d.open = true;
+      d.open = results.some(r => r.verdict !== "skip");
       const s = el("summary", null, "client " + (id || "(none)") + ": " + count("pass") + " pass, " + count("fail") + " fail, " + count("warn") + " warn ");
       const a = el("a", null, "download transcript");
       a.href = API + "transcript?client=" + encodeURIComponent(id);
@@ -305,7 +306,14 @@
   document.getElementById("fault-form").addEventListener("submit", ev => {
     ev.preventDefault();
     const box = document.getElementById("fault-error");
-    change("POST", "faults", document.getElementById("fault-text").value)
+    const text = document.getElementById("fault-text").value;
+    // Validated first (answered 200 either way), so a typo is no failed request.
+    change("POST", "validate", text)
+      .then(answer => {
+        const verdict = JSON.parse(answer);
+        if (verdict.error) throw new Error(verdict.error);
+        return change("POST", "faults", text);
+      })
       .then(() => { box.hidden = true; box.textContent = ""; })
       .catch(showError);
   });
