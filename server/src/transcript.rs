@@ -210,6 +210,11 @@ impl Transcript {
         self.next.load(Ordering::Relaxed) - 1
     }
 
+    /// Exchanges kept now: [`count`](Self::count) less those cleared.
+    pub fn kept(&self) -> usize {
+        self.entries.lock().expect("transcript").len()
+    }
+
     /// Every exchange so far, in order of arrival.
     pub fn exchanges(&self) -> Vec<Exchange> {
         let mut out: Vec<Exchange> = self

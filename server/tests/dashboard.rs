@@ -100,6 +100,15 @@ async fn the_page_is_off_by_default_and_served_with_a_strict_csp() {
     let html = page.text().await.unwrap();
     assert!(html.contains(&format!("data-max-rows=\"{MAX_ROWS}\"")));
     assert_eq!(server.request_count(), 0, "the dashboard's own requests are not in the transcript");
+
+    // Another site's name pointed at 127.0.0.1 (DNS rebinding) is refused.
+    let rebound = reqwest::Client::new()
+        .get(format!("{}/_dashboard/api/state", origin(&server)))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
 }
 
 #[tokio::test]

@@ -124,13 +124,26 @@ fn by_client(exchanges: Vec<Exchange>) -> BTreeMap<String, Vec<Exchange>> {
     out
 }
 
-/// `GET api/checks`: the live checks per client, when the binary installed them.
+/// `GET api/checks`: the live checks per client, when the binary installed
+/// them, over the latest [`CHECK_WINDOW`](super::CHECK_WINDOW) exchanges.
+/// One computation at a time for all pages, reused while the transcript has
+/// not grown and is younger than [`CHECKS_FRESH`](super::CHECKS_FRESH) (a
+/// body that ended changes bytes, not the count).
 pub async fn checks(State(s): State<Arc<AppState>>) -> Response {
     let Some(checks) = s.dashboard.live_checks().cloned() else {
         return axum::Json(json!({"available": false, "clients": {}})).into_response();
     };
+    let mut cache = s.dashboard.checks_cache.lock().await;
+    let count = s.transcript.count();
+    if let Some((at_count, at, value)) = &*cache
+        && *at_count == count
+        && at.elapsed() < super::CHECKS_FRESH
+    {
+        return axum::Json(value.clone()).into_response();
+    }
     let auth = s.auth.is_some();
-    let exchanges = s.transcript.exchanges();
+    let exchanges = s.transcript.latest(super::CHECK_WINDOW);
+    let window = exchanges.len();
     // The checks read whole transcripts: off the async workers.
     let clients = tokio::task::spawn_blocking(move || {
         by_client(exchanges)
@@ -144,7 +157,10 @@ pub async fn checks(State(s): State<Arc<AppState>>) -> Response {
     })
     .await
     .unwrap_or_default();
-    axum::Json(json!({"available": true, "clients": clients})).into_response()
+    let value =
+        json!({"available": true, "window": window, "since_seq": count + 1 - window as u64, "clients": clients});
+    *cache = Some((count, std::time::Instant::now(), value.clone()));
+    axum::Json(value).into_response()
 }
 
 /// Query of `GET api/transcript`.

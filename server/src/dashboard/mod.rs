@@ -25,6 +25,17 @@ use serde_json::Value;
 use crate::app::AppState;
 pub use checks::{LiveCheck, LiveChecks};
 
+/// Exchanges the live checks read at most: the server's latest (a long run's
+/// whole transcript is `bulkmock judge`'s, downloaded from the page).
+pub const CHECK_WINDOW: usize = 2_000;
+
+/// How long one computation of the live checks answers every page while the
+/// transcript does not grow.
+pub const CHECKS_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The last live-check results: the transcript's count then, when, the JSON.
+type ChecksCache = tokio::sync::Mutex<Option<(u64, std::time::Instant, Value)>>;
+
 /// Rows the page keeps at most (older rows are dropped, and the page says so);
 /// also the most exchanges sent to a page when it connects.
 pub const MAX_ROWS: usize = 500;
@@ -37,6 +48,7 @@ pub struct Dashboard {
     checks: OnceLock<Arc<dyn LiveChecks>>,
     scenario: OnceLock<Value>,
     stopping: tokio::sync::watch::Sender<bool>,
+    checks_cache: ChecksCache,
 }
 
 impl Default for Dashboard {
@@ -45,6 +57,7 @@ impl Default for Dashboard {
             checks: OnceLock::new(),
             scenario: OnceLock::new(),
             stopping: tokio::sync::watch::Sender::new(false),
+            checks_cache: Default::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
   const lastPoll = new Map(); // status path -> the previous poll's view (for the wait the client took)
   let missed = 0; // events lost because the page fell behind
   let total = 0; // exchanges the server has recorded since it started (the highest seq)
+  let base = 0; // the highest seq when the transcript was last cleared from this page
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -135,11 +136,12 @@
   }
 
   function counters() {
-    document.getElementById("count").textContent = "(" + total + " exchanges)";
+    const since = Math.max(total - base, rows.size);
+    document.getElementById("count").textContent = "(" + since + " exchanges)";
     document.getElementById("empty").hidden = rows.size > 0;
     const bound = document.getElementById("bound");
-    bound.hidden = total <= MAX_ROWS;
-    bound.textContent = "Showing the latest " + rows.size + " of " + total + " exchanges: the page keeps at most " + MAX_ROWS + " rows.";
+    bound.hidden = since <= rows.size;
+    bound.textContent = "Showing the latest " + rows.size + " of " + since + " exchanges: the page keeps at most " + MAX_ROWS + " rows.";
     const lag = document.getElementById("lag");
     lag.hidden = missed === 0;
     lag.textContent = "This page fell behind and missed " + missed + " events (the server never waits for a page); download the transcript for all of them.";
@@ -148,7 +150,7 @@
   function clearRows() {
     rows.clear(); groups.clear(); lastPoll.clear();
     timeline.replaceChildren();
-    total = 0;
+    base = total;
   }
 
   // Refreshes of the side panels, at most one at a time and one pending.
@@ -274,6 +276,7 @@
     // Requests without a client (discovery before a token, an open server) last.
     const clients = Object.keys(c.clients).sort((a, b) => (a === "") - (b === "") || a.localeCompare(b));
     if (clients.length === 0) { box.replaceChildren(el("p", "note", "No client yet.")); return; }
+    const windowNote = c.since_seq > 1 ? [el("p", "note", "Over the latest " + c.window + " exchanges (from #" + c.since_seq + "); the whole transcript is bulkmock judge's.")] : [];
     box.replaceChildren(...clients.map(id => {
       const results = c.clients[id];
       const count = v => results.filter(r => r.verdict === v).length;
@@ -294,8 +297,8 @@
         return [name, r.level, v, ev];
       })));
       return d;
-    }));
-  }, 1000);
+    }), ...windowNote);
+  }, 2000);
 
   function showError(e) {
     const box = document.getElementById("fault-error");
@@ -326,7 +329,7 @@
     const data = ev => JSON.parse(ev.data);
     source.addEventListener("open", () => { conn.textContent = "live"; conn.className = "badge on"; });
     source.addEventListener("error", () => { conn.textContent = "reconnecting"; conn.className = "badge off"; });
-    source.addEventListener("hello", ev => { total = data(ev).total; counters(); refreshState(); refreshChecks(); });
+    source.addEventListener("hello", ev => { const h = data(ev); total = h.total; base = h.total - h.kept; counters(); refreshState(); refreshChecks(); });
     source.addEventListener("exchange", ev => {
       const v = data(ev);
       addRow(v);

@@ -1,5 +1,6 @@
 //! `GET /_dashboard/events`: server-sent events. A page first gets `hello`
-//! (its row bound, the channel's capacity, the exchanges so far), then the
+//! (its row bound, the channel's capacity, the exchanges since the server
+//! started and those kept since the last clear), then the
 //! latest [`MAX_ROWS`](super::MAX_ROWS) exchanges, then every `exchange`,
 //! `finished`, `cleared` as it happens. A page that falls more than
 //! [`EVENT_CAPACITY`] events behind gets `lagged` with the number it lost:
@@ -28,7 +29,12 @@ pub async fn events(State(state): State<Arc<AppState>>) -> Sse<impl Stream<Item 
     let snapshot = state.transcript.latest(super::MAX_ROWS);
     let hello = event(
         "hello",
-        json!({"max_rows": super::MAX_ROWS, "capacity": EVENT_CAPACITY, "total": state.transcript.count()}),
+        json!({
+            "max_rows": super::MAX_ROWS,
+            "capacity": EVENT_CAPACITY,
+            "total": state.transcript.count(),
+            "kept": state.transcript.kept(),
+        }),
     );
     let shown = snapshot.len();
     let first = stream::once(async move { hello })
