@@ -164,19 +164,31 @@ async fn the_dashboard_shows_an_export_live_and_its_form_adds_a_fault_that_fires
     assert!(!text.as_str().unwrap().contains("client_assertion"), "the assertion itself is never shown");
 
     // The live checks show the client, with the transcript to download.
-    let checks = browser
-        .wait_for(
-            "(() => { const d = document.querySelector('#checks details[data-client=\"bulkmock-demo\"]'); \
-             return d && d.textContent.includes('auth.fresh_jti') && d.textContent; })()",
-            "the live checks of the client",
-        )
-        .await;
+    // The checks follow the client: once its files are in, the file and polling checks pass.
+    let verdicts = "(() => { const d = document.querySelector('#checks details[data-client=\"bulkmock-demo\"]'); \
+        if (!d) return null; const v = {}; \
+        for (const tr of d.querySelectorAll('tr')) { const td = tr.querySelectorAll('td'); \
+          if (td.length) v[td[0].textContent] = td[2].textContent; } \
+        return v; })()";
+    let wanted = ["auth.fresh_jti", "status.honours_retry_after", "files.token_when_required", "files.accept_gzip"];
+    let condition = format!(
+        "(() => {{ const v = {verdicts}; return v && {} && v; }})()",
+        wanted.map(|id| format!("v['{id}'] === 'pass'")).join(" && ")
+    );
+    let all = browser.wait_for(&condition, "the client's checks passing").await;
+    assert!(all.as_object().unwrap().values().all(|v| v != "fail"), "the reference client fails no live check: {all}");
+    let checks =
+        browser.eval("document.querySelector('#checks details[data-client=\"bulkmock-demo\"]').textContent").await;
     assert!(checks.as_str().unwrap().contains("download transcript"), "{checks}");
     let link = browser.eval("document.querySelector('#checks details[data-client=\"bulkmock-demo\"] a').href").await;
     let transcript = reqwest::get(link.as_str().unwrap()).await.unwrap().text().await.unwrap();
     let lines: Vec<bulkmock_server::Exchange> = transcript.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.len() >= 5, "the client's transcript: {} exchanges", lines.len());
-    assert!(lines.iter().all(|e| e.client_id.as_deref() == Some("bulkmock-demo")), "its exchanges only");
+    let demo = |e: &bulkmock_server::Exchange| e.client_id.as_deref() == Some("bulkmock-demo");
+    assert!(lines.iter().all(|e| demo(e) || e.client_id.is_none()), "its exchanges, and those without a client");
+    assert!(lines.iter().any(|e| e.client_id.is_none()), "the discovery request before its token");
+    assert!(lines.iter().all(|e| !e.headers.contains_key("authorization") || demo(e)));
+    assert!(all["auth.discovery"] == "pass", "discovery before the token counts for the client: {all}");
     browser
         .wait_for("document.querySelector('#jobs details') && document.querySelector('#jobs').textContent.includes('deleted')", "the deleted job")
         .await;

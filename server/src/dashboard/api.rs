@@ -115,11 +115,19 @@ fn clients(s: &AppState) -> Vec<Value> {
         .collect()
 }
 
-/// The exchanges of each client (`""`: without one), in order of arrival.
+/// The exchanges of each client, in order of arrival. Requests without a
+/// client (discovery and metadata before a token) could be any client's: they
+/// go to every client, and to `""`.
 fn by_client(exchanges: Vec<Exchange>) -> BTreeMap<String, Vec<Exchange>> {
     let mut out: BTreeMap<String, Vec<Exchange>> = BTreeMap::new();
+    for e in &exchanges {
+        out.entry(e.client_id.clone().unwrap_or_default()).or_default();
+    }
     for e in exchanges {
-        out.entry(e.client_id.clone().unwrap_or_default()).or_default().push(e);
+        match &e.client_id {
+            Some(client) => out.get_mut(client).expect("listed").push(e),
+            None => out.values_mut().for_each(|list| list.push(e.clone())),
+        }
     }
     out
 }
@@ -169,12 +177,14 @@ pub struct TranscriptQuery {
     client: Option<String>,
 }
 
-/// `GET api/transcript[?client=ID]`: NDJSON as `serve --transcript` writes it
+/// `GET api/transcript[?client=ID]` (the client's exchanges and those without
+/// a client): NDJSON as `serve --transcript` writes it
 /// (what `bulkmock judge --transcript` reads), as a download.
 pub async fn download_transcript(State(s): State<Arc<AppState>>, Query(q): Query<TranscriptQuery>) -> Response {
     let mut body = Vec::new();
     for e in s.transcript.exchanges() {
-        if q.client.as_deref().is_some_and(|c| e.client_id.as_deref().unwrap_or_default() != c) {
+        // A client's transcript: its exchanges and those without a client (what its live checks read).
+        if q.client.as_deref().is_some_and(|c| e.client_id.as_deref().is_some_and(|own| own != c)) {
             continue;
         }
         serde_json::to_writer(&mut body, &e).expect("serialisable");
@@ -255,5 +265,27 @@ pub async fn advance_revision(State(s): State<Arc<AppState>>) -> Response {
     match s.revisions.advance() {
         Ok(_) => axum::Json(revision(&s)).into_response(),
         Err(message) => error(StatusCode::CONFLICT, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(seq: u64, client: Option<&str>) -> Exchange {
+        serde_json::from_value(json!({
+            "seq": seq, "at_ms": seq, "method": "GET", "path": "/fhir/metadata", "headers": {},
+            "status": 200, "bytes": 0, "duration_ms": 0, "client_id": client
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn requests_without_a_client_count_for_every_client() {
+        let grouped = by_client(vec![exchange(1, None), exchange(2, Some("a")), exchange(3, Some("b"))]);
+        let seqs = |k: &str| grouped[k].iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs("a"), vec![1, 2]);
+        assert_eq!(seqs("b"), vec![1, 3]);
+        assert_eq!(seqs(""), vec![1]);
     }
 }
