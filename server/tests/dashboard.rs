@@ -333,3 +333,15 @@ async fn ten_thousand_exchanges_stalled_pages_never_block_and_memory_stays_bound
     assert_eq!(rows.last(), Some(&(EXCHANGES as u64)));
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_server_with_a_page_open_still_stops() {
+    let server = open_dashboard().await;
+    let mut events = Events::connect(&server).await;
+    events.until("ready").await;
+    // The page keeps its stream open; the server's graceful stop must end it, not wait for it.
+    let stopping = tokio::task::spawn_blocking(move || drop(server));
+    tokio::time::timeout(Duration::from_secs(30), stopping).await.expect("the server stops with a page open").unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(30), events.body.next()).await.expect("the stream ends");
+    assert!(!matches!(ended, Some(Ok(ref chunk)) if !chunk.is_empty()), "no more events: {ended:?}");
+}
