@@ -1,5 +1,6 @@
 //! `bulkmock serve`: flags, bind, Ctrl-C, and the banner.
 
+mod live_checks;
 mod scenario;
 
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <secret>` on admin requests.
     #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
     admin_token: Option<String>,
+    /// Do not serve the live dashboard (`/_dashboard`, loopback callers only unless --admin-any-host).
+    #[arg(long, env = "BULKMOCK_NO_DASHBOARD")]
+    no_dashboard: bool,
     /// Accept kick-offs without `Accept: application/fhir+json` or `Prefer:
     /// respond-async`, as lenient servers do (by default they get 400).
     #[arg(long, env = "BULKMOCK_LENIENT_HEADERS")]
@@ -307,6 +311,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 any_host: args.admin_any_host,
                 token: args.admin_token.clone(),
             },
+            dashboard: !args.no_dashboard,
             limits: bulkmock_server::limits::Limits {
                 token_body_bytes: args.max_token_body,
                 kickoff_body_bytes: args.max_body,
@@ -332,12 +337,16 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         };
         let state = AppState::new(config, &format!("{scheme}://{addr}")).map_err(|e| e.to_string())?;
         let demo = if args.open { None } else { Some(register_clients(&state, &args)?) };
+        let dashboard = live_checks::install(&state)?;
         let source = match &args.data {
             Some(dir) => format!("NDJSON files in {} ({} patients)", dir.display(), state.source.patient_count()),
             None => format!("synthetic, {} patients, seed {}, {} density", args.patients, args.seed, args.density),
         };
         println!("bulkmock serving FHIR Bulk Data on {scheme}://{addr}");
         println!("  FHIR base:  {}", state.fhir_base);
+        if let Some(line) = &dashboard {
+            println!("{line}");
+        }
         for line in tls.iter().flat_map(|(_, lines)| lines) {
             println!("{line}");
         }

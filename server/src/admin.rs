@@ -48,7 +48,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The refusal, if any: loopback only (unless configured otherwise) and the bearer secret when one is set.
-fn refused(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refused(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let admin = &state.config.admin;
     if !admin.any_host && !peer.ip().is_loopback() {
         return Some(error(StatusCode::FORBIDDEN, "the admin API answers loopback callers only"));

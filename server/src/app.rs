@@ -49,6 +49,8 @@ pub struct AppState {
     pub captured: crate::capture::ResponseLog,
     /// The upstream when this server is a proxy (`bulkmock proxy`), else `None`.
     pub proxy: Option<Arc<crate::proxy::Upstream>>,
+    /// The live dashboard's hooks (`/_dashboard`, when `config.dashboard`).
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 impl AppState {
@@ -110,6 +112,7 @@ impl AppState {
             revisions,
             created_groups: Default::default(),
             captured: Default::default(),
+            dashboard: Default::default(),
             fhir_base,
             auth,
             proxy,
@@ -225,6 +228,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     if admin_enabled {
         app = app.nest("/_admin", crate::admin::router(Arc::clone(&state)));
     }
+    if state.config.dashboard {
+        app = app.nest("/_dashboard", crate::dashboard::router(Arc::clone(&state)));
+    }
     let inner = app.with_state(Arc::clone(&state));
     // Profile URLs are rewritten before routing, so the outer router only has a fallback.
     Router::new()
@@ -245,6 +251,12 @@ pub async fn serve(
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
     let limits = state.config.limits.clone();
     let tls = state.config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
+    // Dashboard event streams never end on their own: they end as the server stops.
+    let dashboard = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown.await;
+        dashboard.dashboard.stop();
+    };
     crate::conn::run(listener, router(state), &limits, tls, shutdown).await;
     Ok(())
 }

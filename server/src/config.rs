@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub transcript_file: Option<PathBuf>,
     /// The admin API (`/_admin/...`); off unless enabled.
     pub admin: AdminConfig,
+    /// The live dashboard (`/_dashboard`), guarded as the admin API is
+    /// (loopback unless `admin.any_host`, the admin secret when set). Off by
+    /// default; `bulkmock serve` turns it on.
+    pub dashboard: bool,
     /// Count a job's files before answering its kick-off, so a job with no
     /// duration is complete at its first poll (deterministic harness runs;
     /// slower kick-offs for large exports).
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             faults: crate::faults::FaultPlan::default(),
             transcript_file: None,
             admin: AdminConfig::default(),
+            dashboard: false,
             count_before_accepting: false,
             limits: crate::limits::Limits::default(),
             file_digests: false,

@@ -142,6 +142,11 @@ impl MockServerBuilder {
         self.config.admin.enabled = true;
         self
     }
+    /// Serves the live dashboard (`/_dashboard`) to loopback callers.
+    pub fn dashboard(mut self) -> Self {
+        self.config.dashboard = true;
+        self
+    }
     /// Counts a job's files before answering its kick-off: a job with no
     /// duration is then complete at its first poll, whatever the timing.
     pub fn count_before_accepting(mut self) -> Self {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod capture;
 pub mod config;
 mod conn;
+pub mod dashboard;
 pub mod data;
 pub mod error;
 pub mod export;

@@ -97,12 +97,34 @@ struct Entry {
     bytes: Arc<AtomicU64>,
 }
 
+/// What the transcript tells its subscribers (the dashboard), as it happens.
+#[derive(Debug, Clone)]
+pub enum TranscriptEvent {
+    /// An exchange's response headers left; its body may still be streaming.
+    Started(Arc<Exchange>),
+    /// The body of exchange `seq` is done: `bytes` were handed to the connection.
+    Finished {
+        /// The exchange.
+        seq: u64,
+        /// Body bytes sent in all.
+        bytes: u64,
+    },
+    /// The transcript was cleared.
+    Cleared,
+}
+
+/// Events a subscriber may fall behind by before it loses the oldest ones
+/// (the broadcast channel's capacity: what bounds the server's memory for a
+/// slow or stalled subscriber).
+pub const EVENT_CAPACITY: usize = 1024;
+
 /// The transcript of one server.
 pub struct Transcript {
     entries: Mutex<Vec<Entry>>,
     next: AtomicU64,
     started: Instant,
     live: Option<Mutex<std::fs::File>>,
+    events: tokio::sync::broadcast::Sender<TranscriptEvent>,
 }
 
 /// A short, stable fingerprint of a secret: enough to tell two apart, useless to an attacker.
@@ -119,6 +141,25 @@ impl Transcript {
             next: AtomicU64::new(1),
             started: Instant::now(),
             live: live.map(Mutex::new),
+            events: tokio::sync::broadcast::channel(EVENT_CAPACITY).0,
+        }
+    }
+
+    /// Every event from now on. Sending never waits: a receiver more than
+    /// [`EVENT_CAPACITY`] events behind loses the oldest ones (`Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TranscriptEvent> {
+        self.events.subscribe()
+    }
+
+    /// Events queued for the slowest subscriber (at most [`EVENT_CAPACITY`]).
+    pub fn queued_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Sends `event` when someone listens (no clone, no lock otherwise).
+    fn announce(&self, event: impl FnOnce() -> TranscriptEvent) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
         }
     }
 
@@ -132,6 +173,7 @@ impl Transcript {
     pub fn record(&self, mut exchange: Exchange, bytes: Arc<AtomicU64>) -> u64 {
         exchange.seq = self.next.fetch_add(1, Ordering::Relaxed);
         let seq = exchange.seq;
+        self.announce(|| TranscriptEvent::Started(Arc::new(exchange.clone())));
         self.entries.lock().expect("transcript").push(Entry { exchange, bytes });
         seq
     }
@@ -139,7 +181,10 @@ impl Transcript {
     /// The body of exchange `seq` is done (sent, failed or abandoned): writes
     /// its line, with the bytes actually sent, to the live transcript file.
     pub fn finish(&self, seq: u64) {
-        let Some(live) = &self.live else { return };
+        let listening = self.events.receiver_count() > 0;
+        if self.live.is_none() && !listening {
+            return;
+        }
         let exchange = self
             .entries
             .lock()
@@ -148,6 +193,10 @@ impl Transcript {
             .rev()
             .find(|e| e.exchange.seq == seq)
             .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() });
+        if listening && let Some(e) = &exchange {
+            let _ = self.events.send(TranscriptEvent::Finished { seq, bytes: e.bytes });
+        }
+        let Some(live) = &self.live else { return };
         if let Some(exchange) = exchange
             && let Ok(mut line) = serde_json::to_vec(&exchange)
         {
@@ -159,6 +208,11 @@ impl Transcript {
     /// Number of requests recorded so far (cheap: no copy).
     pub fn count(&self) -> u64 {
         self.next.load(Ordering::Relaxed) - 1
+    }
+
+    /// Exchanges kept now: [`count`](Self::count) less those cleared.
+    pub fn kept(&self) -> usize {
+        self.entries.lock().expect("transcript").len()
     }
 
     /// Every exchange so far, in order of arrival.
@@ -177,5 +231,19 @@ impl Transcript {
     /// Forgets every exchange.
     pub fn clear(&self) {
         self.entries.lock().expect("transcript").clear();
+        self.announce(|| TranscriptEvent::Cleared);
+    }
+
+    /// The latest `n` exchanges, in order of arrival (what a dashboard shows on connecting).
+    pub fn latest(&self, n: usize) -> Vec<Exchange> {
+        let entries = self.entries.lock().expect("transcript");
+        let mut out: Vec<Exchange> = entries
+            .iter()
+            .rev()
+            .take(n)
+            .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() })
+            .collect();
+        out.sort_by_key(|e| e.seq);
+        out
     }
 }

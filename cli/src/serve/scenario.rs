@@ -41,6 +41,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
             any_host: args.admin_any_host,
             token: args.admin_token.clone(),
         };
+        config.dashboard = !args.no_dashboard;
         // HTTPS (`tls = true` or --tls): the state folder's local CA, which the client can keep trusting.
         let tls = super::tls_identity(&args, case.scenario.server.tls)?;
         config.tls = tls.as_ref().map(|(identity, _)| identity.clone());
@@ -54,10 +55,20 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let variables_path = dir.join("variables.json");
         std::fs::write(&variables_path, variables + "\n")
             .map_err(|e| format!("cannot write {}: {e}", variables_path.display()))?;
+        let dashboard = super::live_checks::install(&state)?;
+        state.dashboard.set_scenario(serde_json::json!({
+            "id": case.id,
+            "title": case.scenario.title,
+            "description": case.scenario.description,
+            "requirements": case.scenario.requirements,
+            "faults": case.scenario.faults,
+            "expect": case.scenario.expect,
+            "client": case.scenario.client,
+        }));
         let base = JudgeFile::new(&case.id, args.seed, &state, &ctx.client_id);
         base.write(&judge_path)?;
         let tls_lines = tls.map(|(_, lines)| lines).unwrap_or_default();
-        banner(&case, &file, &ctx, &state, &transcript, &judge_path, args.admin, &tls_lines);
+        banner(&case, &file, &ctx, &state, &transcript, &judge_path, args.admin, &tls_lines, dashboard.as_deref());
         let watcher = tokio::spawn(record::keep_written(state.clone(), base.clone(), judge_path.clone()));
         let grace = args.shutdown_grace;
         let served = serve_with_grace(listener, state.clone(), super::stop_signal(grace), grace).await;
@@ -78,11 +89,15 @@ fn banner(
     judge_path: &Path,
     admin: bool,
     tls_lines: &[String],
+    dashboard: Option<&str>,
 ) {
     let var = |name: &str| ctx.variables.get(name).cloned().unwrap_or_default();
     println!("bulkmock serving scenario case {} on {}", case.id, state.origin());
     println!("  title:      {}", case.scenario.title);
     println!("  FHIR base:  {}", state.fhir_base);
+    if let Some(line) = dashboard {
+        println!("{line}");
+    }
     for line in tls_lines {
         println!("{line}");
     }

@@ -125,6 +125,13 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<Arc<Client>> {
         self.clients.read().expect("registry").get(id).cloned()
     }
+
+    /// Every registered client, by id.
+    pub fn list(&self) -> Vec<Arc<Client>> {
+        let mut clients: Vec<Arc<Client>> = self.clients.read().expect("registry").values().cloned().collect();
+        clients.sort_by(|a, b| a.id.cmp(&b.id));
+        clients
+    }
 }
 
 /// A fault profile: a plan (`{"fault": [...]}`) or a list of rules, validated.

@@ -55,6 +55,9 @@ pub struct RuleStatus {
     pub fired: u64,
     /// Whether `times` has retired it.
     pub retired: bool,
+    /// Switched off (the dashboard's toggle): kept with its counters, never matched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 struct Inner {
@@ -99,7 +102,7 @@ impl FaultEngine {
         let mut inner = self.inner.lock().expect("faults");
         let id = inner.next_id;
         inner.next_id += 1;
-        inner.rules.push(RuleStatus { id, rule, matched: 0, fired: 0, retired: false });
+        inner.rules.push(RuleStatus { id, rule, matched: 0, fired: 0, retired: false, disabled: false });
         id
     }
 
@@ -109,6 +112,18 @@ impl FaultEngine {
         let before = inner.rules.len();
         inner.rules.retain(|r| r.id != id);
         inner.rules.len() != before
+    }
+
+    /// Switches a rule on or off; false when there is none with that id.
+    pub fn set_enabled(&self, id: u64, enabled: bool) -> bool {
+        let mut inner = self.inner.lock().expect("faults");
+        match inner.rules.iter_mut().find(|r| r.id == id) {
+            Some(rule) => {
+                rule.disabled = !enabled;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes every rule and restarts the generator from the seed.
@@ -131,7 +146,7 @@ impl FaultEngine {
         let Inner { rules, rng, .. } = &mut *inner;
         for status in rules.iter_mut() {
             let rule = &status.rule;
-            if status.retired || rule.on != target || !matches(rule, facts) {
+            if status.retired || status.disabled || rule.on != target || !matches(rule, facts) {
                 continue;
             }
             status.matched += 1;
@@ -193,6 +208,18 @@ mod tests {
         assert_eq!(fired, vec![true, true, false, false]);
         assert!(engine.check(&facts(Target::File)).is_none());
         assert!(engine.list()[0].retired);
+    }
+
+    #[test]
+    fn a_disabled_rule_is_skipped_until_enabled_again() {
+        let engine = FaultEngine::new(FaultPlan::default(), 1);
+        let id = engine.add(FaultRule::new(Target::Status, status_fault()));
+        assert!(engine.set_enabled(id, false));
+        assert!(engine.check(&facts(Target::Status)).is_none());
+        assert_eq!(engine.list()[0].matched, 0, "a disabled rule does not count");
+        assert!(engine.set_enabled(id, true));
+        assert!(engine.check(&facts(Target::Status)).is_some());
+        assert!(!engine.set_enabled(id + 1, false));
     }
 
     #[test]
