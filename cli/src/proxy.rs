@@ -56,6 +56,10 @@ pub struct ProxyArgs {
     /// Require `Authorization: Bearer <token>` on admin requests.
     #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
     admin_token: Option<String>,
+    /// Do not serve the live dashboard (`/_dashboard`: the timeline of proxied
+    /// exchanges and the fault plan; loopback callers only unless --admin-any-host).
+    #[arg(long, env = "BULKMOCK_NO_DASHBOARD")]
+    no_dashboard: bool,
     /// On Ctrl-C or SIGTERM: stop accepting, let requests in flight finish this long, then cut them.
     #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::serve::parse_duration)]
     shutdown_grace: std::time::Duration,
@@ -111,6 +115,7 @@ pub fn run(args: ProxyArgs) -> Result<(), String> {
                 token: args.admin_token.clone(),
             },
             tls: tls.as_ref().map(|(identity, _)| identity.clone()),
+            dashboard: !args.no_dashboard,
             ..ServerConfig::default()
         };
         let proxy_config = ProxyConfig {
@@ -139,6 +144,12 @@ pub fn run(args: ProxyArgs) -> Result<(), String> {
         }
         if args.admin {
             println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());
+        }
+        if state.config.dashboard {
+            // No live checks here: no token request passes a proxy; judge with `bulkmock judge --proxy-record`.
+            let secret = if args.admin_token.is_some() { "?secret=<admin token> (once)" } else { "" };
+            let who = if args.admin_any_host { "any host" } else { "loopback only" };
+            println!("  dashboard:  {}/_dashboard{secret}  ({who}; --no-dashboard turns it off)", state.origin());
         }
         println!("Press Ctrl-C to stop.");
         let grace = args.shutdown_grace;

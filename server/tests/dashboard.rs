@@ -345,3 +345,43 @@ async fn a_server_with_a_page_open_still_stops() {
     let ended = tokio::time::timeout(Duration::from_secs(30), events.body.next()).await.expect("the stream ends");
     assert!(!matches!(ended, Some(Ok(ref chunk)) if !chunk.is_empty()), "no more events: {ended:?}");
 }
+
+/// `bulkmock proxy` serves the dashboard too: the proxied exchanges stream in
+/// as they pass, with the fault that fired; a rule added through the page acts
+/// on the next proxied request; there are no live checks (no token request
+/// passes a proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_serves_the_dashboard_over_its_proxied_exchanges() {
+    use std::sync::Arc;
+
+    use bulkmock_server::proxy::{self, ProxyConfig};
+
+    let upstream = MockServer::builder().open().patients(1).start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let config = ProxyConfig { upstream: upstream.fhir_base().to_string(), ..ProxyConfig::default() };
+    let state = proxy::state(ServerConfig { dashboard: true, ..ServerConfig::default() }, &origin, &config).unwrap();
+    tokio::spawn(proxy::serve(listener, Arc::clone(&state), std::future::pending()));
+    let base = format!("{origin}/_dashboard");
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&base).send().await.unwrap().status(), 200);
+
+    let mut events = {
+        let response = http.get(format!("{base}/events")).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Events { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+    };
+    events.until("ready").await;
+    let rule = "[[fault]]\non = \"metadata\"\nfault = { kind = \"respond\", status = 503, body = \"transient\" }\n";
+    let added =
+        http.post(format!("{base}/api/faults")).header("x-bulkmock-dashboard", "1").body(rule).send().await.unwrap();
+    assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
+    let answer = http.get(format!("{}/metadata", state.fhir_base)).send().await.unwrap();
+    assert_eq!(answer.status(), 503, "the rule added through the page acts on the proxied request");
+    let seen = events.until("exchange").await;
+    let (_, exchange) = seen.last().unwrap();
+    assert!(exchange.to_string().contains("/fhir/metadata"), "{exchange}");
+    assert!(exchange.to_string().contains("metadata#"), "the fault that fired: {exchange}");
+    let checks: Value = http.get(format!("{base}/api/checks")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(checks["available"], false, "no live checks on a proxy");
+}

@@ -159,7 +159,7 @@ pub fn state(mut config: ServerConfig, origin: &str, proxy: &ProxyConfig) -> Res
 }
 
 /// The proxy's router: the classification and fault layers around the
-/// forwarding handler, the admin API (when enabled) beside them.
+/// forwarding handler, the admin API and the dashboard (when enabled) beside them.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .fallback(forward::forward)
@@ -167,6 +167,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), classify::layer));
     if state.config.admin.enabled {
         app = app.nest("/_admin", crate::admin::router(Arc::clone(&state)));
+    }
+    if state.config.dashboard {
+        app = app.nest("/_dashboard", crate::dashboard::router(Arc::clone(&state)));
     }
     app.with_state(state)
 }
@@ -180,6 +183,12 @@ pub async fn serve(
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
     let limits = state.config.limits.clone();
     let tls = state.config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
+    // Dashboard event streams end as the proxy stops.
+    let dashboard = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown.await;
+        dashboard.dashboard.stop();
+    };
     crate::conn::run(listener, router(state), &limits, tls, shutdown).await;
     Ok(())
 }
