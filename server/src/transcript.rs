@@ -118,9 +118,14 @@ pub enum TranscriptEvent {
 /// slow or stalled subscriber).
 pub const EVENT_CAPACITY: usize = 1024;
 
+/// Exchanges a transcript keeps in memory: the latest ones, the oldest
+/// forgotten beyond it, so a server that runs for days stays bounded (about
+/// 1 KB an exchange). The live file (`--transcript`) keeps every one.
+pub const KEPT_EXCHANGES: usize = 50_000;
+
 /// The transcript of one server.
 pub struct Transcript {
-    entries: Mutex<Vec<Entry>>,
+    entries: Mutex<std::collections::VecDeque<Entry>>,
     next: AtomicU64,
     started: Instant,
     live: Option<Mutex<std::fs::File>>,
@@ -137,7 +142,7 @@ impl Transcript {
     /// An empty transcript; `live` receives every exchange as an NDJSON line.
     pub fn new(live: Option<std::fs::File>) -> Self {
         Transcript {
-            entries: Mutex::new(Vec::new()),
+            entries: Mutex::new(std::collections::VecDeque::new()),
             next: AtomicU64::new(1),
             started: Instant::now(),
             live: live.map(Mutex::new),
@@ -174,7 +179,11 @@ impl Transcript {
         exchange.seq = self.next.fetch_add(1, Ordering::Relaxed);
         let seq = exchange.seq;
         self.announce(|| TranscriptEvent::Started(Arc::new(exchange.clone())));
-        self.entries.lock().expect("transcript").push(Entry { exchange, bytes });
+        let mut entries = self.entries.lock().expect("transcript");
+        if entries.len() == KEPT_EXCHANGES {
+            entries.pop_front();
+        }
+        entries.push_back(Entry { exchange, bytes });
         seq
     }
 
@@ -210,12 +219,12 @@ impl Transcript {
         self.next.load(Ordering::Relaxed) - 1
     }
 
-    /// Exchanges kept now: [`count`](Self::count) less those cleared.
+    /// Exchanges kept now: [`count`](Self::count) less those cleared, at most [`KEPT_EXCHANGES`].
     pub fn kept(&self) -> usize {
         self.entries.lock().expect("transcript").len()
     }
 
-    /// Every exchange so far, in order of arrival.
+    /// Every exchange kept (the latest [`KEPT_EXCHANGES`]), in order of arrival.
     pub fn exchanges(&self) -> Vec<Exchange> {
         let mut out: Vec<Exchange> = self
             .entries
@@ -245,5 +254,31 @@ impl Transcript {
             .collect();
         out.sort_by_key(|e| e.seq);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange() -> Exchange {
+        serde_json::from_value(serde_json::json!({
+            "seq": 0, "at_ms": 0, "method": "GET", "path": "/fhir/metadata", "headers": {},
+            "status": 200, "bytes": 0, "duration_ms": 0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_long_run_keeps_the_latest_exchanges_only() {
+        let transcript = Transcript::new(None);
+        for _ in 0..KEPT_EXCHANGES + 5 {
+            transcript.record(exchange(), Arc::default());
+        }
+        assert_eq!(transcript.count(), KEPT_EXCHANGES as u64 + 5, "every request is counted");
+        assert_eq!(transcript.kept(), KEPT_EXCHANGES);
+        let kept = transcript.exchanges();
+        assert_eq!((kept[0].seq, kept.last().unwrap().seq), (6, KEPT_EXCHANGES as u64 + 5), "the oldest went");
+        assert_eq!(transcript.latest(2).iter().map(|e| e.seq).collect::<Vec<_>>(), [50_004, 50_005]);
     }
 }
