@@ -380,3 +380,27 @@ async fn faults_on_a_chunked_body_act_or_say_they_did_not() {
         assert!(why.contains(expected), "{fault:?}: {why}");
     }
 }
+
+/// `gzip mode = "corrupt"` on a gzip body of unknown length flips 16 bytes at
+/// the documented offset inside the deflate data (1 KiB past the gzip
+/// header), never the header: the body keeps its length and fails to decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_gzip_of_unknown_length_flips_deflate_data_not_the_header() {
+    use bulkmock_server::Fault;
+    use bulkmock_server::faults::model::GzipMode;
+    let upstream = chunked_upstream().await;
+    let (base, state) = start_proxy_for(&upstream, None).await;
+    state.faults.add(file_rule(Fault::Gzip { mode: GzipMode::Corrupt }));
+    let http = reqwest::Client::new();
+    let (status, headers, body, clean) = get_all(&http, &format!("{base}/bulkfiles/j/gz.Patient.ndjson")).await;
+    assert_eq!((status, clean), (200, true));
+    assert_eq!(headers["content-encoding"], "gzip");
+    let original = gzip_bytes(&patient_lines(4000));
+    assert_eq!(body.len(), original.len(), "the length is kept");
+    let differs: Vec<usize> = (0..body.len()).filter(|&i| body[i] != original[i]).collect();
+    assert_eq!(differs, (10 + 1024..10 + 1024 + 16).collect::<Vec<_>>(), "16 bytes, 1 KiB into the deflate data");
+    use std::io::Read;
+    assert!(flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut Vec::new()).is_err(), "it fails to decode");
+    let e = &file_exchanges(&state)[0];
+    assert!(e.fault.is_some() && e.fault_not_applied.is_none(), "fired: {e:?}");
+}

@@ -422,6 +422,9 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
             request.headers_mut().remove(header::RANGE);
             let response = next.run(request).await;
+            if let Some(why) = not_gzip(&response) {
+                return not_applied(response, why);
+            }
             match mode {
                 GzipMode::NoHeader => {
                     let (mut parts, body) = response.into_parts();
@@ -575,6 +578,17 @@ fn no_lines(response: &Response) -> Option<String> {
     let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
     (!encoding.eq_ignore_ascii_case("identity"))
         .then(|| format!("truncate at a line end needs an unencoded body, this one is {encoding}: sent untouched"))
+}
+
+/// Why a `gzip` fault cannot act on `response`: its body is not gzip-encoded
+/// (an error answer, or an upstream that ignored `Accept-Encoding`).
+fn not_gzip(response: &Response) -> Option<String> {
+    let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let gzip = encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip");
+    (!gzip).then(|| {
+        let status = response.status().as_u16();
+        format!("gzip needs a gzip-encoded body, this {status} answer is {encoding}: sent untouched")
+    })
 }
 
 /// The length of a response's (encoded) body, when it is known before sending.

@@ -24,10 +24,29 @@ fn with_length(response: Response) -> (axum::http::response::Parts, Body, Option
     (parts, body, len)
 }
 
-/// Flips bytes in the middle of the (compressed) body, keeping its length.
+/// How many bytes `corrupt` flips.
+const CORRUPT_SPAN: usize = 16;
+
+/// Where `corrupt` flips bytes in a gzip body of unknown length: this far into
+/// the deflate data, past the gzip header and its optional fields.
+pub const CORRUPT_INTO_DEFLATE: usize = 1024;
+
+/// The gzip trailer (CRC-32 and size), never flipped on a body of unknown length.
+const GZIP_TRAILER: usize = 8;
+
+/// Flips 16 compressed bytes, keeping the body's length: in the middle of a
+/// body of known length; in a body of unknown length (chunked), 1 KiB
+/// ([`CORRUPT_INTO_DEFLATE`]) into the deflate data, or in the middle of the
+/// deflate data of a body that ends sooner (the body's first bytes are held
+/// until one of the two is known: at most that KiB past the header, and the
+/// chunk in hand). A body too short for any deflate data goes out untouched,
+/// recorded as not applied.
 pub(super) fn corrupt(response: Response) -> Response {
-    let (parts, body, len) = with_length(response);
-    let len = len.unwrap_or(0);
+    let (mut parts, body, len) = with_length(response);
+    let Some(len) = len else {
+        let unacted = Unacted::on(&mut parts);
+        return Response::from_parts(parts, Body::from_stream(corrupt_unknown(body, unacted)));
+    };
     let target = len / 2;
     let mut offset = 0u64;
     let stream = body.into_data_stream().map(move |chunk| {
@@ -37,9 +56,7 @@ pub(super) fn corrupt(response: Response) -> Response {
             if (start..offset).contains(&target) {
                 let mut owned = bytes.to_vec();
                 let at = (target - start) as usize;
-                for b in owned.iter_mut().skip(at).take(16) {
-                    *b ^= 0x5a;
-                }
+                flip(&mut owned[at..]);
                 Bytes::from(owned)
             } else {
                 bytes
@@ -47,6 +64,88 @@ pub(super) fn corrupt(response: Response) -> Response {
         })
     });
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Flips the first [`CORRUPT_SPAN`] bytes of `bytes` (fewer when it is shorter).
+fn flip(bytes: &mut [u8]) {
+    for b in bytes.iter_mut().take(CORRUPT_SPAN) {
+        *b ^= 0x5a;
+    }
+}
+
+/// The length of a gzip member's header (RFC 1952 2.3: 10 bytes, then the
+/// optional extra field, name, comment and header CRC its flags announce), or
+/// `None` while `bytes` do not hold it all yet. Bytes that are not gzip are
+/// taken for a 10-byte header.
+fn gzip_header_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 10 {
+        return None;
+    }
+    if bytes[..2] != [0x1f, 0x8b] {
+        return Some(10);
+    }
+    let flags = bytes[3];
+    let mut at = 10;
+    if flags & 0x04 != 0 {
+        let extra = u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]) as usize;
+        at += 2 + extra;
+    }
+    for flag in [0x08, 0x10] {
+        if flags & flag != 0 {
+            at += bytes.get(at..)?.iter().position(|&b| b == 0)? + 1;
+        }
+    }
+    if flags & 0x02 != 0 {
+        at += 2;
+    }
+    (bytes.len() >= at).then_some(at)
+}
+
+/// [`corrupt`] on a body of unknown length.
+fn corrupt_unknown(
+    body: Body,
+    unacted: Unacted,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    // `held` is `Some` until the flip is placed, then the rest passes.
+    futures_util::stream::unfold((body.into_data_stream(), Some(Vec::new())), move |(mut data, held)| {
+        let unacted = unacted.clone();
+        async move {
+            let Some(mut held) = held else {
+                let chunk = data.next().await?;
+                return Some((chunk.map_err(std::io::Error::other), (data, None)));
+            };
+            loop {
+                match data.next().await {
+                    Some(Ok(bytes)) => {
+                        held.extend_from_slice(&bytes);
+                        if let Some(header) = gzip_header_len(&held)
+                            && held.len() >= header + CORRUPT_INTO_DEFLATE + CORRUPT_SPAN + GZIP_TRAILER
+                        {
+                            flip(&mut held[header + CORRUPT_INTO_DEFLATE..]);
+                            return Some((Ok(Bytes::from(held)), (data, None)));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(std::io::Error::other(e)), (data, None))),
+                    None => {
+                        // The body ended within the first KiB: the middle of its deflate data.
+                        let header = gzip_header_len(&held).unwrap_or(held.len());
+                        let deflate = held.len().saturating_sub(header + GZIP_TRAILER);
+                        if deflate == 0 {
+                            unacted.set(format!(
+                                "gzip corrupt found no deflate data in a {}-byte body: sent untouched",
+                                held.len()
+                            ));
+                        } else {
+                            let span = deflate.min(CORRUPT_SPAN);
+                            let at = header + (deflate - span) / 2;
+                            flip(&mut held[at..at + span]);
+                        }
+                        return (!held.is_empty()).then(|| (Ok(Bytes::from(held)), (data, None)));
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Where a cut falls in a body.
