@@ -404,3 +404,58 @@ async fn corrupt_gzip_of_unknown_length_flips_deflate_data_not_the_header() {
     let e = &file_exchanges(&state)[0];
     assert!(e.fault.is_some() && e.fault_not_applied.is_none(), "fired: {e:?}");
 }
+/// An upstream that answers the first request on each connection (keep-alive)
+/// and closes the connection on the next one without answering, as a server
+/// whose keep-alive timeout ran out just as a pooled connection was reused.
+/// Its FHIR base.
+async fn closing_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = 0;
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if answered == 1 {
+                            return; // closed without an answer
+                        }
+                        let body = "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n";
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/fhir+ndjson\r\ncontent-length: {}\r\n\
+                             connection: keep-alive\r\n\r\n{body}",
+                            body.len()
+                        );
+                        socket.write_all(answer.as_bytes()).await.unwrap();
+                        answered += 1;
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
+/// A pooled connection the upstream closed as the request went out is not a
+/// 502: a GET without a body is sent once more, on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pooled_connection_is_retried_once_for_a_get() {
+    let upstream = closing_upstream().await;
+    let (base, _state) = start_proxy_for(&upstream, None).await;
+    let http = reqwest::Client::new();
+    for n in 0..3 {
+        let r = http.get(format!("{base}/bulkfiles/j/{n}.Patient.ndjson")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {n}: {:?}", r.text().await);
+        assert_eq!(r.text().await.unwrap(), "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n");
+    }
+}
