@@ -259,14 +259,16 @@ pub(super) fn cut(response: Response, at: CutAt) -> Response {
                     let Some(keep) = keep else {
                         return Some((Ok(chunk), (data, end, Phase::Passing)));
                     };
-                    let next = if keep < chunk.len() {
-                        Phase::Cutting
-                    } else if total.is_some_and(|t| end >= t) {
-                        // The cut falls at the end of the body: nothing to cut.
-                        unacted.set(why(end));
-                        Phase::Through
-                    } else {
-                        Phase::AtEdge
+                    let next = match total {
+                        _ if keep < chunk.len() => Phase::Cutting,
+                        Some(t) if end >= t => {
+                            // The cut falls at the end of the body: nothing to cut.
+                            unacted.set(why(end));
+                            Phase::Through
+                        }
+                        // More is announced: cut without waiting for it.
+                        Some(_) => Phase::Cutting,
+                        None => Phase::AtEdge,
                     };
                     if keep == 0 {
                         phase = next;
