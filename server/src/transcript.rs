@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,22 @@ pub const RECORDED_HEADERS: &[&str] =
 struct Entry {
     exchange: Exchange,
     bytes: Arc<AtomicU64>,
+    /// Set by a body fault that found, while the body streamed, that it could not act.
+    unacted: Option<Arc<OnceLock<String>>>,
+}
+
+impl Entry {
+    /// The exchange as it stands: the bytes sent so far, and a fault that
+    /// turned out not to act recorded as not applied.
+    fn snapshot(&self) -> Exchange {
+        let mut exchange = Exchange { bytes: self.bytes.load(Ordering::Relaxed), ..self.exchange.clone() };
+        if let Some(why) = self.unacted.as_ref().and_then(|u| u.get())
+            && let Some(label) = exchange.fault.take()
+        {
+            exchange.fault_not_applied = Some(format!("{label}: {why}"));
+        }
+        exchange
+    }
 }
 
 /// What the transcript tells its subscribers (the dashboard), as it happens.
@@ -108,6 +124,9 @@ pub enum TranscriptEvent {
         seq: u64,
         /// Body bytes sent in all.
         bytes: u64,
+        /// Set when the exchange's fault found, while the body streamed, that
+        /// it could not act (the exchange then reads as not applied).
+        fault_not_applied: Option<String>,
     },
     /// The transcript was cleared.
     Cleared,
@@ -175,7 +194,19 @@ impl Transcript {
 
     /// Records an exchange whose body is still streaming; `bytes` is updated as
     /// it goes. Returns its sequence number for [`Transcript::finish`].
-    pub fn record(&self, mut exchange: Exchange, bytes: Arc<AtomicU64>) -> u64 {
+    pub fn record(&self, exchange: Exchange, bytes: Arc<AtomicU64>) -> u64 {
+        self.record_watched(exchange, bytes, None)
+    }
+
+    /// [`Transcript::record`], for an exchange whose fault may find only while
+    /// its body streams that it cannot act: when `unacted` is set (with why),
+    /// the exchange reads as not applied (`fault_not_applied`), never as fired.
+    pub fn record_watched(
+        &self,
+        mut exchange: Exchange,
+        bytes: Arc<AtomicU64>,
+        unacted: Option<Arc<OnceLock<String>>>,
+    ) -> u64 {
         exchange.seq = self.next.fetch_add(1, Ordering::Relaxed);
         let seq = exchange.seq;
         self.announce(|| TranscriptEvent::Started(Arc::new(exchange.clone())));
@@ -183,7 +214,7 @@ impl Transcript {
         if entries.len() == KEPT_EXCHANGES {
             entries.pop_front();
         }
-        entries.push_back(Entry { exchange, bytes });
+        entries.push_back(Entry { exchange, bytes, unacted });
         seq
     }
 
@@ -194,16 +225,14 @@ impl Transcript {
         if self.live.is_none() && !listening {
             return;
         }
-        let exchange = self
-            .entries
-            .lock()
-            .expect("transcript")
-            .iter()
-            .rev()
-            .find(|e| e.exchange.seq == seq)
-            .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() });
+        let exchange =
+            self.entries.lock().expect("transcript").iter().rev().find(|e| e.exchange.seq == seq).map(Entry::snapshot);
         if listening && let Some(e) = &exchange {
-            let _ = self.events.send(TranscriptEvent::Finished { seq, bytes: e.bytes });
+            let _ = self.events.send(TranscriptEvent::Finished {
+                seq,
+                bytes: e.bytes,
+                fault_not_applied: e.fault_not_applied.clone(),
+            });
         }
         let Some(live) = &self.live else { return };
         if let Some(exchange) = exchange
@@ -226,13 +255,7 @@ impl Transcript {
 
     /// Every exchange kept (the latest [`KEPT_EXCHANGES`]), in order of arrival.
     pub fn exchanges(&self) -> Vec<Exchange> {
-        let mut out: Vec<Exchange> = self
-            .entries
-            .lock()
-            .expect("transcript")
-            .iter()
-            .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() })
-            .collect();
+        let mut out: Vec<Exchange> = self.entries.lock().expect("transcript").iter().map(Entry::snapshot).collect();
         out.sort_by_key(|e| e.seq);
         out
     }
@@ -246,12 +269,7 @@ impl Transcript {
     /// The latest `n` exchanges, in order of arrival (what a dashboard shows on connecting).
     pub fn latest(&self, n: usize) -> Vec<Exchange> {
         let entries = self.entries.lock().expect("transcript");
-        let mut out: Vec<Exchange> = entries
-            .iter()
-            .rev()
-            .take(n)
-            .map(|e| Exchange { bytes: e.bytes.load(Ordering::Relaxed), ..e.exchange.clone() })
-            .collect();
+        let mut out: Vec<Exchange> = entries.iter().rev().take(n).map(Entry::snapshot).collect();
         out.sort_by_key(|e| e.seq);
         out
     }

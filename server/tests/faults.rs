@@ -1093,3 +1093,20 @@ async fn a_truncated_manifest_through_a_profile_base_arrives_cut() {
     let exchange = server.transcript().into_iter().find(|e| e.target == Some(Target::Status) && e.fault.is_some());
     assert!(exchange.is_some(), "the truncate fired");
 }
+
+/// A cut at a line end moves forward to the end of the line the offset falls
+/// in; when that line is the body's last, nothing is cut: the body goes out
+/// whole and the transcript says the rule did not apply, never that it fired.
+#[tokio::test]
+async fn a_cut_at_a_line_end_in_the_last_line_is_recorded_as_not_applied() {
+    let cut = Fault::Truncate { after_bytes: Some(10), fraction: None, at_line_end: true };
+    let server = MockServer::builder().open().patients(1).fault(rule(Target::File, cut).times(1)).start().await;
+    let (_, m) = manifest(&kickoff(&server, "$export", "_type=Patient").await).await;
+    let (headers, body) = raw_get(&m.output[0].url).await;
+    assert_eq!(body.len() as u64, content_length(&headers), "the one-line body goes out whole");
+    assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), 1);
+    let e = server.transcript().into_iter().find(|e| e.path.contains("/bulkfiles/")).unwrap();
+    assert_eq!(e.fault, None, "not fired: {e:?}");
+    let why = e.fault_not_applied.as_deref().expect("recorded as not applied");
+    assert!(why.contains("at the line end from byte 10"), "{why}");
+}

@@ -127,10 +127,17 @@
     }
   }
 
-  function finished(seq, bytes) {
+  function finished(seq, bytes, notApplied) {
     const row = rows.get(seq);
     if (!row) return;
     row._view.bytes = bytes;
+    if (notApplied) {
+      // The fault found only while the body streamed that it could not act.
+      row.classList.remove("faulted");
+      delete row.dataset.fault;
+      const fired = row.querySelector(".facts .fault");
+      if (fired) { fired.className = ""; fired.textContent = "fault matched, not applied: " + notApplied; }
+    }
     const b = row.querySelector(".bytes");
     if (b) b.textContent = "bytes " + bytes + (row._view.total !== null && row._view.total !== undefined ? " of " + row._view.total : "");
   }
@@ -338,7 +345,7 @@
       refreshState();
       refreshChecks();
     });
-    source.addEventListener("finished", ev => { const f = data(ev); finished(f.seq, f.bytes); refreshChecks(); });
+    source.addEventListener("finished", ev => { const f = data(ev); finished(f.seq, f.bytes, f.fault_not_applied); refreshChecks(); });
     source.addEventListener("cleared", () => { clearRows(); counters(); refreshChecks(); });
     source.addEventListener("lagged", ev => { missed += data(ev).missed; counters(); });
   }

@@ -43,7 +43,9 @@ pub async fn events(State(state): State<Arc<AppState>>) -> Sse<impl Stream<Item 
     let live = stream::unfold(receiver, |mut receiver| async move {
         let item = match receiver.recv().await {
             Ok(TranscriptEvent::Started(e)) => event("exchange", super::view::exchange(&e)),
-            Ok(TranscriptEvent::Finished { seq, bytes }) => event("finished", json!({"seq": seq, "bytes": bytes})),
+            Ok(TranscriptEvent::Finished { seq, bytes, fault_not_applied }) => {
+                event("finished", json!({"seq": seq, "bytes": bytes, "fault_not_applied": fault_not_applied}))
+            }
             Ok(TranscriptEvent::Cleared) => event("cleared", json!({})),
             Err(RecvError::Lagged(missed)) => event("lagged", json!({"missed": missed})),
             Err(RecvError::Closed) => return None,

@@ -16,7 +16,7 @@ use bulkmock_wire::IssueType;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::body::{corrupt, cut_at_line_end, drip, reset, stall, truncate};
+use super::body::{CutAt, Unacted, corrupt, cut, drip, reset, stall};
 use super::capability::{Issuer, cap_param, with_capabilities};
 use super::engine::{Fired, RequestFacts};
 use super::invariants::Deliberate;
@@ -129,7 +129,8 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     };
     exchange.duration_ms = started.elapsed().as_millis() as u64;
     let bytes = Arc::new(AtomicU64::new(0));
-    let seq = state.transcript.record(exchange, Arc::clone(&bytes));
+    let unacted = response.extensions().get::<Unacted>().map(|u| Arc::clone(&u.0));
+    let seq = state.transcript.record_watched(exchange, Arc::clone(&bytes), unacted);
     response.extensions_mut().insert(crate::capture::ExchangeSeq(seq));
     count_bytes(response, bytes, Finished { state, seq })
 }
@@ -316,13 +317,19 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
         Fault::Truncate { after_bytes, fraction, at_line_end } => {
             if at_line_end {
                 request.headers_mut().remove(header::ACCEPT_ENCODING);
-                let response = next.run(request).await;
-                return cut_at_line_end(response, after_bytes, fraction).await;
             }
             let response = next.run(request).await;
-            match after_bytes.and_then(|n| beyond_body(&response, n, "truncate")) {
-                Some(why) => not_applied(response, why),
-                None => truncate(response, after_bytes, fraction),
+            if at_line_end && let Some(why) = no_lines(&response) {
+                return not_applied(response, why);
+            }
+            let offset = match after_bytes {
+                Some(n) => Ok(n),
+                None => share_of_body(&response, fraction.unwrap_or(0.5), "truncate"),
+            };
+            match offset.and_then(|n| beyond_body(&response, n, "truncate").map_or(Ok(n), Err)) {
+                Err(why) => not_applied(response, why),
+                Ok(n) if at_line_end => cut(response, CutAt::LineEndFrom(n)),
+                Ok(n) => cut(response, CutAt::Byte(n)),
             }
         }
         Fault::InProgress { retry_after_s, progress } => {
@@ -415,6 +422,9 @@ async fn apply(state: &AppState, fault: Fault, count: u64, mut request: Request,
             request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
             request.headers_mut().remove(header::RANGE);
             let response = next.run(request).await;
+            if let Some(why) = not_gzip(&response) {
+                return not_applied(response, why);
+            }
             match mode {
                 GzipMode::NoHeader => {
                     let (mut parts, body) = response.into_parts();
@@ -558,6 +568,29 @@ pub(crate) fn not_applied(mut response: Response, why: String) -> Response {
     response
 }
 
+/// Why a cut at a line end cannot act on `response`: not a 200, or an encoded
+/// body (whose bytes are no lines). `None` when it can.
+fn no_lines(response: &Response) -> Option<String> {
+    if response.status() != StatusCode::OK {
+        let status = response.status().as_u16();
+        return Some(format!("truncate at a line end acts on a 200 body, not on this {status}: sent untouched"));
+    }
+    let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    (!encoding.eq_ignore_ascii_case("identity"))
+        .then(|| format!("truncate at a line end needs an unencoded body, this one is {encoding}: sent untouched"))
+}
+
+/// Why a `gzip` fault cannot act on `response`: its body is not gzip-encoded
+/// (an error answer, or an upstream that ignored `Accept-Encoding`).
+fn not_gzip(response: &Response) -> Option<String> {
+    let encoding = response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    let gzip = encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip");
+    (!gzip).then(|| {
+        let status = response.status().as_u16();
+        format!("gzip needs a gzip-encoded body, this {status} answer is {encoding}: sent untouched")
+    })
+}
+
 /// The length of a response's (encoded) body, when it is known before sending.
 fn body_len(response: &Response) -> Option<u64> {
     let declared = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -567,9 +600,11 @@ fn body_len(response: &Response) -> Option<u64> {
 /// The byte offset at `fraction` of the (encoded) body, or why there is none
 /// (a body whose length is not known before it is sent).
 fn share_of_body(response: &Response, fraction: f64, kind: &str) -> Result<u64, String> {
-    body_len(response)
-        .map(|len| (len as f64 * fraction) as u64)
-        .ok_or_else(|| format!("{kind} at a fraction needs a body of known length: sent untouched"))
+    body_len(response).map(|len| (len as f64 * fraction) as u64).ok_or_else(|| {
+        format!(
+            "{kind} at a fraction needs a body of known length (a Content-Length), this one is chunked: sent untouched"
+        )
+    })
 }
 
 /// Why a fault at byte `offset` cannot act on `response`: its (encoded) body

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bulkmock_wire::IssueType;
 use futures_util::StreamExt;
@@ -124,7 +124,20 @@ pub async fn forward(State(state): State<Arc<AppState>>, request: Request) -> Re
     } else if has_body {
         builder = builder.body(reqwest::Body::wrap_stream(body.into_data_stream()));
     }
-    let answer = match builder.send().await {
+    // A request without a body whose method is idempotent can be sent again.
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE);
+    let again = if idempotent && !has_body { builder.try_clone() } else { None };
+    let sent = match (builder.send().await, again) {
+        // Failed before any response, not at connecting (a pooled keep-alive
+        // connection the upstream closed as the request went out): once more,
+        // on a new connection.
+        (Err(e), Some(again)) if !e.is_connect() && !e.is_timeout() => {
+            tracing::debug!("upstream {} did not answer ({e}); sent once more", upstream.origin());
+            again.send().await
+        }
+        (sent, _) => sent,
+    };
+    let answer = match sent {
         Ok(answer) => answer,
         Err(e) => {
             tracing::warn!("upstream {} did not answer: {e}", upstream.origin());

@@ -29,6 +29,9 @@ use crate::app::AppState;
 use crate::config::ServerConfig;
 pub use faults::ProxyFaults;
 
+/// How long an idle connection to the upstream is kept for reuse.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// What the proxy forwards to.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyConfig {
@@ -84,6 +87,9 @@ impl Upstream {
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .connect_timeout(std::time::Duration::from_secs(10))
+                    // Shorter than common keep-alive timeouts (Node's and Apache's 5 s), so a
+                    // pooled connection is rarely one the upstream is closing.
+                    .pool_idle_timeout(POOL_IDLE)
             },
             roots,
         )

@@ -85,7 +85,11 @@ pub struct FileEntry {
     pub lines: u64,
     /// Whether the upstream body ended as announced (no upstream error).
     pub complete: bool,
-    /// Bytes the client received of it (fewer when a fault cut the body).
+    /// Bytes read from the upstream and handed on into the proxy's response
+    /// until the client's side was gone: not the bytes the client received (a
+    /// fault that cuts the body acts after this count, and chunks still in the
+    /// proxy's buffer when the client's side closed are counted). The
+    /// transcript's `bytes` is what the client was sent.
     pub forwarded: u64,
     /// The decoded body's file in the record's folder: the whole file, or of a
     /// body cut upstream or a range, what arrived (to be pieced together).
@@ -293,7 +297,7 @@ impl Digest {
     }
 
     /// The entry, once the upstream body ended (`complete`) or failed; `forwarded`
-    /// is how much of it reached the client.
+    /// is how much of it was handed on toward the client ([`FileEntry::forwarded`]).
     pub fn finish(mut self, complete: bool, forwarded: u64) -> FileEntry {
         if let Some(mut decoder) = self.gzip.take() {
             let _ = decoder.try_finish(); // a body cut short: its decoded start is kept all the same

@@ -100,6 +100,17 @@ mod tests {
     }
 
     #[test]
+    fn documents_other_than_metadata_are_rewritten_as_text() {
+        // docs/proxy.md: an OperationOutcome's diagnostics are rewritten too (the text, not fields).
+        let outcome = br#"{"issue":[{"diagnostics":"job http://ehr:80/fhir/s/1 failed; see http://other:80/x"}]}"#;
+        let out = String::from_utf8(map().document(outcome, false).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"issue":[{"diagnostics":"job http://127.0.0.1:9/fhir/s/1 failed; see http://other:80/x"}]}"#
+        );
+    }
+
+    #[test]
     fn documents_keep_their_authorization_endpoints() {
         let m = map();
         let discovery = br#"{"token_endpoint":"http://ehr:80/auth/token","issuer":"http://ehr:80/fhir"}"#;
