@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::wire::{Route, file_name, has_token, host_of, is_capability, request_header, response_header, route};
+use super::wire::{Route, file_name, has_token, host_of, is_capability, request_header, route, whole_body};
 use super::{Check, Finding, Input, Level};
 use crate::scenario::ExpectedOutcome;
 use bulkmock_server::Exchange;
@@ -118,13 +118,6 @@ fn accept_gzip(input: &Input) -> Finding {
     }
 }
 
-/// Whether an exchange delivered its whole body (the bytes sent equal its
-/// Content-Length). Whether those bytes were right is `output.matches_export`'s part.
-fn whole(e: &Exchange) -> bool {
-    matches!(e.status, 200 | 206)
-        && response_header(e, "content-length").and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n == e.bytes)
-}
-
 fn each_downloaded(input: &Input) -> Finding {
     let Some(job) = input.job else { return Finding::skip("no export was started") };
     if input.case.scenario.expect.outcome == ExpectedOutcome::FailCleanly {
@@ -147,7 +140,7 @@ fn each_downloaded(input: &Input) -> Finding {
     for name in &job.files {
         let of_file: Vec<&&Exchange> = requests.iter().filter(|e| file_name(e) == name).collect();
         // Whole: a full 200, or a 206 that completed the file after an earlier cut.
-        let complete = of_file.iter().any(|e| whole(e));
+        let complete = of_file.iter().any(|e| whole_body(e));
         if !complete {
             missing.push((name.as_str(), of_file.last().copied().copied()));
         }
@@ -172,7 +165,7 @@ fn no_needless_redownload(input: &Input) -> Finding {
         if let Some(first) = done.get(name) {
             return Finding::miss(format!("{name} was received whole, then requested again"), [*first, e]);
         }
-        if e.status == 200 && e.fault.is_none() && whole(e) && request_header(e, "range").is_none() {
+        if e.status == 200 && e.fault.is_none() && whole_body(e) && request_header(e, "range").is_none() {
             done.insert(name, e);
         }
     }
