@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bulkmock_harness::checks::JobFacts;
 use bulkmock_harness::report::{RunReport, terminal};
 use bulkmock_harness::runner::RunOptions;
 use bulkmock_harness::runner::judge::{self, CaseEvidence};
@@ -125,7 +126,12 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
         case: &case,
         exchanges,
         run,
-        job: file.job.clone(),
+        // A judge file of an older version does not say what the mock's manifest
+        // said of the token: the case's authorization setting decided it.
+        job: file.job.clone().map(|job| JobFacts {
+            requires_access_token: job.requires_access_token.or(Some(case.scenario.server.auth)),
+            ..job
+        }),
         expected: file.expected_lines(),
         out_dir: &args.out,
         fhir_base: &file.fhir_base,

@@ -591,3 +591,31 @@ fn files_sent_chunked_to_their_end_count_as_received_whole() {
         assert_eq!(e["body_end"], "complete", "{e}");
     }
 }
+
+/// The token rules on files follow the manifest the client got, not the
+/// scenario's `[server]` auth: an open upstream (`requiresAccessToken: false`)
+/// judged as a case whose mock has authorization on does not fail a client that
+/// fetched its files without a token.
+#[test]
+fn the_token_rule_on_files_follows_the_upstreams_manifest_not_the_scenario() {
+    let (dir, record, out, code) = chunked_export(Duration::ZERO);
+    let case = case_of("happy/system-export.toml", &[("alg", "RS384"), ("post", "false")]);
+    assert!(case.scenario.server.auth, "the scenario's mock has authorization on");
+    let t = record.with_file_name("proxy.ndjson");
+    let judged = judge(
+        &case,
+        &out,
+        code,
+        &["--transcript".as_ref(), t.as_os_str(), "--proxy-record".as_ref(), record.as_os_str()],
+        &dir.path().join("scenario.json"),
+    );
+    let checks = verdicts(&judged);
+    let (verdict, message) = &checks["files.token_when_required"];
+    assert_eq!(verdict, "skip", "{message}");
+    assert!(message.contains("requiresAccessToken: false"), "{message}");
+    assert_eq!(
+        checks["files.no_token_when_not_required"].0, "pass",
+        "{:?}",
+        checks["files.no_token_when_not_required"]
+    );
+}

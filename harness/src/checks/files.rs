@@ -66,9 +66,17 @@ fn own_file_requests<'a>(input: &'a Input) -> impl Iterator<Item = &'a Exchange>
     })
 }
 
+/// Why the token rules on files are not judged when the manifest's
+/// `requiresAccessToken` is unknown (the scenario's auth is no stand-in for it:
+/// through a proxy the upstream's manifest decides).
+const REQUIRES_TOKEN_UNKNOWN: &str =
+    "what the manifest said in requiresAccessToken is unknown (no manifest with it was seen): not judged";
+
 fn token_when_required(input: &Input) -> Finding {
-    if !input.auth() {
-        return Finding::skip("authorization is off: requiresAccessToken is false");
+    match input.requires_access_token() {
+        None => return Finding::skip(REQUIRES_TOKEN_UNKNOWN),
+        Some(false) => return Finding::skip("the manifest said requiresAccessToken: false"),
+        Some(true) => {}
     }
     let mut any = false;
     for e in own_file_requests(input).filter(|e| !is_capability(e)) {
@@ -86,7 +94,8 @@ fn token_when_required(input: &Input) -> Finding {
 fn no_token_when_not_required(input: &Input) -> Finding {
     let mut any = false;
     let capability_urls: Vec<&Exchange> = input.exchanges.iter().filter(|e| is_capability(e)).collect();
-    for e in capability_urls.iter().copied().chain(own_file_requests(input).filter(|_| !input.auth())) {
+    let not_required = input.requires_access_token() == Some(false);
+    for e in capability_urls.iter().copied().chain(own_file_requests(input).filter(|_| not_required)) {
         any = true;
         if has_token(e) {
             return Finding::miss(
@@ -95,7 +104,11 @@ fn no_token_when_not_required(input: &Input) -> Finding {
             );
         }
     }
-    if any { Finding::Pass } else { Finding::skip("every file required the token") }
+    match (any, input.requires_access_token()) {
+        (true, _) => Finding::Pass,
+        (false, None) => Finding::skip(REQUIRES_TOKEN_UNKNOWN),
+        (false, Some(_)) => Finding::skip("every file required the token"),
+    }
 }
 
 fn accept_gzip(input: &Input) -> Finding {

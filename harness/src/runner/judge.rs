@@ -217,6 +217,8 @@ pub fn expected_job(server: &AppState, client_id: &str) -> (Option<JobFacts>, Ve
         comma_joined: job.plan.comma_joined.clone(),
         beyond_type_filter: beyond_type_filter(&job, source, &contents),
         lenient_ignored: job.plan.notes.iter().map(|p| p.param.clone()).collect(),
+        // The mock's manifests say what its authorization setting is (`routes/status.rs`).
+        requires_access_token: Some(!server.config.open),
     };
     let lines = contents.into_iter().flat_map(|f| f.lines).collect();
     (Some(facts), lines)
