@@ -183,7 +183,8 @@ fn judge_proxied(args: &JudgeArgs, case: Option<&Case>, record: &std::path::Path
     let bare = case.is_none().then(|| recorded::case_of(&export, record, &exchanges));
     let running = recorded::stopped_while_running(&exchanges);
     let case = case.or(bare.as_ref()).expect("a case or the record's");
-    let run = judge::run_from_transcript(case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
+    // A deadline written for the mock does not call a client that ended by itself a timeout.
+    let run = judge::run_from_proxied_transcript(case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
     let timed_out = run.timed_out;
     let rerun = format!(
         "bulkmock proxy --upstream {} --seed {} --record ...  (then: bulkmock judge --proxy-record ...)",

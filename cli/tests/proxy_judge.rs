@@ -214,6 +214,14 @@ fn run_upstream_gives_the_verdicts_of_a_direct_run() {
     args.extend(["--client-jwks", jwks, "--client-key", key]);
     let proxied = run_report(&args, &dir.path().join("proxied.json"));
     assert_eq!(direct.keys().collect::<Vec<_>>(), proxied.keys().collect::<Vec<_>>());
+    // The mock's deadlines do not bind the upstream's pace: without --time-scale,
+    // `--upstream` runs on its generous default, shown in the report.
+    let scale = |name: &str| -> Value {
+        serde_json::from_str::<Value>(&std::fs::read_to_string(dir.path().join(name)).unwrap()).unwrap()["time_scale"]
+            .clone()
+    };
+    assert_eq!(scale("direct.json"), 1.0);
+    assert_eq!(scale("proxied.json"), bulkmock_harness::runner::upstream::DEFAULT_TIME_SCALE);
     let mut ran = 0;
     for (id, case) in &proxied {
         let reason = case["not_applicable"].as_str().unwrap_or_default();
@@ -618,4 +626,43 @@ fn the_token_rule_on_files_follows_the_upstreams_manifest_not_the_scenario() {
         "{:?}",
         checks["files.no_token_when_not_required"]
     );
+}
+
+/// A scenario's `max_seconds` is written for the mock: a client that ended
+/// by itself with exit 0 after a real server's job outlasted it (here a case
+/// of 1 s, + 5 s grace, and an upstream job of 7 s) was stopped by nobody,
+/// and the scenario form of `judge --proxy-record` does not call it a timeout.
+#[test]
+fn a_client_that_finished_after_a_slow_upstream_job_is_no_timeout() {
+    let (dir, record, out, code) = chunked_export(Duration::from_secs(7));
+    let scenario = dir.path().join("quick.toml");
+    std::fs::write(
+        &scenario,
+        r#"title = "A system-level export completes within a second on the mock"
+description = "The deadline of a mock's pace."
+requirements = ["CLI-086"]
+
+[server]
+auth = false
+
+[client]
+level = "system"
+
+[expect]
+max_seconds = 1
+"#,
+    )
+    .unwrap();
+    let case = scenario::load_paths(&[scenario]).unwrap().remove(0).cases.remove(0);
+    let t = record.with_file_name("proxy.ndjson");
+    let judged = judge(
+        &case,
+        &out,
+        code,
+        &["--transcript".as_ref(), t.as_os_str(), "--proxy-record".as_ref(), record.as_os_str()],
+        &dir.path().join("quick.json"),
+    );
+    assert_eq!(judged["outcome"]["observed"], "complete", "{judged:#}");
+    assert_eq!(judged["verdict"], "pass", "{judged:#}");
+    assert!(judged["outcome"]["seconds"].as_f64().unwrap() > 6.0, "the job outlasted the deadline: {judged:#}");
 }

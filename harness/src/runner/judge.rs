@@ -139,6 +139,29 @@ pub fn run_from_transcript(
     ClientRun { exit_code: Some(exit_code), seconds, stderr, ..ClientRun::default() }
 }
 
+/// A client run rebuilt from the transcript of an export through `bulkmock
+/// proxy` in front of a real server: as [`run_from_transcript`], but a client
+/// that ended with exit 0 after the case's `max_seconds` (+ grace) is no
+/// timeout. Nobody stopped it, and the deadline was written for the mock's
+/// pace, not the upstream's (SMART's reference server took 19.5 s for a case
+/// of 20 s): its run is judged on its evidence like any other.
+pub fn run_from_proxied_transcript(
+    case: &Case,
+    exchanges: &[Exchange],
+    exit_code: i32,
+    stderr: String,
+    grace: Duration,
+) -> ClientRun {
+    let run = run_from_transcript(case, exchanges, exit_code, stderr.clone(), grace);
+    if !(run.timed_out && exit_code == 0) {
+        return run;
+    }
+    let first = exchanges.iter().map(|e| e.at_ms).min().unwrap_or(0);
+    let last = exchanges.iter().map(|e| e.at_ms + e.duration_ms).max().unwrap_or(0);
+    let seconds = last.saturating_sub(first) as f64 / 1000.0;
+    ClientRun { exit_code: Some(exit_code), seconds, stderr, ..ClientRun::default() }
+}
+
 fn outcome(case: &Case, run: &ClientRun, requests: u64, output: OutputReport) -> Outcome {
     let observed = if run.launch_error.is_some() {
         "not_started"
