@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bulkmock_harness::checks::JobFacts;
 use bulkmock_harness::report::{RunReport, terminal};
 use bulkmock_harness::runner::RunOptions;
 use bulkmock_harness::runner::judge::{self, CaseEvidence};
@@ -125,7 +126,12 @@ fn judge(args: &JudgeArgs) -> Result<RunReport, String> {
         case: &case,
         exchanges,
         run,
-        job: file.job.clone(),
+        // A judge file of an older version does not say what the mock's manifest
+        // said of the token: the case's authorization setting decided it.
+        job: file.job.clone().map(|job| JobFacts {
+            requires_access_token: job.requires_access_token.or(Some(case.scenario.server.auth)),
+            ..job
+        }),
         expected: file.expected_lines(),
         out_dir: &args.out,
         fhir_base: &file.fhir_base,
@@ -177,7 +183,8 @@ fn judge_proxied(args: &JudgeArgs, case: Option<&Case>, record: &std::path::Path
     let bare = case.is_none().then(|| recorded::case_of(&export, record, &exchanges));
     let running = recorded::stopped_while_running(&exchanges);
     let case = case.or(bare.as_ref()).expect("a case or the record's");
-    let run = judge::run_from_transcript(case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
+    // A deadline written for the mock does not call a client that ended by itself a timeout.
+    let run = judge::run_from_proxied_transcript(case, &exchanges, args.exit_code, stderr, RunOptions::default().grace);
     let timed_out = run.timed_out;
     let rerun = format!(
         "bulkmock proxy --upstream {} --seed {} --record ...  (then: bulkmock judge --proxy-record ...)",

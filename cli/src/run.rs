@@ -35,7 +35,8 @@ pub struct RunArgs {
     /// The private key (PEM) of --client-id, for {private_key_pem}.
     #[arg(long, requires = "client_id")]
     client_key: Option<PathBuf>,
-    /// Cases at once (default: 8 per core; waiting clients need no core).
+    /// Cases at once (default: 8 per core, waiting clients need no core; with
+    /// --upstream one, so a real server's rate limiter is not set off).
     #[arg(long)]
     jobs: Option<usize>,
     /// Only cases whose id starts with this (repeatable).
@@ -49,6 +50,7 @@ pub struct RunArgs {
     seed: u64,
     /// Multiply every case's max_seconds by F (> 0), for clients that wait
     /// longer than the suite allows (60 s before a retry, say); shown in every report.
+    /// With --upstream the default is 10 (a real server's jobs take what they take).
     #[arg(long, env = "BULKMOCK_TIME_SCALE", value_parser = parse_time_scale)]
     time_scale: Option<f64>,
     /// What the client supports (TOML: levels, kick-off methods, parameters,
@@ -169,6 +171,25 @@ fn rerun_prefix(args: &RunArgs, suite: &ScenarioSuite) -> String {
     parts.join(" ")
 }
 
+/// Cases at once, the time scale, and a note for the time scale when it is
+/// `--upstream`'s default. A `--time-scale` given wins, then a profile's other
+/// than 1; against an upstream the defaults are one case at a time and
+/// [`runner::upstream::DEFAULT_TIME_SCALE`] (a real server's pace is its own,
+/// and its rate limiter counts every case from this address).
+fn pace(jobs: Option<usize>, given: Option<f64>, profile: Option<f64>, upstream: bool) -> (usize, f64, &'static str) {
+    let jobs = jobs.unwrap_or(if upstream { runner::upstream::DEFAULT_JOBS } else { runner::default_jobs() });
+    let chosen = given.or(profile.filter(|&s| s != 1.0));
+    match chosen {
+        Some(scale) => (jobs, scale, ""),
+        None if upstream => (
+            jobs,
+            runner::upstream::DEFAULT_TIME_SCALE,
+            " (the --upstream default: a real server's jobs take what they take; --time-scale sets another)",
+        ),
+        None => (jobs, 1.0, ""),
+    }
+}
+
 /// Runs the scenarios; exit 0 only when no MUST check failed (`--strict`: no SHOULD either).
 pub fn run(args: RunArgs) -> ExitCode {
     let usage = |message: String| {
@@ -198,8 +219,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         None => None,
     };
-    // A --time-scale given wins over the profile's.
-    let time_scale = args.time_scale.or(profile.as_ref().map(|p| p.time_scale)).unwrap_or(1.0);
+    let (jobs, time_scale, scale_note) =
+        pace(args.jobs, args.time_scale, profile.as_ref().map(|p| p.time_scale), upstream.is_some());
     // The suite is the selection before sharding: every shard of a run carries the same one.
     let selected = runner::select(suite.cases().cloned().collect(), &args.filter, None);
     let suite_identity = suite.identity_of(&selected);
@@ -209,7 +230,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     // An empty shard is a valid (empty) result: `report merge` still needs it.
     let cases = runner::select(selected, &[], args.shard);
     let options = RunOptions {
-        jobs: args.jobs.unwrap_or_else(runner::default_jobs),
+        jobs,
         seed: args.seed,
         keep: args.keep,
         work_dir: args.work_dir.clone(),
@@ -224,10 +245,13 @@ pub fn run(args: RunArgs) -> ExitCode {
     let profile_name = options.profile.as_ref().map(|p| format!(", profile {:?}", p.name)).unwrap_or_default();
     eprintln!("bulkmock run: {suite_text}, digest {}", suite_identity.digest);
     eprintln!(
-        "bulkmock run: {total} cases, seed {}, client {}{profile_name}, time scale {time_scale}",
+        "bulkmock run: {total} cases, seed {}, client {}{profile_name}, time scale {time_scale}{scale_note}",
         args.seed,
         adapter.name(),
     );
+    if options.upstream.is_some() {
+        eprintln!("bulkmock run: against the upstream, {jobs} case(s) at a time (--jobs sets more)");
+    }
     let live = Live::new(total, std::io::stderr().is_terminal(), args.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -297,5 +321,25 @@ impl Live {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_runs_one_case_at_a_time_on_a_generous_scale_unless_told_otherwise() {
+        let up = runner::upstream::DEFAULT_TIME_SCALE;
+        assert_eq!(pace(None, None, None, true).0, 1);
+        assert_eq!(pace(None, None, None, true).1, up);
+        assert!(pace(None, None, None, true).2.contains("--upstream default"));
+        assert_eq!(pace(Some(4), Some(2.0), None, true), (4, 2.0, ""), "given flags win");
+        assert_eq!(pace(None, None, Some(3.0), true).1, 3.0, "a profile's scale wins over the default");
+        assert_eq!(pace(None, None, Some(1.0), true).1, up);
+        // The mock's pace is unchanged.
+        assert_eq!(pace(None, None, None, false), (runner::default_jobs(), 1.0, ""));
+        assert_eq!(pace(None, None, Some(1.0), false).1, 1.0);
+        assert_eq!(pace(Some(3), Some(2.0), None, false), (3, 2.0, ""));
     }
 }

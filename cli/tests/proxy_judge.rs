@@ -214,6 +214,14 @@ fn run_upstream_gives_the_verdicts_of_a_direct_run() {
     args.extend(["--client-jwks", jwks, "--client-key", key]);
     let proxied = run_report(&args, &dir.path().join("proxied.json"));
     assert_eq!(direct.keys().collect::<Vec<_>>(), proxied.keys().collect::<Vec<_>>());
+    // The mock's deadlines do not bind the upstream's pace: without --time-scale,
+    // `--upstream` runs on its generous default, shown in the report.
+    let scale = |name: &str| -> Value {
+        serde_json::from_str::<Value>(&std::fs::read_to_string(dir.path().join(name)).unwrap()).unwrap()["time_scale"]
+            .clone()
+    };
+    assert_eq!(scale("direct.json"), 1.0);
+    assert_eq!(scale("proxied.json"), bulkmock_harness::runner::upstream::DEFAULT_TIME_SCALE);
     let mut ran = 0;
     for (id, case) in &proxied {
         let reason = case["not_applicable"].as_str().unwrap_or_default();
@@ -459,4 +467,202 @@ fn the_bare_form_does_not_fail_a_client_that_stops_while_the_export_runs() {
     let (verdict, message) = &checks["outcome.expected"];
     assert_eq!(verdict, "skip", "{message}");
     assert!(message.contains("still answered the export as in progress") && message.contains("-> 202"), "{message}");
+}
+
+/// A tiny open Bulk Data server (no authorization, `requiresAccessToken:
+/// false`) that sends its files chunked, without `Content-Length`, as the
+/// SMART reference server does; its job is complete `job_ms` after the kick-off.
+mod chunked {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use axum::body::{Body, Bytes};
+    use axum::extract::{Path, State};
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+
+    pub const TYPES: &[&str] = &["Patient", "Observation"];
+    pub const LINES: usize = 40;
+
+    struct Job {
+        origin: String,
+        job: Duration,
+        started: std::sync::Mutex<Option<Instant>>,
+    }
+
+    /// Serves on a thread of its own until the test ends; its FHIR base.
+    pub fn start(job: Duration) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Job { origin: origin.clone(), job, started: Default::default() });
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app = Router::new()
+                    .route("/fhir/$export", get(kickoff))
+                    .route("/fhir/status/1", get(status).delete(|| async { StatusCode::ACCEPTED }))
+                    .route("/fhir/files/{name}", get(file))
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        format!("{origin}/fhir")
+    }
+
+    async fn kickoff(State(job): State<Arc<Job>>) -> Response {
+        *job.started.lock().unwrap() = Some(Instant::now());
+        let location = format!("{}/fhir/status/1", job.origin);
+        (StatusCode::ACCEPTED, [(header::CONTENT_LOCATION, location)]).into_response()
+    }
+
+    async fn status(State(job): State<Arc<Job>>) -> Response {
+        let started = job.started.lock().unwrap().expect("kicked off");
+        if started.elapsed() < job.job {
+            return (StatusCode::ACCEPTED, [("retry-after", "1"), ("x-progress", "running")]).into_response();
+        }
+        let output: Vec<serde_json::Value> = TYPES
+            .iter()
+            .map(|t| serde_json::json!({"type": t, "url": format!("{}/fhir/files/{t}.ndjson", job.origin), "count": LINES}))
+            .collect();
+        let manifest = serde_json::json!({
+            "transactionTime": "2026-01-01T00:00:00Z",
+            "request": format!("{}/fhir/$export", job.origin),
+            "requiresAccessToken": false,
+            "output": output,
+            "error": [],
+        });
+        ([(header::CONTENT_TYPE, "application/json")], manifest.to_string()).into_response()
+    }
+
+    /// A file in chunks of ten lines, streamed: no `Content-Length`.
+    async fn file(Path(name): Path<String>) -> Response {
+        let ty = name.trim_end_matches(".ndjson").to_string();
+        let chunks = (0..LINES / 10).map(move |c| {
+            let lines: String = (c * 10..c * 10 + 10)
+                .map(|i| format!("{{\"resourceType\":\"{ty}\",\"id\":\"{}-{i}\"}}\n", ty.to_lowercase()))
+                .collect();
+            Ok::<_, std::io::Error>(Bytes::from(lines))
+        });
+        let body = Body::from_stream(futures_util::stream::iter(chunks.collect::<Vec<_>>()));
+        ([(header::CONTENT_TYPE, "application/fhir+ndjson")], body).into_response()
+    }
+}
+
+/// The reference client through a proxy (`--transcript`, `--record`) in front
+/// of the chunked upstream: the temporary folder, the record, the output
+/// folder and the client's exit code.
+fn chunked_export(job: Duration) -> (tempfile::TempDir, PathBuf, PathBuf, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = chunked::start(job);
+    let (t, record) = (dir.path().join("proxy.ndjson"), dir.path().join("record.ndjson"));
+    let proxy = procs::proxy(
+        &upstream,
+        &["--transcript", t.to_str().unwrap(), "--record", record.to_str().unwrap()],
+        None,
+        &[],
+    );
+    let out = dir.path().join("out");
+    let export = Command::new(BIN)
+        .args(["export", "--fhir-url", &proxy.fhir_base, "--out"])
+        .arg(&out)
+        .env_remove("BULKMOCK_FHIR_URL")
+        .env_remove("BULKMOCK_CLIENT_ID")
+        .output()
+        .unwrap();
+    proxy.stop();
+    let code = export.status.code().unwrap();
+    assert_eq!(code, 0, "the client failed: {}", String::from_utf8_lossy(&export.stderr));
+    (dir, record, out, code)
+}
+
+/// SMART's reference server sends files chunked (no `Content-Length`): a
+/// body the proxy sent to its end is whole, so a client that downloaded every
+/// file once passes `files.each_downloaded` (it was failed for every file) and
+/// `files.no_needless_redownload`.
+#[test]
+fn files_sent_chunked_to_their_end_count_as_received_whole() {
+    let (_dir, record, out, code) = chunked_export(Duration::ZERO);
+    let (judged, case) = judge_bare(&record, &out, code);
+    let checks = verdicts(&case);
+    assert_eq!(checks["files.each_downloaded"].0, "pass", "{:?}", checks["files.each_downloaded"]);
+    assert_eq!(checks["files.no_needless_redownload"].0, "pass", "{:?}", checks["files.no_needless_redownload"]);
+    assert_passes(&case, judged);
+    let transcript = procs::transcript(&record.with_file_name("proxy.ndjson"));
+    let files: Vec<&Value> = transcript.iter().filter(|e| e["target"] == "file").collect();
+    assert_eq!(files.len(), chunked::TYPES.len(), "{transcript:#?}");
+    for e in &files {
+        assert!(e["response"]["content-length"].is_null(), "the file went chunked: {e}");
+        assert_eq!(e["body_end"], "complete", "{e}");
+    }
+}
+
+/// The token rules on files follow the manifest the client got, not the
+/// scenario's `[server]` auth: an open upstream (`requiresAccessToken: false`)
+/// judged as a case whose mock has authorization on does not fail a client that
+/// fetched its files without a token.
+#[test]
+fn the_token_rule_on_files_follows_the_upstreams_manifest_not_the_scenario() {
+    let (dir, record, out, code) = chunked_export(Duration::ZERO);
+    let case = case_of("happy/system-export.toml", &[("alg", "RS384"), ("post", "false")]);
+    assert!(case.scenario.server.auth, "the scenario's mock has authorization on");
+    let t = record.with_file_name("proxy.ndjson");
+    let judged = judge(
+        &case,
+        &out,
+        code,
+        &["--transcript".as_ref(), t.as_os_str(), "--proxy-record".as_ref(), record.as_os_str()],
+        &dir.path().join("scenario.json"),
+    );
+    let checks = verdicts(&judged);
+    let (verdict, message) = &checks["files.token_when_required"];
+    assert_eq!(verdict, "skip", "{message}");
+    assert!(message.contains("requiresAccessToken: false"), "{message}");
+    assert_eq!(
+        checks["files.no_token_when_not_required"].0, "pass",
+        "{:?}",
+        checks["files.no_token_when_not_required"]
+    );
+}
+
+/// A scenario's `max_seconds` is written for the mock: a client that ended
+/// by itself with exit 0 after a real server's job outlasted it (here a case
+/// of 1 s, + 5 s grace, and an upstream job of 7 s) was stopped by nobody,
+/// and the scenario form of `judge --proxy-record` does not call it a timeout.
+#[test]
+fn a_client_that_finished_after_a_slow_upstream_job_is_no_timeout() {
+    let (dir, record, out, code) = chunked_export(Duration::from_secs(7));
+    let scenario = dir.path().join("quick.toml");
+    std::fs::write(
+        &scenario,
+        r#"title = "A system-level export completes within a second on the mock"
+description = "The deadline of a mock's pace."
+requirements = ["CLI-086"]
+
+[server]
+auth = false
+
+[client]
+level = "system"
+
+[expect]
+max_seconds = 1
+"#,
+    )
+    .unwrap();
+    let case = scenario::load_paths(&[scenario]).unwrap().remove(0).cases.remove(0);
+    let t = record.with_file_name("proxy.ndjson");
+    let judged = judge(
+        &case,
+        &out,
+        code,
+        &["--transcript".as_ref(), t.as_os_str(), "--proxy-record".as_ref(), record.as_os_str()],
+        &dir.path().join("quick.json"),
+    );
+    assert_eq!(judged["outcome"]["observed"], "complete", "{judged:#}");
+    assert_eq!(judged["verdict"], "pass", "{judged:#}");
+    assert!(judged["outcome"]["seconds"].as_f64().unwrap() > 6.0, "the job outlasted the deadline: {judged:#}");
 }

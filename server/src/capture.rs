@@ -26,8 +26,9 @@ pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Request headers kept with a captured response (what shaped the answer).
 const REQUEST_HEADERS: &[&str] = &["accept", "accept-encoding", "range", "prefer", "if-range"];
 
-/// How a response body ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a response body ended (also the transcript's `body_end`, in snake case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BodyEnd {
     /// The body stream ran to its end.
     Complete,

@@ -72,6 +72,14 @@ pub struct Exchange {
     /// untouched, and `fault` is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_not_applied: Option<String>,
+    /// How the response body ended as it was handed to the connection:
+    /// `complete` (sent to its end: the only evidence that a body without
+    /// `Content-Length`, a chunked one, went out whole), `failed` (it broke off:
+    /// a fault's cut, an upstream's body that broke off behind a proxy) or
+    /// `dropped` (the connection went away first). Absent while the body
+    /// streams, and in transcripts written before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_end: Option<crate::capture::BodyEnd>,
 }
 
 /// Response headers worth recording.
@@ -241,6 +249,15 @@ impl Transcript {
             line.push(b'\n');
             let _ = live.lock().expect("transcript file").write_all(&line);
         }
+    }
+
+    /// The body of exchange `seq` ended as `end`: kept with the exchange, then
+    /// its line written as by [`Transcript::finish`].
+    pub fn finish_with(&self, seq: u64, end: crate::capture::BodyEnd) {
+        if let Some(entry) = self.entries.lock().expect("transcript").iter_mut().rev().find(|e| e.exchange.seq == seq) {
+            entry.exchange.body_end = Some(end);
+        }
+        self.finish(seq);
     }
 
     /// Number of requests recorded so far (cheap: no copy).

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::wire::{Route, file_name, has_token, host_of, is_capability, request_header, response_header, route};
+use super::wire::{Route, file_name, has_token, host_of, is_capability, request_header, route, whole_body};
 use super::{Check, Finding, Input, Level};
 use crate::scenario::ExpectedOutcome;
 use bulkmock_server::Exchange;
@@ -66,9 +66,17 @@ fn own_file_requests<'a>(input: &'a Input) -> impl Iterator<Item = &'a Exchange>
     })
 }
 
+/// Why the token rules on files are not judged when the manifest's
+/// `requiresAccessToken` is unknown (the scenario's auth is no stand-in for it:
+/// through a proxy the upstream's manifest decides).
+const REQUIRES_TOKEN_UNKNOWN: &str =
+    "what the manifest said in requiresAccessToken is unknown (no manifest with it was seen): not judged";
+
 fn token_when_required(input: &Input) -> Finding {
-    if !input.auth() {
-        return Finding::skip("authorization is off: requiresAccessToken is false");
+    match input.requires_access_token() {
+        None => return Finding::skip(REQUIRES_TOKEN_UNKNOWN),
+        Some(false) => return Finding::skip("the manifest said requiresAccessToken: false"),
+        Some(true) => {}
     }
     let mut any = false;
     for e in own_file_requests(input).filter(|e| !is_capability(e)) {
@@ -86,7 +94,8 @@ fn token_when_required(input: &Input) -> Finding {
 fn no_token_when_not_required(input: &Input) -> Finding {
     let mut any = false;
     let capability_urls: Vec<&Exchange> = input.exchanges.iter().filter(|e| is_capability(e)).collect();
-    for e in capability_urls.iter().copied().chain(own_file_requests(input).filter(|_| !input.auth())) {
+    let not_required = input.requires_access_token() == Some(false);
+    for e in capability_urls.iter().copied().chain(own_file_requests(input).filter(|_| not_required)) {
         any = true;
         if has_token(e) {
             return Finding::miss(
@@ -95,7 +104,11 @@ fn no_token_when_not_required(input: &Input) -> Finding {
             );
         }
     }
-    if any { Finding::Pass } else { Finding::skip("every file required the token") }
+    match (any, input.requires_access_token()) {
+        (true, _) => Finding::Pass,
+        (false, None) => Finding::skip(REQUIRES_TOKEN_UNKNOWN),
+        (false, Some(_)) => Finding::skip("every file required the token"),
+    }
 }
 
 fn accept_gzip(input: &Input) -> Finding {
@@ -116,13 +129,6 @@ fn accept_gzip(input: &Input) -> Finding {
         ),
         None => Finding::Pass,
     }
-}
-
-/// Whether an exchange delivered its whole body (the bytes sent equal its
-/// Content-Length). Whether those bytes were right is `output.matches_export`'s part.
-fn whole(e: &Exchange) -> bool {
-    matches!(e.status, 200 | 206)
-        && response_header(e, "content-length").and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n == e.bytes)
 }
 
 fn each_downloaded(input: &Input) -> Finding {
@@ -147,7 +153,7 @@ fn each_downloaded(input: &Input) -> Finding {
     for name in &job.files {
         let of_file: Vec<&&Exchange> = requests.iter().filter(|e| file_name(e) == name).collect();
         // Whole: a full 200, or a 206 that completed the file after an earlier cut.
-        let complete = of_file.iter().any(|e| whole(e));
+        let complete = of_file.iter().any(|e| whole_body(e));
         if !complete {
             missing.push((name.as_str(), of_file.last().copied().copied()));
         }
@@ -172,7 +178,7 @@ fn no_needless_redownload(input: &Input) -> Finding {
         if let Some(first) = done.get(name) {
             return Finding::miss(format!("{name} was received whole, then requested again"), [*first, e]);
         }
-        if e.status == 200 && e.fault.is_none() && whole(e) && request_header(e, "range").is_none() {
+        if e.status == 200 && e.fault.is_none() && whole_body(e) && request_header(e, "range").is_none() {
             done.insert(name, e);
         }
     }

@@ -258,6 +258,13 @@ pub struct JobFacts {
     /// the client asked for, though the export went on without it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lenient_ignored: Vec<String>,
+    /// What the manifest the client got said in `requiresAccessToken`: the
+    /// mock's follows its authorization setting; a proxied upstream's is read
+    /// from the manifests as it served them (`true` when any page said so).
+    /// `None` when unknown (no manifest with a boolean `requiresAccessToken`
+    /// passed the proxy): the token rules on files are then not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_access_token: Option<bool>,
 }
 
 /// One run of the client in an `[incremental]` case, from the server's side.
@@ -320,6 +327,12 @@ impl Input<'_> {
     /// Whether authorization was on.
     pub fn auth(&self) -> bool {
         self.case.scenario.server.auth
+    }
+
+    /// What the manifest the client got said in `requiresAccessToken`, when known
+    /// (never the scenario's `[server]` auth: through a proxy the upstream decides).
+    pub fn requires_access_token(&self) -> Option<bool> {
+        self.job.and_then(|j| j.requires_access_token)
     }
 
     /// The kick-off the server accepted under `Prefer: handling=lenient` while

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
-use super::wire::{Route, file_name, response_header, route};
+use super::wire::{Route, file_name, route, whole_body};
 use super::{Check, Evidence, Finding, Input, Level};
 use crate::scenario::{ExpectedOutcome, OutputExpectation};
 use crate::verify::{OutputReport, UNPARSEABLE};
@@ -254,14 +254,13 @@ fn corrupted<'a>(o: &OutputReport, incremental: bool) -> Vec<Diagnosis<'a>> {
     out
 }
 
-/// File responses that arrived cut (fewer bytes than their Content-Length) or with a fault that fired.
+/// File responses that arrived cut (not sent whole: `wire::whole_body`) or with a fault that fired.
 fn cut_files(exchanges: &[Exchange]) -> Vec<&Exchange> {
-    let whole = |e: &Exchange| {
-        response_header(e, "content-length").and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n == e.bytes)
-    };
     exchanges
         .iter()
-        .filter(|e| route(e) == Some(Route::File) && matches!(e.status, 200 | 206) && (e.fault.is_some() || !whole(e)))
+        .filter(|e| {
+            route(e) == Some(Route::File) && matches!(e.status, 200 | 206) && (e.fault.is_some() || !whole_body(e))
+        })
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! Reading the transcript: which route an exchange is, its times, its headers.
 
 use bulkmock_server::Exchange;
+use bulkmock_server::capture::BodyEnd;
 
 /// What a request was, as the server classified it (`None`: anything else).
 pub use bulkmock_server::Target as Route;
@@ -18,6 +19,24 @@ pub fn responded_unix_ms(e: &Exchange) -> u64 {
 /// A response header as recorded.
 pub fn response_header<'a>(e: &'a Exchange, name: &str) -> Option<&'a str> {
     e.response.get(name).map(String::as_str)
+}
+
+/// Whether a file response went out whole, from what happened on the wire: a
+/// 200 or 206 whose body was sent to its end (`body_end: complete`) and, when it
+/// announced a `Content-Length`, as long as announced (a cut with the full
+/// length announced may still end its stream). A chunked body (no
+/// `Content-Length`, as the SMART reference server sends files) is whole when
+/// it ended normally. A transcript written before `body_end` existed can tell
+/// only by `Content-Length`. Whether the bytes were right is `output.matches_export`'s part.
+pub fn whole_body(e: &Exchange) -> bool {
+    if !matches!(e.status, 200 | 206) {
+        return false;
+    }
+    let announced = response_header(e, "content-length").and_then(|v| v.parse::<u64>().ok());
+    match e.body_end {
+        Some(end) => end == BodyEnd::Complete && announced.is_none_or(|n| n == e.bytes),
+        None => announced.is_some_and(|n| n == e.bytes),
+    }
 }
 
 /// A request header as recorded.
@@ -71,4 +90,35 @@ pub fn file_name(e: &Exchange) -> &str {
 pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(length: Option<u64>, bytes: u64, end: Option<&str>) -> Exchange {
+        let mut e = serde_json::json!({
+            "seq": 1, "at_ms": 1, "method": "GET", "path": "/fhir/files/Patient.ndjson",
+            "headers": {}, "status": 200, "bytes": bytes, "duration_ms": 1, "target": "file",
+        });
+        if let Some(n) = length {
+            e["response"] = serde_json::json!({"content-length": n.to_string()});
+        }
+        if let Some(end) = end {
+            e["body_end"] = end.into();
+        }
+        serde_json::from_value(e).unwrap()
+    }
+
+    #[test]
+    fn a_body_is_whole_when_it_went_out_to_its_end() {
+        assert!(whole_body(&file(None, 100, Some("complete"))), "chunked, ended normally");
+        assert!(!whole_body(&file(None, 100, Some("failed"))), "chunked, broke off");
+        assert!(!whole_body(&file(None, 100, Some("dropped"))), "chunked, connection gone");
+        assert!(whole_body(&file(Some(100), 100, Some("complete"))));
+        assert!(!whole_body(&file(Some(100), 60, Some("complete"))), "fewer bytes than announced");
+        // A transcript written before `body_end`: only Content-Length tells.
+        assert!(whole_body(&file(Some(100), 100, None)));
+        assert!(!whole_body(&file(None, 100, None)));
+    }
 }

@@ -81,8 +81,15 @@ pub fn read(path: &Path) -> Result<ProxiedExport, String> {
     export.method = method.clone();
     let later = &entries[start + 1..];
     let mut urls = Vec::new();
+    // What the manifests the upstream served said: the token rule on files follows it.
+    let mut requires_access_token = None;
     for entry in later {
         if let Entry::Manifest { manifest, .. } = entry {
+            match manifest.get("requiresAccessToken").and_then(Value::as_bool) {
+                Some(true) => requires_access_token = Some(true),
+                Some(false) => requires_access_token = requires_access_token.or(Some(false)),
+                None => {}
+            }
             for list in ["output", "deleted", "error"] {
                 for item in manifest.get(list).and_then(Value::as_array).into_iter().flatten() {
                     if let Some(u) = item.get("url").and_then(Value::as_str) {
@@ -115,7 +122,7 @@ pub fn read(path: &Path) -> Result<ProxiedExport, String> {
         }
     }
     export.unread = unread;
-    export.job = Some(job_facts(method, url, body.as_ref(), &urls));
+    export.job = Some(JobFacts { requires_access_token, ..job_facts(method, url, body.as_ref(), &urls) });
     Ok(export)
 }
 
@@ -245,6 +252,7 @@ fn job_facts(method: &str, url: &str, body: Option<&Value>, files: &[String]) ->
         comma_joined,
         beyond_type_filter: 0,
         lenient_ignored: Vec::new(),
+        requires_access_token: None,
     }
 }
 

@@ -18,6 +18,18 @@ use crate::adapter::{CaseContext, ClientAdapter};
 use crate::report::{CaseResult, CaseVerdict};
 use crate::scenario::{Alg, Case, JwksMode, ServerSpec};
 
+/// The time scale of `--upstream` runs when none is given (no `--time-scale`,
+/// no profile's): a case's `max_seconds` was written for the mock's pace, and a
+/// real server's jobs take what they take (SMART's reference server took 19.5 s
+/// for a case of 20 s), so every deadline is ten times as long. Shown in every
+/// report as any time scale is.
+pub const DEFAULT_TIME_SCALE: f64 = 10.0;
+
+/// Cases at once in `--upstream` runs without `--jobs`: one. Many clients at
+/// once from one address set off a real server's rate limiter (SMART's answers
+/// 429), which the cases would then report as the client's timeouts.
+pub const DEFAULT_JOBS: usize = 1;
+
 /// The real server cases run against.
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamTarget {

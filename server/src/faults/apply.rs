@@ -24,6 +24,7 @@ use super::model::{ContentMutation, ExpiresIn, Fault, GzipMode, ManifestVariant,
 use super::profile::ProfilePrefix;
 use super::shape::{first_line_of_sibling, respond, rewrite_body, rewrite_json, set_header};
 use crate::app::AppState;
+use crate::capture::BodyEnd;
 use crate::transcript::{Exchange, RECORDED_HEADERS, fingerprint};
 
 /// Largest token response body read for the transcript.
@@ -96,6 +97,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
         assertion,
         issued: None,
         fault_not_applied: None,
+        body_end: None,
     };
     let request = Request::from_parts(parts, body);
     let response = match (refused, fired) {
@@ -132,7 +134,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
     let unacted = response.extensions().get::<Unacted>().map(|u| Arc::clone(&u.0));
     let seq = state.transcript.record_watched(exchange, Arc::clone(&bytes), unacted);
     response.extensions_mut().insert(crate::capture::ExchangeSeq(seq));
-    count_bytes(response, bytes, Finished { state, seq })
+    count_bytes(response, bytes, Finished { state, seq, end: BodyEnd::Dropped })
 }
 
 /// A request already classified by an outer layer (the proxy's, which knows
@@ -141,15 +143,16 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
 #[derive(Debug, Clone)]
 pub struct Classified(pub RequestFacts);
 
-/// Tells the transcript that an exchange's body is done when dropped.
+/// Tells the transcript that an exchange's body is done, and how it ended, when dropped.
 struct Finished {
     state: Arc<AppState>,
     seq: u64,
+    end: BodyEnd,
 }
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        self.state.transcript.finish(self.seq);
+        self.state.transcript.finish_with(self.seq, self.end);
     }
 }
 
@@ -673,7 +676,10 @@ fn capability_scope(path: &str) -> String {
     }
 }
 
-/// Counts body bytes as they are handed to the connection.
+/// Counts body bytes as they are handed to the connection, and tells the
+/// transcript how the body ended: at its end (`complete`; also when hyper stops
+/// polling once the announced length went out), with an error (`failed`), or
+/// dropped before its end (`dropped`).
 fn count_bytes(response: Response, counter: Arc<AtomicU64>, finished: Finished) -> Response {
     let (mut parts, body) = response.into_parts();
     let exact = axum::body::HttpBody::size_hint(&body).exact();
@@ -682,12 +688,54 @@ fn count_bytes(response: Response, counter: Arc<AtomicU64>, finished: Finished) 
     {
         parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    let stream = body.into_data_stream().map(move |chunk| {
-        let _ = &finished; // dropped with the stream, when the body is done
-        if let Ok(bytes) = &chunk {
-            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let announced = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let counted = Counted { inner: body.into_data_stream(), counter, sent: 0, announced, finished: Some(finished) };
+    Response::from_parts(parts, Body::from_stream(counted))
+}
+
+/// A body stream that counts its bytes and finishes its exchange when it ends or drops.
+struct Counted {
+    inner: axum::body::BodyDataStream,
+    counter: Arc<AtomicU64>,
+    sent: u64,
+    announced: Option<u64>,
+    finished: Option<Finished>,
+}
+
+impl Counted {
+    fn end(&mut self, end: BodyEnd) {
+        if let Some(mut finished) = self.finished.take() {
+            finished.end = end;
         }
-        chunk
-    });
-    Response::from_parts(parts, Body::from_stream(stream))
+    }
+}
+
+impl futures_util::Stream for Counted {
+    type Item = Result<axum::body::Bytes, axum::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(bytes))) => {
+                let len = bytes.len() as u64;
+                self.sent += len;
+                self.counter.fetch_add(len, Ordering::Relaxed);
+            }
+            std::task::Poll::Ready(Some(Err(_))) => self.end(BodyEnd::Failed),
+            std::task::Poll::Ready(None) => self.end(BodyEnd::Complete),
+            std::task::Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // hyper may stop polling once the announced length went out.
+        let whole = self.announced == Some(self.sent);
+        self.end(if whole { BodyEnd::Complete } else { BodyEnd::Dropped });
+    }
 }
