@@ -459,3 +459,38 @@ async fn a_stale_pooled_connection_is_retried_once_for_a_get() {
         assert_eq!(r.text().await.unwrap(), "{\"resourceType\":\"Patient\",\"id\":\"p1\"}\n");
     }
 }
+
+/// A JSON document sent chunked (no `Content-Length`) that grows past the
+/// 64 MiB the proxy reads to rewrite URLs, and never ends: the proxy passes
+/// what it read and the rest on as they come, never waiting to hold it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_document_beyond_the_limit_streams_on_unrewritten() {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/fhir", listener.local_addr().unwrap());
+    // `{"url": "<upstream>/fhir/x", "pad": "` then 65 MiB of spaces, in 1 MiB pieces, then nothing more.
+    let head = format!("{{\"url\": \"{upstream}/x\", \"pad\": \"");
+    let mut body = head.clone().into_bytes();
+    body.resize(body.len() + (65 << 20), b' ');
+    let app = axum::Router::new().route(
+        "/fhir/metadata",
+        get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/fhir+json")], chunked(body, 1 << 20, true)).into_response() }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (base, _state) = start_proxy_for(&upstream, None).await;
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), reqwest::get(format!("{base}/metadata")))
+        .await
+        .expect("headers although the document never ends")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none());
+    let mut stream = r.bytes_stream();
+    let mut first = Vec::new();
+    while first.len() < head.len() {
+        first.extend_from_slice(&futures_util::StreamExt::next(&mut stream).await.unwrap().unwrap());
+    }
+    assert!(first.starts_with(head.as_bytes()), "passed on as it came, the upstream's URL kept");
+}

@@ -69,12 +69,15 @@ impl LiveChecks for HarnessChecks {
     fn check(&self, client_id: Option<&str>, exchanges: &[Exchange], auth: bool) -> Vec<LiveCheck> {
         let run = ClientRun::default();
         let output = OutputReport::default();
+        // What this server's manifests say (`requiresAccessToken` follows its
+        // authorization); no other live check reads the job.
+        let job = checks::JobFacts { requires_access_token: Some(auth), ..checks::JobFacts::default() };
         let input = Input {
             case: &self.cases[usize::from(auth)],
             exchanges,
             run: &run,
             output: &output,
-            job: None,
+            job: Some(&job),
             fhir_base: &self.fhir_base,
             token_url: &self.token_url,
             client_id: client_id.unwrap_or_default(),

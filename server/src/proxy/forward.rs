@@ -279,17 +279,35 @@ async fn document(
     if answer.content_length().is_some_and(|n| n > MAX_DOCUMENT as u64) {
         return streamed(status, headers, answer, None);
     }
-    let bytes = match answer.bytes().await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return FhirError::new(
-                StatusCode::BAD_GATEWAY,
-                IssueType::Transient,
-                format!("the upstream's answer broke off: {}", error_chain(&e)),
-            )
-            .into_response();
+    // Read within MAX_DOCUMENT (a chunked answer announces no length): beyond
+    // it, what was read and the rest go on as they came, never held whole.
+    let mut stream = answer.bytes_stream();
+    let (mut read, mut size) = (Vec::new(), 0usize);
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                size += chunk.len();
+                read.push(chunk);
+                if size > MAX_DOCUMENT {
+                    tracing::warn!("{url}: a document of more than {MAX_DOCUMENT} bytes, passed on as it came");
+                    let all = futures_util::stream::iter(read.into_iter().map(Ok::<_, reqwest::Error>)).chain(stream);
+                    let mut response = Response::new(Body::from_stream(all));
+                    *response.status_mut() = status;
+                    *response.headers_mut() = headers;
+                    return response;
+                }
+            }
+            Err(e) => {
+                return FhirError::new(
+                    StatusCode::BAD_GATEWAY,
+                    IssueType::Transient,
+                    format!("the upstream's answer broke off: {}", error_chain(&e)),
+                )
+                .into_response();
+            }
         }
-    };
+    }
+    let bytes = Bytes::from(read.concat());
     let bytes = match gzip.then(|| gunzip(&bytes, MAX_DOCUMENT)) {
         None => bytes,
         Some(Gunzipped::Document(plain)) => {
