@@ -248,6 +248,18 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let app = router(Arc::clone(&state));
+    serve_router(listener, state, app, shutdown).await
+}
+
+/// Serves `app` (this server's router or a proxy's) on `listener` with
+/// `state`'s limits, TLS and connection switches until `shutdown` completes.
+pub(crate) async fn serve_router(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
     let limits = state.config.limits.clone();
     let tls = state.config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
@@ -257,7 +269,7 @@ pub async fn serve(
         shutdown.await;
         dashboard.dashboard.stop();
     };
-    crate::conn::run(listener, router(state), &limits, tls, shutdown).await;
+    crate::conn::run(listener, app, &limits, tls, shutdown).await;
     Ok(())
 }
 

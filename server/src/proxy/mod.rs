@@ -186,15 +186,6 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = crate::transport::ResettableListener::new(listener, Arc::clone(&state.connections));
-    let limits = state.config.limits.clone();
-    let tls = state.config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor);
-    // Dashboard event streams end as the proxy stops.
-    let dashboard = Arc::clone(&state);
-    let shutdown = async move {
-        shutdown.await;
-        dashboard.dashboard.stop();
-    };
-    crate::conn::run(listener, router(state), &limits, tls, shutdown).await;
-    Ok(())
+    let app = router(Arc::clone(&state));
+    crate::app::serve_router(listener, state, app, shutdown).await
 }
