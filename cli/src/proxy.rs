@@ -47,19 +47,8 @@ pub struct ProxyArgs {
     /// Write what the upstream served (manifests, every file's full SHA-256) to this file, for `bulkmock judge --proxy-record`.
     #[arg(long, env = "BULKMOCK_RECORD")]
     record: Option<PathBuf>,
-    /// Serve the admin API (/_admin/faults, /_admin/transcript, /_admin/reset).
-    #[arg(long, env = "BULKMOCK_ADMIN")]
-    admin: bool,
-    /// Accept admin requests from any address, not only loopback.
-    #[arg(long, env = "BULKMOCK_ADMIN_ANY_HOST", requires = "admin")]
-    admin_any_host: bool,
-    /// Require `Authorization: Bearer <token>` on admin requests.
-    #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
-    admin_token: Option<String>,
-    /// Do not serve the live dashboard (`/_dashboard`: the timeline of proxied
-    /// exchanges and the fault plan; loopback callers only unless --admin-any-host).
-    #[arg(long, env = "BULKMOCK_NO_DASHBOARD")]
-    no_dashboard: bool,
+    #[command(flatten)]
+    admin: crate::serve::AdminArgs,
     /// On Ctrl-C or SIGTERM: stop accepting, let requests in flight finish this long, then cut them.
     #[arg(long, env = "BULKMOCK_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::serve::parse_duration)]
     shutdown_grace: std::time::Duration,
@@ -109,13 +98,9 @@ pub fn run(args: ProxyArgs) -> Result<(), String> {
             seed: args.seed,
             faults,
             transcript_file: args.transcript.clone(),
-            admin: bulkmock_server::config::AdminConfig {
-                enabled: args.admin,
-                any_host: args.admin_any_host,
-                token: args.admin_token.clone(),
-            },
+            admin: args.admin.config(),
             tls: tls.as_ref().map(|(identity, _)| identity.clone()),
-            dashboard: !args.no_dashboard,
+            dashboard: !args.admin.no_dashboard,
             ..ServerConfig::default()
         };
         let proxy_config = ProxyConfig {
@@ -142,14 +127,12 @@ pub fn run(args: ProxyArgs) -> Result<(), String> {
         if let Some(path) = &args.record {
             println!("  record:     {}", path.display());
         }
-        if args.admin {
+        if args.admin.admin {
             println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());
         }
-        if state.config.dashboard {
-            // No live checks here: no token request passes a proxy; judge with `bulkmock judge --proxy-record`.
-            let secret = if args.admin_token.is_some() { "?secret=<admin token> (once)" } else { "" };
-            let who = if args.admin_any_host { "any host" } else { "loopback only" };
-            println!("  dashboard:  {}/_dashboard{secret}  ({who}; --no-dashboard turns it off)", state.origin());
+        // No live checks here: no token request passes a proxy; judge with `bulkmock judge --proxy-record`.
+        if let Some(line) = crate::serve::live_checks::banner_line(&state) {
+            println!("{line}");
         }
         println!("Press Ctrl-C to stop.");
         let grace = args.shutdown_grace;

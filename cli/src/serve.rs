@@ -1,6 +1,6 @@
 //! `bulkmock serve`: flags, bind, Ctrl-C, and the banner.
 
-mod live_checks;
+pub(crate) mod live_checks;
 mod scenario;
 
 use std::path::PathBuf;
@@ -14,6 +14,34 @@ use bulkmock_server::{ClientKey, DEMO_CLIENT_ID, KeyAlg, Registration, ServerCon
 use clap::Args;
 
 /// Flags of `bulkmock serve`; each can also come from an environment variable.
+/// The admin API and dashboard flags, shared by `serve` and `proxy`.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Serve the admin API (/_admin/faults, /_admin/transcript, /_admin/reset) to loopback callers.
+    #[arg(long, env = "BULKMOCK_ADMIN")]
+    pub admin: bool,
+    /// Let the admin API answer callers on any address.
+    #[arg(long, env = "BULKMOCK_ADMIN_ANY_HOST", requires = "admin")]
+    pub admin_any_host: bool,
+    /// Require `Authorization: Bearer <secret>` on admin requests.
+    #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
+    pub admin_token: Option<String>,
+    /// Do not serve the live dashboard (`/_dashboard`, loopback callers only unless --admin-any-host).
+    #[arg(long, env = "BULKMOCK_NO_DASHBOARD")]
+    pub no_dashboard: bool,
+}
+
+impl AdminArgs {
+    /// The admin API's settings.
+    pub fn config(&self) -> bulkmock_server::config::AdminConfig {
+        bulkmock_server::config::AdminConfig {
+            enabled: self.admin,
+            any_host: self.admin_any_host,
+            token: self.admin_token.clone(),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -77,18 +105,8 @@ pub struct ServeArgs {
     /// Write every request and response to this file as NDJSON while serving.
     #[arg(long, env = "BULKMOCK_TRANSCRIPT")]
     transcript: Option<PathBuf>,
-    /// Serve the admin API (/_admin/faults, /_admin/transcript, /_admin/reset) to loopback callers.
-    #[arg(long, env = "BULKMOCK_ADMIN")]
-    admin: bool,
-    /// Let the admin API answer callers on any address.
-    #[arg(long, env = "BULKMOCK_ADMIN_ANY_HOST", requires = "admin")]
-    admin_any_host: bool,
-    /// Require `Authorization: Bearer <secret>` on admin requests.
-    #[arg(long, env = "BULKMOCK_ADMIN_TOKEN", requires = "admin")]
-    admin_token: Option<String>,
-    /// Do not serve the live dashboard (`/_dashboard`, loopback callers only unless --admin-any-host).
-    #[arg(long, env = "BULKMOCK_NO_DASHBOARD")]
-    no_dashboard: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
     /// Accept kick-offs without `Accept: application/fhir+json` or `Prefer:
     /// respond-async`, as lenient servers do (by default they get 400).
     #[arg(long, env = "BULKMOCK_LENIENT_HEADERS")]
@@ -306,12 +324,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
                 None => Default::default(),
             },
             transcript_file: args.transcript.clone(),
-            admin: bulkmock_server::config::AdminConfig {
-                enabled: args.admin,
-                any_host: args.admin_any_host,
-                token: args.admin_token.clone(),
-            },
-            dashboard: !args.no_dashboard,
+            admin: args.admin.config(),
+            dashboard: !args.admin.no_dashboard,
             limits: bulkmock_server::limits::Limits {
                 token_body_bytes: args.max_token_body,
                 kickoff_body_bytes: args.max_body,
@@ -392,7 +406,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         if args.lenient_headers {
             println!("  kick-off:   lenient headers (Accept and Prefer: respond-async not required)");
         }
-        if args.admin {
+        if args.admin.admin {
             println!("  admin:      {}/_admin/faults, /_admin/transcript, /_admin/reset", state.origin());
         }
         println!("Press Ctrl-C to stop.");

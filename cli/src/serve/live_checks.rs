@@ -108,9 +108,17 @@ pub fn install(state: &bulkmock_server::app::AppState) -> Result<Option<String>,
     }
     let checks = HarnessChecks::new(&state.fhir_base, &state.token_url())?;
     state.dashboard.set_live_checks(std::sync::Arc::new(checks));
+    Ok(banner_line(state))
+}
+
+/// The banner line naming the dashboard's URL and who may open it, when it is on.
+pub fn banner_line(state: &bulkmock_server::app::AppState) -> Option<String> {
+    if !state.config.dashboard {
+        return None;
+    }
     let secret = if state.config.admin.token.is_some() { "?secret=<admin token> (once)" } else { "" };
     let who = if state.config.admin.any_host { "any host" } else { "loopback only" };
-    Ok(Some(format!("  dashboard:  {}/_dashboard{secret}  ({who}; --no-dashboard turns it off)", state.origin())))
+    Some(format!("  dashboard:  {}/_dashboard{secret}  ({who}; --no-dashboard turns it off)", state.origin()))
 }
 
 #[cfg(test)]

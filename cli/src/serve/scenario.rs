@@ -36,12 +36,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let mut config = setup::server_config(&case, args.seed);
         config.public_url = args.base_url.clone();
         config.transcript_file = Some(transcript.clone());
-        config.admin = bulkmock_server::config::AdminConfig {
-            enabled: args.admin,
-            any_host: args.admin_any_host,
-            token: args.admin_token.clone(),
-        };
-        config.dashboard = !args.no_dashboard;
+        config.admin = args.admin.config();
+        config.dashboard = !args.admin.no_dashboard;
         // HTTPS (`tls = true` or --tls): the state folder's local CA, which the client can keep trusting.
         let tls = super::tls_identity(&args, case.scenario.server.tls)?;
         config.tls = tls.as_ref().map(|(identity, _)| identity.clone());
@@ -68,7 +64,17 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let base = JudgeFile::new(&case.id, args.seed, &state, &ctx.client_id);
         base.write(&judge_path)?;
         let tls_lines = tls.map(|(_, lines)| lines).unwrap_or_default();
-        banner(&case, &file, &ctx, &state, &transcript, &judge_path, args.admin, &tls_lines, dashboard.as_deref());
+        banner(
+            &case,
+            &file,
+            &ctx,
+            &state,
+            &transcript,
+            &judge_path,
+            args.admin.admin,
+            &tls_lines,
+            dashboard.as_deref(),
+        );
         let watcher = tokio::spawn(record::keep_written(state.clone(), base.clone(), judge_path.clone()));
         let grace = args.shutdown_grace;
         let served = serve_with_grace(listener, state.clone(), super::stop_signal(grace), grace).await;
